@@ -1,0 +1,46 @@
+# Two entry points a newcomer needs: `make run` (the paper-trading loop against the embedded
+# exchange) and `make test` (the whole suite). Both build the project's own virtual environment,
+# because the system python3 carries an old trio in its site-packages.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench bench-full sim clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test,dev]'
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+run: $(VENV)/.installed-run
+	$(BIN)/tradeloop run $(ARGS)
+
+sim: $(VENV)/.installed-run
+	$(BIN)/tradeloop sim $(ARGS)
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks --quick
+
+bench-full: $(VENV)/.installed-bench
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV)

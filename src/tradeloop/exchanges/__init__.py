@@ -1,0 +1,94 @@
+"""Exchange clients, picked by name from a registry.
+
+Names are normalised to lower case once, here, so ``"BingX"`` and ``"bingx"`` are the same
+exchange. Adding an exchange is one new module that subclasses :class:`Exchange` and decorates
+the class with :func:`register_exchange`, plus its import below.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from .base import (
+    ErrorKind,
+    ErrorReply,
+    Event,
+    Exchange,
+    ExchangeError,
+    Heartbeat,
+    KlineBatch,
+    ProtocolError,
+    RateLimitedError,
+    SubscriptionAck,
+    TickUpdate,
+    Topic,
+    TopicKind,
+    WsCodec,
+)
+
+__all__ = [
+    "ErrorKind",
+    "ErrorReply",
+    "Event",
+    "Exchange",
+    "ExchangeError",
+    "Heartbeat",
+    "KlineBatch",
+    "ProtocolError",
+    "RateLimitedError",
+    "SubscriptionAck",
+    "TickUpdate",
+    "Topic",
+    "TopicKind",
+    "WsCodec",
+    "available_exchanges",
+    "create_exchange",
+    "exchange_class",
+    "normalize_exchange_name",
+    "register_exchange",
+]
+
+_REGISTRY: dict[str, type[Exchange]] = {}
+
+ExchangeT = TypeVar("ExchangeT", bound=type[Exchange])
+
+
+def normalize_exchange_name(name: str) -> str:
+    """Lower-case and strip an exchange name; the one place names are normalised."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"invalid exchange name {name!r}: expected one of {', '.join(available_exchanges())}")
+    return name.strip().lower()
+
+
+def register_exchange(cls: ExchangeT) -> ExchangeT:
+    """Class decorator adding an exchange to the registry under ``cls.name`` (lower-cased)."""
+    key = normalize_exchange_name(cls.name)
+    existing = _REGISTRY.get(key)
+    if existing is not None and existing is not cls:
+        raise ValueError(f"exchange name {key!r} is already registered by {existing.__qualname__}")
+    _REGISTRY[key] = cls
+    return cls
+
+
+def available_exchanges() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def exchange_class(name: str) -> type[Exchange]:
+    """The registered class for ``name`` (any letter case); ValueError naming what is allowed."""
+    key = normalize_exchange_name(name)
+    try:
+        return _REGISTRY[key]
+    except KeyError:
+        raise ValueError(
+            f"unknown exchange {name!r}: expected one of {', '.join(available_exchanges())}"
+        ) from None
+
+
+def create_exchange(name: str, **options: Any) -> Exchange:
+    """Instantiate the exchange registered as ``name`` with its constructor ``options``."""
+    return exchange_class(name)(**options)
+
+
+# Built-in exchanges register themselves on import.
+from . import bingx as bingx  # noqa: E402

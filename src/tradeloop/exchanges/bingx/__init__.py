@@ -1,0 +1,1 @@
+"""BingX: USDT-M perpetual swap and spot public market data (work in progress)."""

@@ -1,0 +1,291 @@
+"""One resilient WebSocket session to one market of an exchange, carrying up to N topics.
+
+The connection task loops: connect (bounded) → subscribe every topic (paced) → read → on any
+failure close (shielded, bounded), back off with full jitter, reconnect and resubscribe. Within a
+session three tasks share one nursery, so ending the session ends them all:
+
+- the reader drains trio-websocket's queue at once, answers heartbeats and hands data to topics;
+- the writer sends sub/unsub requests, at most ``subscribe_rate`` per second;
+- the watchdog ends the session when no frame (pings included) arrived for ``stall_timeout``.
+
+The exchange supplies the URL and a sans-IO codec; this module never parses a frame itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable
+
+import trio
+import trio_websocket
+
+from ..exchanges.base import (
+    ErrorReply,
+    Exchange,
+    Heartbeat,
+    KlineBatch,
+    ProtocolError,
+    SubscriptionAck,
+    TickUpdate,
+    Topic,
+    WsCodec,
+)
+from ..symbols import Market
+from .backoff import full_jitter_delay
+from .config import StreamConfig
+from .errors import ErrorHistory
+from .topic import TopicStream
+
+__all__ = ["Connection", "StallError"]
+
+log = logging.getLogger(__name__)
+
+
+class StallError(Exception):
+    """No frame arrived for ``stall_timeout`` seconds: the socket is treated as dead."""
+
+
+# What ends a session and is answered with a reconnect; anything else is a bug and propagates.
+_SESSION_ERRORS = (
+    trio_websocket.ConnectionClosed,
+    trio_websocket.HandshakeError,
+    OSError,
+    trio.TooSlowError,
+    trio.BrokenResourceError,
+    StallError,
+)
+
+
+class Connection:
+    """A socket's topics and diagnostics; :meth:`run` is its task."""
+
+    def __init__(
+        self,
+        exchange_name: str,
+        exchange: Exchange,
+        market: Market,
+        config: StreamConfig,
+        on_fallback_change: Callable[[Connection], None],
+        connection_id: int = 0,
+    ) -> None:
+        self.exchange_name = exchange_name
+        self.exchange = exchange
+        self.market = market
+        self.config = config
+        self.url = exchange.ws_url(market)
+        self.connection_id = connection_id
+        self.topics: dict[Topic, TopicStream] = {}
+        self.state = "idle"
+        # Diagnostics: all initialised here, never lazily.
+        self.error_history = ErrorHistory(100)
+        self.parse_frame_errors: Counter[str] = Counter()
+        self.max_parse_frame_retries = config.max_parse_frame_retries
+        self.reconnect_delay = config.reconnect_delay
+        self.reconnect_count = 0
+        self.last_reconnect: float | None = None
+        """trio.current_time() of the last reconnect attempt."""
+        self.use_rest_fallback = False
+        self.messages_received = 0
+        self.last_message_time: float | None = None
+        self.error_replies = 0
+        self.sessions = 0
+        self._consecutive_parse_errors = 0
+        self._good_frames_since_fallback = 0
+        self._parse_fallback = False
+        self._connect_fallback = False
+        self._consecutive_failures = 0
+        self._on_fallback_change = on_fallback_change
+        # Ordered sets of requests still to send in this session (dicts keep insertion order).
+        self._to_subscribe: dict[Topic, None] = {}
+        self._to_unsubscribe: dict[Topic, None] = {}
+        self._subscribed: set[Topic] = set()
+        self._pending_acks: dict[str, Topic] = {}
+        self._requests_waiting = trio.Event()
+        self._cancel_scope = trio.CancelScope()
+        self._rng = random.Random()
+
+    # -- topics -----------------------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        return self.config.max_topics_per_socket or self.exchange.max_topics_per_socket
+
+    def add_topic(self, stream: TopicStream) -> None:
+        self.topics[stream.topic] = stream
+        self._to_unsubscribe.pop(stream.topic, None)
+        if stream.topic not in self._subscribed:
+            self._to_subscribe[stream.topic] = None
+        self._requests_waiting.set()
+
+    def remove_topic(self, topic: Topic) -> None:
+        self.topics.pop(topic, None)
+        self._to_subscribe.pop(topic, None)
+        if topic in self._subscribed:
+            self._to_unsubscribe[topic] = None
+            self._requests_waiting.set()
+
+    def close(self) -> None:
+        """End the connection task (the socket is closed on the way out)."""
+        self._cancel_scope.cancel()
+
+    # -- the task ---------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        with self._cancel_scope:
+            attempt = 0
+            while True:
+                started = trio.current_time()
+                try:
+                    await self._session()
+                except* _SESSION_ERRORS as group:
+                    for exc in group.exceptions:
+                        self.error_history.record(type(exc).__name__, exc)
+                        log.warning(
+                            "%s %s socket #%d failed: %r", self.exchange_name, self.market, self.connection_id, exc
+                        )
+                if trio.current_time() - started >= self.config.healthy_after:
+                    attempt = 0
+                attempt += 1
+                self._consecutive_failures += 1
+                if self._consecutive_failures > self.config.fallback_after_failures:
+                    self._set_connect_fallback(True)
+                self.state = "backoff"
+                delay = full_jitter_delay(
+                    attempt, self.config.reconnect_delay, self.config.reconnect_delay_max, self._rng
+                )
+                await trio.sleep(delay)
+                self.reconnect_count += 1
+                self.last_reconnect = trio.current_time()
+
+    async def _session(self) -> None:
+        self.state = "connecting"
+        self.sessions += 1
+        async with trio.open_nursery() as nursery:
+            with trio.fail_after(self.config.connect_timeout):
+                ws = await trio_websocket.connect_websocket_url(
+                    nursery, self.url, message_queue_size=self.config.message_queue_size
+                )
+            try:
+                self.state = "open"
+                self.last_message_time = trio.current_time()
+                self._subscribed.clear()
+                self._pending_acks.clear()
+                self._to_unsubscribe.clear()
+                self._to_subscribe = dict.fromkeys(self.topics)
+                codec = self.exchange.new_codec(self.market)
+                nursery.start_soon(self._write_requests, ws, codec)
+                nursery.start_soon(self._watchdog)
+                await self._read(ws, codec)
+            finally:
+                self.state = "closing"
+                with trio.move_on_after(self.config.close_timeout) as cleanup:
+                    cleanup.shield = True
+                    await ws.aclose()
+                nursery.cancel_scope.cancel()
+
+    async def _read(self, ws: trio_websocket.WebSocketConnection, codec: WsCodec) -> None:
+        topics = self.topics
+        while True:
+            frame = await ws.get_message()
+            self.messages_received += 1
+            self.last_message_time = trio.current_time()
+            try:
+                event = codec.decode(frame)
+            except ProtocolError as exc:
+                self._on_parse_error(exc)
+                continue
+            if isinstance(event, KlineBatch):
+                stream = topics.get(event.topic)
+                if stream is not None:
+                    self._on_good_data()
+                    await stream.offer_klines(event.klines)
+            elif isinstance(event, TickUpdate):
+                stream = topics.get(event.topic)
+                if stream is not None:
+                    self._on_good_data()
+                    await stream.publish_tick(event.tick)
+            elif isinstance(event, Heartbeat):
+                await ws.send_message(event.reply)
+            elif isinstance(event, SubscriptionAck):
+                self._pending_acks.pop(event.request_id, None)
+            elif isinstance(event, ErrorReply):
+                self._on_error_reply(event)
+
+    async def _write_requests(self, ws: trio_websocket.WebSocketConnection, codec: WsCodec) -> None:
+        interval = 1.0 / self.config.subscribe_rate
+        while True:
+            if not (self._to_subscribe or self._to_unsubscribe):
+                self._requests_waiting = trio.Event()
+                await self._requests_waiting.wait()
+                continue
+            if self._to_unsubscribe:
+                topic = next(iter(self._to_unsubscribe))
+                del self._to_unsubscribe[topic]
+                self._subscribed.discard(topic)
+                request_id, text = codec.unsubscribe(topic)
+            else:
+                topic = next(iter(self._to_subscribe))
+                del self._to_subscribe[topic]
+                self._subscribed.add(topic)
+                request_id, text = codec.subscribe(topic)
+                self._pending_acks[request_id] = topic
+            await ws.send_message(text)
+            await trio.sleep(interval)
+
+    async def _watchdog(self) -> None:
+        while True:
+            assert self.last_message_time is not None
+            deadline = self.last_message_time + self.config.stall_timeout
+            if trio.current_time() >= deadline:
+                raise StallError(f"no frame for {self.config.stall_timeout:g} s on {self.url}")
+            await trio.sleep_until(deadline)
+
+    # -- diagnostics and fallback -----------------------------------------------------------------
+
+    def _on_parse_error(self, exc: ProtocolError) -> None:
+        self.parse_frame_errors[exc.kind.value] += 1
+        self.error_history.record(f"parse:{exc.kind.value}", exc)
+        self._consecutive_parse_errors += 1
+        self._good_frames_since_fallback = 0
+        log.warning("%s: skipped a malformed frame: %s", self.url, exc)
+        if self._consecutive_parse_errors > self.max_parse_frame_retries and not self._parse_fallback:
+            self._parse_fallback = True
+            self._fallback_changed()
+
+    def _on_good_data(self) -> None:
+        self._consecutive_parse_errors = 0
+        if self._consecutive_failures:
+            self._consecutive_failures = 0
+            self._set_connect_fallback(False)
+        if self._parse_fallback:
+            self._good_frames_since_fallback += 1
+            if self._good_frames_since_fallback >= self.config.fallback_recovery_frames:
+                self._parse_fallback = False
+                self._fallback_changed()
+
+    def _on_error_reply(self, reply: ErrorReply) -> None:
+        self.error_replies += 1
+        topic = self._pending_acks.pop(reply.request_id, None)
+        where = f" for {topic}" if topic else ""
+        self.error_history.record(f"error_reply:{reply.code}", f"{reply.message}{where}")
+        log.error("%s rejected a request%s: code %d %s", self.url, where, reply.code, reply.message)
+
+    def _set_connect_fallback(self, enabled: bool) -> None:
+        if self._connect_fallback != enabled:
+            self._connect_fallback = enabled
+            self._fallback_changed()
+
+    def _fallback_changed(self) -> None:
+        enabled = self._parse_fallback or self._connect_fallback
+        if enabled != self.use_rest_fallback:
+            self.use_rest_fallback = enabled
+            log.warning(
+                "%s %s socket #%d: REST fallback %s",
+                self.exchange_name,
+                self.market,
+                self.connection_id,
+                "on" if enabled else "off",
+            )
+            self._on_fallback_change(self)

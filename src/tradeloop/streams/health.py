@@ -1,0 +1,78 @@
+"""Health is data: a typed, immutable snapshot of every connection and topic."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..exchanges.base import Topic
+from .errors import ErrorRecord
+from .fanout import SubscriberHealth
+
+__all__ = ["ConnectionHealth", "StreamHealth", "TopicHealth"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionHealth:
+    exchange: str
+    market: str
+    url: str
+    connection_id: int
+    state: str
+    """idle, connecting, open, closing or backoff."""
+    topics: int
+    messages: int
+    last_message_age: float | None
+    """Seconds since the last frame (pings included), None before the first."""
+    reconnects: int
+    last_reconnect_age: float | None
+    use_rest_fallback: bool
+    parse_errors: Mapping[str, int]
+    error_replies: int
+    recent_errors: tuple[ErrorRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicHealth:
+    exchange: str
+    topic: Topic
+    mode: str
+    """"ws" or "rest" (fallback polling, or a fetch-only exchange)."""
+    state: str
+    messages: int
+    last_message_age: float | None
+    reconnects: int
+    """Reconnects of the socket carrying this topic."""
+    parse_errors: Mapping[str, int]
+    """Parse errors on that socket, by kind (a malformed frame names no reliable topic)."""
+    closed_candles: int
+    backfilled_candles: int
+    stale_updates: int
+    duplicate_updates: int
+    unconfirmed_closes: int
+    rest_errors: int
+    recent_errors: tuple[ErrorRecord, ...]
+    subscribers: tuple[SubscriberHealth, ...]
+
+    @property
+    def lag(self) -> int:
+        """The largest backlog of any subscriber."""
+        return max((s.lag for s in self.subscribers), default=0)
+
+    @property
+    def dropped(self) -> int:
+        return sum(s.dropped for s in self.subscribers)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHealth:
+    connections: tuple[ConnectionHealth, ...]
+    topics: tuple[TopicHealth, ...]
+
+    @property
+    def total_reconnects(self) -> int:
+        return sum(c.reconnects for c in self.connections)
+
+    @property
+    def total_parse_errors(self) -> int:
+        return sum(sum(c.parse_errors.values()) for c in self.connections)

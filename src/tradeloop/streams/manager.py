@@ -1,0 +1,299 @@
+"""StreamManager: owns one nursery in which every connection, poller and topic task lives.
+
+Task tracking is the nursery and shutdown is cancelling it: leaving ``async with
+StreamManager.open(...)`` (or an error in any stream task) ends every stream, closes every socket
+within the connection's close bound, and ends every subscriber's iteration.
+
+Several subscribers to the same topic share one upstream subscription; the last one closing its
+channel unsubscribes upstream and, when a socket has no topic left, closes it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
+from typing import Literal
+
+import httpx
+import trio
+
+from ..exchanges import Exchange, normalize_exchange_name
+from ..exchanges.base import Topic, TopicKind
+from ..models import Kline, Tick
+from ..symbols import Market, parse_symbol
+from .config import StreamConfig
+from .connection import Connection
+from .fanout import SlowConsumerPolicy, Subscription
+from .health import ConnectionHealth, StreamHealth, TopicHealth
+from .topic import TopicStream
+
+__all__ = ["StreamManager"]
+
+log = logging.getLogger(__name__)
+
+TickKind = Literal["ticker", "last_price", "mark_price", "book_ticker"]
+
+
+class StreamManager:
+    """Subscriptions to market data of one or more exchanges. Create it with :meth:`open`."""
+
+    def __init__(
+        self,
+        exchanges: Mapping[str, Exchange],
+        config: StreamConfig,
+        http: httpx.AsyncClient,
+        nursery: trio.Nursery,
+    ) -> None:
+        self._exchanges = dict(exchanges)
+        self.config = config
+        self._http = http
+        self._nursery = nursery
+        self._topics: dict[tuple[str, Topic], TopicStream] = {}
+        self._topic_scopes: dict[tuple[str, Topic], trio.CancelScope] = {}
+        self._connections: dict[tuple[str, Market], list[Connection]] = {}
+        self._topic_connection: dict[tuple[str, Topic], Connection] = {}
+        self._connection_ids = itertools.count(1)
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        exchanges: Mapping[str, Exchange] | Iterable[Exchange],
+        config: StreamConfig | None = None,
+        *,
+        http: httpx.AsyncClient | None = None,
+    ) -> AsyncIterator[StreamManager]:
+        """Run a manager for ``exchanges`` (a mapping name → client, or clients keyed by ``.name``).
+
+        ``http`` is the client used for REST; by default the manager owns one.
+        """
+        config = config or StreamConfig()
+        if isinstance(exchanges, Mapping):
+            named = {normalize_exchange_name(name): client for name, client in exchanges.items()}
+        else:
+            named = {normalize_exchange_name(client.name): client for client in exchanges}
+        if not named:
+            raise ValueError("StreamManager needs at least one exchange")
+        async with _http_client(http, config) as client, trio.open_nursery() as nursery:
+            manager = cls(named, config, client, nursery)
+            try:
+                yield manager
+            finally:
+                manager._close_all()
+                nursery.cancel_scope.cancel()
+
+    # -- subscribing ------------------------------------------------------------------------------
+
+    def klines(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        *,
+        policy: SlowConsumerPolicy | str = SlowConsumerPolicy.BLOCK,
+        closed_only: bool = False,
+        buffer: int | None = None,
+    ) -> Subscription[Kline]:
+        """Updates of each candle, then one ``closed=True`` kline per candle, in order, no gaps."""
+        stream = self._stream(exchange, Topic(TopicKind.KLINE, symbol, timeframe))
+        accepts = _is_closed if closed_only else None
+        return stream.kline_fanout.subscribe(policy, buffer or self.config.kline_buffer, accepts)
+
+    def ticks(
+        self,
+        exchange: str,
+        symbol: str,
+        *,
+        kind: TickKind = "ticker",
+        policy: SlowConsumerPolicy | str = SlowConsumerPolicy.LATEST,
+        buffer: int | None = None,
+    ) -> Subscription[Tick]:
+        """Ticks of ``symbol``: the 24h ticker by default, or last price, mark price, book ticker."""
+        try:
+            topic_kind = TopicKind(kind)
+        except ValueError:
+            allowed = ", ".join(k.value for k in TopicKind if k is not TopicKind.KLINE)
+            raise ValueError(f"invalid tick kind {kind!r}: expected one of {allowed}") from None
+        if topic_kind is TopicKind.KLINE:
+            raise ValueError("use klines() for kline streams")
+        stream = self._stream(exchange, Topic(topic_kind, symbol))
+        return stream.tick_fanout.subscribe(policy, buffer or self.config.tick_buffer)
+
+    async def fetch_klines(self, exchange: str, symbol: str, timeframe: str, *, limit: int = 100) -> list[Kline]:
+        """The newest ``limit`` closed candles over REST, oldest first (strategy warm-up)."""
+        topic = Topic(TopicKind.KLINE, symbol, timeframe)
+        client = self._exchange(exchange)
+        with trio.fail_after(self.config.rest_timeout):
+            rows = await client.fetch_klines(self._http, topic.symbol, timeframe, limit=limit + 1)
+        return [k for k in rows if k.closed][-limit:]
+
+    def _exchange(self, name: str) -> Exchange:
+        key = normalize_exchange_name(name)
+        try:
+            return self._exchanges[key]
+        except KeyError:
+            raise ValueError(
+                f"unknown exchange {name!r}: this manager serves {', '.join(sorted(self._exchanges))}"
+            ) from None
+
+    def _stream(self, exchange_name: str, topic: Topic) -> TopicStream:
+        name = normalize_exchange_name(exchange_name)
+        client = self._exchange(name)
+        key = (name, topic)
+        stream = self._topics.get(key)
+        if stream is not None:
+            return stream
+        client.check_topic(topic)
+        parse_symbol(topic.symbol)
+        stream = TopicStream(name, client, topic, self.config, self._http, lambda: self._drop(key))
+        self._topics[key] = stream
+        scope = trio.CancelScope()
+        self._topic_scopes[key] = scope
+        if stream.is_kline:
+            self._nursery.start_soon(_run_in_scope, scope, stream.run_klines)
+        if client.supports_push:
+            log.info("%s %s: streaming over WebSocket", name, topic)
+            self._assign_connection(stream)
+        else:
+            log.info("%s %s: no push stream, polling REST every %g s", name, topic, self.config.rest_poll_interval)
+            self._start_polling(stream)
+        return stream
+
+    def _assign_connection(self, stream: TopicStream) -> None:
+        market = stream.topic.market
+        pool = self._connections.setdefault((stream.exchange_name, market), [])
+        connection = next((c for c in pool if len(c.topics) < c.capacity), None)
+        if connection is None:
+            connection = Connection(
+                stream.exchange_name,
+                stream.exchange,
+                market,
+                self.config,
+                self._on_fallback_change,
+                next(self._connection_ids),
+            )
+            pool.append(connection)
+            self._nursery.start_soon(connection.run)
+        connection.add_topic(stream)
+        self._topic_connection[(stream.exchange_name, stream.topic)] = connection
+        if connection.use_rest_fallback:
+            self._start_polling(stream)
+
+    def _drop(self, key: tuple[str, Topic]) -> None:
+        """The last subscriber left: release the upstream subscription."""
+        stream = self._topics.pop(key)
+        self._topic_scopes.pop(key).cancel()
+        self._stop_polling(stream)
+        stream.close()
+        connection = self._topic_connection.pop(key, None)
+        if connection is not None:
+            connection.remove_topic(stream.topic)
+            if not connection.topics:
+                connection.close()
+                self._connections[(stream.exchange_name, connection.market)].remove(connection)
+
+    # -- REST fallback ----------------------------------------------------------------------------
+
+    def _on_fallback_change(self, connection: Connection) -> None:
+        for stream in connection.topics.values():
+            if connection.use_rest_fallback:
+                self._start_polling(stream)
+            else:
+                self._stop_polling(stream)
+
+    def _start_polling(self, stream: TopicStream) -> None:
+        if stream.poll_scope is not None:
+            return
+        stream.mode = "rest"
+        stream.poll_scope = trio.CancelScope()
+        self._nursery.start_soon(_run_in_scope, stream.poll_scope, stream.poll, self.config.rest_poll_interval)
+
+    def _stop_polling(self, stream: TopicStream) -> None:
+        if stream.poll_scope is None or not stream.exchange.supports_push:
+            return
+        stream.poll_scope.cancel()
+        stream.poll_scope = None
+        stream.mode = "ws"
+
+    # -- health and shutdown ----------------------------------------------------------------------
+
+    def health(self) -> StreamHealth:
+        now = trio.current_time()
+        connections = tuple(
+            _connection_health(c, now) for pool in self._connections.values() for c in pool
+        )
+        topics = tuple(
+            _topic_health(stream, self._topic_connection.get(key), now) for key, stream in self._topics.items()
+        )
+        return StreamHealth(connections, topics)
+
+    def _close_all(self) -> None:
+        for stream in self._topics.values():
+            stream.close()
+
+
+def _is_closed(kline: Kline) -> bool:
+    return kline.closed
+
+
+async def _run_in_scope(scope: trio.CancelScope, function: Callable[..., Awaitable[object]], *args: object) -> None:
+    with scope:
+        await function(*args)
+
+
+@asynccontextmanager
+async def _http_client(http: httpx.AsyncClient | None, config: StreamConfig) -> AsyncIterator[httpx.AsyncClient]:
+    if http is not None:
+        yield http
+        return
+    async with httpx.AsyncClient(timeout=config.rest_timeout) as client:
+        yield client
+
+
+def _age(now: float, then: float | None) -> float | None:
+    return None if then is None else now - then
+
+
+def _connection_health(connection: Connection, now: float) -> ConnectionHealth:
+    return ConnectionHealth(
+        exchange=connection.exchange_name,
+        market=connection.market.value,
+        url=connection.url,
+        connection_id=connection.connection_id,
+        state=connection.state,
+        topics=len(connection.topics),
+        messages=connection.messages_received,
+        last_message_age=_age(now, connection.last_message_time),
+        reconnects=connection.reconnect_count,
+        last_reconnect_age=_age(now, connection.last_reconnect),
+        use_rest_fallback=connection.use_rest_fallback,
+        parse_errors=dict(connection.parse_frame_errors),
+        error_replies=connection.error_replies,
+        recent_errors=connection.error_history.recent(),
+    )
+
+
+def _topic_health(stream: TopicStream, connection: Connection | None, now: float) -> TopicHealth:
+    errors = stream.error_history.recent()
+    if connection is not None:
+        errors = tuple(sorted(errors + connection.error_history.recent(), key=lambda e: e.time))[-10:]
+    return TopicHealth(
+        exchange=stream.exchange_name,
+        topic=stream.topic,
+        mode=stream.mode,
+        state=connection.state if connection is not None else "polling",
+        messages=stream.messages,
+        last_message_age=_age(now, stream.last_message_time),
+        reconnects=connection.reconnect_count if connection is not None else 0,
+        parse_errors=dict(connection.parse_frame_errors) if connection is not None else {},
+        closed_candles=stream.closed_candles,
+        backfilled_candles=stream.backfilled_candles,
+        stale_updates=stream.stale_updates,
+        duplicate_updates=stream.duplicate_updates,
+        unconfirmed_closes=stream.unconfirmed_closes,
+        rest_errors=stream.rest_errors,
+        recent_errors=errors,
+        subscribers=stream.kline_fanout.health() + stream.tick_fanout.health(),
+    )

@@ -19,6 +19,7 @@ __all__ = [
     "SymbolInfo",
     "candle_open_time",
     "next_open_time",
+    "normalize_symbol",
     "parse_symbol",
     "timeframe_ms",
     "validate_timeframe",
@@ -58,6 +59,7 @@ _WEEK_ORIGIN_MS = 4 * _DAY
 
 _ASSET = r"[A-Z0-9]{1,20}"
 _UNIFIED = re.compile(rf"^({_ASSET})/({_ASSET})(?::({_ASSET}))?$")
+_DASHED_ID = re.compile(rf"^({_ASSET})-({_ASSET})$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,17 @@ def parse_symbol(symbol: str) -> SymbolInfo:
         )
     base, quote, settle = match.groups()
     return SymbolInfo(base, quote, settle)
+
+
+def normalize_symbol(text: str) -> str:
+    """Unify what a user typed: a unified symbol is kept, a ``BASE-QUOTE`` id means the USDT-M style
+    swap settled in the quote currency (``BTC-USDT`` → ``BTC/USDT:USDT``), the common meaning of a
+    bare id on derivatives exchanges."""
+    match = _DASHED_ID.match(text) if isinstance(text, str) else None
+    if match is not None:
+        base, quote = match.groups()
+        return f"{base}/{quote}:{quote}"
+    return parse_symbol(text).unified
 
 
 def validate_timeframe(timeframe: str) -> str:

@@ -112,7 +112,7 @@ async def test_close_ends_consumers_iteration() -> None:
 
 def test_bad_policy_and_buffer_are_named() -> None:
     fanout: FanOut[int] = FanOut()
-    with pytest.raises(ValueError, match="'fastest'.*block, latest, drop"):
+    with pytest.raises(ValueError, match=r"'fastest'.*block, latest, drop"):
         fanout.subscribe("fastest", 1)
     with pytest.raises(ValueError, match="buffer size 0"):
         fanout.subscribe("block", 0)

@@ -1,0 +1,39 @@
+"""The exchange registry: names normalised to lower case once, clear errors for the rest."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+
+from tradeloop import available_exchanges, create_exchange
+from tradeloop.exchanges import exchange_class, register_exchange
+from tradeloop.exchanges.bingx import BingX
+
+
+@pytest.mark.parametrize("name", ["bingx", "BingX", "BINGX", " bingx "])
+def test_names_are_case_insensitive(name: str) -> None:
+    assert exchange_class(name) is BingX
+    assert isinstance(create_exchange(name), BingX)
+
+
+def test_unknown_exchange_names_the_value_and_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"unknown exchange 'binance': expected one of .*bingx"):
+        create_exchange("binance")
+    with pytest.raises(ValueError, match="invalid exchange name"):
+        exchange_class("  ")
+
+
+def test_urls_point_the_client_elsewhere() -> None:
+    client = create_exchange("bingx", ws_url="ws://127.0.0.1:1/swap-market", rest_url="http://127.0.0.1:2")
+    assert isinstance(client, BingX)
+    assert "bingx" in available_exchanges()
+
+
+def test_a_second_class_cannot_take_a_registered_name() -> None:
+    class Impostor(BingX):
+        name: ClassVar[str] = "BingX"
+
+    with pytest.raises(ValueError, match="already registered"):
+        register_exchange(Impostor)
+    assert exchange_class("bingx") is BingX

@@ -1,1 +1,106 @@
-"""BingX: USDT-M perpetual swap and spot public market data (work in progress)."""
+"""BingX: public market data of USDT-margined perpetual swaps and spot pairs.
+
+The exchange is three modules: :mod:`.wire` (how BingX spells symbols, timeframes and numbers),
+:mod:`.codec` (the sans-IO WebSocket protocol) and :mod:`.rest` (REST paths and reply parsing).
+This module binds them to URLs and performs the REST calls with the caller's HTTP client.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+import httpx
+
+from ...models import Kline, Tick
+from ...symbols import Market, validate_timeframe
+from .. import register_exchange
+from ..base import Exchange, Topic
+from .codec import BingXCodec, data_type
+from .rest import MAX_KLINES, PATHS, Endpoint, parse_klines, parse_server_time, parse_ticker
+from .wire import bingx_id, unified_symbol
+
+__all__ = ["BingX", "BingXCodec", "bingx_id", "data_type", "unified_symbol"]
+
+logger = logging.getLogger(__name__)
+
+SWAP_WS_URL: Final = "wss://open-api-swap.bingx.com/swap-market"
+SPOT_WS_URL: Final = "wss://open-api-ws.bingx.com/market"
+REST_URL: Final = "https://open-api.bingx.com"
+
+_Params = dict[str, str | int]
+
+
+@register_exchange
+class BingX(Exchange):
+    """BingX, live by default; pass other URLs for the embedded simulator or the VST demo."""
+
+    name = "bingx"
+
+    def __init__(
+        self, *, ws_url: str = SWAP_WS_URL, spot_ws_url: str = SPOT_WS_URL, rest_url: str = REST_URL
+    ) -> None:
+        self._ws_urls = {Market.SWAP: ws_url, Market.SPOT: spot_ws_url}
+        self.rest_url = rest_url.rstrip("/")
+
+    def __repr__(self) -> str:
+        swap, spot = self._ws_urls[Market.SWAP], self._ws_urls[Market.SPOT]
+        return f"BingX(ws_url={swap!r}, spot_ws_url={spot!r}, rest_url={self.rest_url!r})"
+
+    def ws_url(self, market: Market) -> str:
+        return self._ws_urls[Market(market)]
+
+    def new_codec(self, market: Market) -> BingXCodec:
+        return BingXCodec(Market(market))
+
+    def check_topic(self, topic: Topic) -> None:
+        data_type(topic)
+
+    async def fetch_klines(
+        self,
+        http: httpx.AsyncClient,
+        symbol: str,
+        timeframe: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        limit: int = 500,
+    ) -> list[Kline]:
+        market, symbol_id = bingx_id(symbol)
+        validate_timeframe(timeframe)
+        if not 1 <= limit <= MAX_KLINES:
+            raise ValueError(f"invalid limit {limit!r}: BingX returns 1 to {MAX_KLINES} candles per request")
+        if start_ms is not None and end_ms is not None and start_ms > end_ms:
+            raise ValueError(f"invalid range: start_ms {start_ms} is after end_ms {end_ms}")
+        params: _Params = {"symbol": symbol_id, "interval": timeframe, "limit": limit}
+        if start_ms is not None:
+            params["startTime"] = start_ms
+        if end_ms is not None:
+            params["endTime"] = end_ms
+        response = await self._get(http, market, Endpoint.KLINES, params)
+        klines = parse_klines(market, response.content, symbol, timeframe, status=response.status_code)
+        # The server is asked for the range; filtering again keeps the contract if it answers wider.
+        return [
+            kline
+            for kline in klines
+            if (start_ms is None or kline.open_time >= start_ms) and (end_ms is None or kline.open_time <= end_ms)
+        ]
+
+    async def fetch_ticker(self, http: httpx.AsyncClient, symbol: str) -> Tick:
+        market, symbol_id = bingx_id(symbol)
+        response = await self._get(http, market, Endpoint.TICKER, {"symbol": symbol_id})
+        return parse_ticker(market, response.content, symbol, status=response.status_code)
+
+    async def fetch_server_time(self, http: httpx.AsyncClient) -> int:
+        """BingX's clock, epoch milliseconds (the swap API's; both markets share it)."""
+        response = await self._get(http, Market.SWAP, Endpoint.SERVER_TIME, {})
+        return parse_server_time(response.content, status=response.status_code)
+
+    async def _get(
+        self, http: httpx.AsyncClient, market: Market, endpoint: Endpoint, params: _Params
+    ) -> httpx.Response:
+        """GET an absolute URL (never the client's base_url): one client may serve several exchanges."""
+        url = self.rest_url + PATHS[(market, endpoint)]
+        response = await http.get(url, params=params)
+        logger.debug("GET %s %s -> HTTP %d, %d bytes", url, params, response.status_code, len(response.content))
+        return response

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from enum import StrEnum
 
-__all__ = ["Kline", "Tick"]
+__all__ = ["Fill", "Kline", "Order", "Position", "Side", "Signal", "Tick"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +53,114 @@ class Tick:
     bid_size: Decimal | None = None
     ask_size: Decimal | None = None
     volume_24h: Decimal | None = None
+
+
+# --- trading value types -------------------------------------------------------------------------
+
+
+class Side(StrEnum):
+    BUY = "buy"
+    SELL = "sell"
+
+    @property
+    def sign(self) -> int:
+        """+1 for a buy, -1 for a sell: the sign a fill gives a position change."""
+        return 1 if self is Side.BUY else -1
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """What a strategy wants: trade ``quantity`` on ``side``, or hold ``target`` (signed) of ``symbol``.
+
+    Exactly one form is given. A ``target`` is the strategy's own position (shorts negative), so
+    two strategies trading one symbol never undo each other's trades. Build one with
+    :meth:`buy`, :meth:`sell` or :meth:`hold` from the kline or tick that prompted it; the
+    coordinator fills in ``strategy``.
+    """
+
+    exchange: str
+    symbol: str
+    reason: str
+    side: Side | None = None
+    quantity: Decimal | None = None
+    target: Decimal | None = None
+    strategy: str = ""
+
+    def __post_init__(self) -> None:
+        if self.target is None:
+            if self.side is None or self.quantity is None or not self.quantity > 0:
+                raise ValueError(
+                    f"signal for {self.symbol!r} needs a target, or a side and a quantity > 0 "
+                    f"(got side={self.side!r}, quantity={self.quantity!r})"
+                )
+        elif self.side is not None or self.quantity is not None:
+            raise ValueError(f"signal for {self.symbol!r} gives both a target and a side/quantity")
+        elif not self.target.is_finite():
+            raise ValueError(f"signal for {self.symbol!r}: target must be finite, got {self.target!r}")
+
+    @classmethod
+    def buy(cls, market: Kline | Tick, quantity: Decimal, reason: str) -> Signal:
+        return cls(market.exchange, market.symbol, reason, side=Side.BUY, quantity=quantity)
+
+    @classmethod
+    def sell(cls, market: Kline | Tick, quantity: Decimal, reason: str) -> Signal:
+        return cls(market.exchange, market.symbol, reason, side=Side.SELL, quantity=quantity)
+
+    @classmethod
+    def hold(cls, market: Kline | Tick, target: Decimal, reason: str) -> Signal:
+        """Hold ``target`` of the symbol (0 = flat, negative = short)."""
+        return cls(market.exchange, market.symbol, reason, target=target)
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A signal the risk manager approved, sized as a positive quantity on a side."""
+
+    id: int
+    exchange: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    strategy: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """An executed order: ``price`` includes slippage, ``fee`` is paid in the quote currency."""
+
+    order_id: int
+    exchange: str
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal
+    time: int
+    """Time of the market data the fill was priced at, milliseconds since the Unix epoch (UTC)."""
+    strategy: str
+    reason: str
+
+    @property
+    def signed_quantity(self) -> Decimal:
+        return self.quantity if self.side is Side.BUY else -self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """An account's holding of one symbol, valued at its latest mark (``None`` before any mark)."""
+
+    exchange: str
+    symbol: str
+    quantity: Decimal
+    """Signed: negative is short."""
+    cost: Decimal
+    """Signed entry cost of the open quantity (sum of its lots' quantity × price)."""
+    realised_pnl: Decimal
+    mark: Decimal | None
+    unrealised_pnl: Decimal
+
+    @property
+    def average_entry(self) -> Decimal | None:
+        """Entry price of the open quantity, for display: the books keep ``cost``, which is exact."""
+        return self.cost / self.quantity if self.quantity else None

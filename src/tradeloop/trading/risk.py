@@ -1,0 +1,282 @@
+"""The risk manager: every signal becomes an order or a counted rejection with a reason.
+
+Limits (all optional; ``None`` is no limit):
+
+- ``max_position_notional``: |account position| × price per instrument after the order;
+- ``max_gross_exposure``: sum of |position| × mark over all instruments after the order;
+- ``max_order_notional``: quantity × price of one order (a fat-finger bound);
+- ``max_daily_loss``: equity lost since the start of the UTC day (market time), and
+  ``max_drawdown``: equity lost from its peak this run, as a fraction of that peak — either one
+  trips the **kill switch**: every strategy's holding is flattened and no new order is accepted;
+- ``max_tick_age``: seconds since the instrument's latest tick; older data gets no order;
+- ``max_orders_per_minute``: orders approved in any 60 s of Trio's clock.
+
+Orders that only shrink a position skip the position and exposure limits: risk must never stop
+a strategy from getting out. Loss limits count from the run's start, so a restarted engine
+measures its own session (the journal keeps the all-time peak and drawdown for the record).
+
+Execution is serialised by one lock, which the kill switch's flatten takes too: once the switch
+trips, no order approved earlier can reopen a position after the flatten.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+
+import trio
+
+from ..models import Fill, Order, Side, Signal
+from .portfolio import PortfolioManager
+
+__all__ = ["RejectReason", "Rejection", "RiskLimits", "RiskManager", "RiskState"]
+
+logger = logging.getLogger(__name__)
+
+_DAY_MS = 86_400_000
+_RATE_WINDOW = 60.0
+_RECENT_REJECTIONS = 20
+
+
+class RejectReason(StrEnum):
+    KILL_SWITCH = "kill_switch"
+    NO_MARKET_DATA = "no_market_data"
+    STALE_MARKET_DATA = "stale_market_data"
+    MAX_ORDER_NOTIONAL = "max_order_notional"
+    MAX_POSITION = "max_position_notional"
+    MAX_GROSS_EXPOSURE = "max_gross_exposure"
+    ORDER_RATE = "max_orders_per_minute"
+
+
+@dataclass(frozen=True, slots=True)
+class RiskLimits:
+    """Bounds the risk manager enforces; every field is validated (ValueError names it)."""
+
+    max_position_notional: Decimal | None = None
+    max_gross_exposure: Decimal | None = None
+    max_order_notional: Decimal | None = None
+    max_daily_loss: Decimal | None = None
+    max_drawdown: Decimal | None = None
+    """A fraction of peak equity in (0, 1], e.g. 0.2 for 20%."""
+    max_tick_age: float | None = 10.0
+    max_orders_per_minute: int | None = 60
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is None:
+                continue
+            if field.name == "max_orders_per_minute":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"risk limit {field.name!r} must be an integer >= 1, got {value!r}")
+                continue
+            if field.name == "max_tick_age":
+                if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                    raise ValueError(f"risk limit {field.name!r} must be a number of seconds > 0, got {value!r}")
+                continue
+            number = _decimal(field.name, value)
+            if field.name == "max_drawdown" and not 0 < number <= 1:
+                raise ValueError(f"risk limit 'max_drawdown' must be a fraction in (0, 1], got {value!r}")
+            object.__setattr__(self, field.name, number)
+
+
+def _decimal(name: str, value: object) -> Decimal:
+    """A finite Decimal >= 0 from a Decimal, int, float or string."""
+    try:
+        number = Decimal(str(value)) if isinstance(value, Decimal | int | float | str) else None
+    except InvalidOperation:
+        number = None
+    if isinstance(value, bool) or number is None or not number.is_finite() or number < 0:
+        raise ValueError(f"risk limit {name!r} must be a number >= 0, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    signal: Signal
+    reason: RejectReason
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class RiskState:
+    """What the risk manager has done, for the live view and the summary."""
+
+    killed: bool
+    kill_reason: str | None
+    signals: int
+    orders: int
+    unchanged: int
+    """Signals asking for the position the strategy already holds."""
+    rejections: Mapping[RejectReason, int]
+    recent_rejections: tuple[Rejection, ...]
+    day_start_equity: Decimal
+    peak_equity: Decimal
+
+    @property
+    def total_rejections(self) -> int:
+        return sum(self.rejections.values())
+
+
+class RiskManager:
+    """Turns signals into paper orders on ``portfolio`` within ``limits``.
+
+    Call :meth:`after_mark` after every tick the portfolio is marked to: it trips the kill switch,
+    which sets :attr:`killed`; the owner then calls :meth:`flatten`.
+    """
+
+    def __init__(self, limits: RiskLimits, portfolio: PortfolioManager) -> None:
+        self.limits = limits
+        self._portfolio = portfolio
+        self.killed = trio.Event()
+        self._kill_reason: str | None = None
+        self._lock = trio.Lock()
+        self._order_times: deque[float] = deque()
+        self._signals = 0
+        self._orders = 0
+        self._unchanged = 0
+        self._rejections: Counter[RejectReason] = Counter()
+        self._recent: deque[Rejection] = deque(maxlen=_RECENT_REJECTIONS)
+        self._day: int | None = None
+        self._day_start_equity = portfolio.equity
+        self._peak = portfolio.equity
+
+    @property
+    def kill_reason(self) -> str | None:
+        return self._kill_reason
+
+    def state(self) -> RiskState:
+        return RiskState(
+            killed=self._kill_reason is not None,
+            kill_reason=self._kill_reason,
+            signals=self._signals,
+            orders=self._orders,
+            unchanged=self._unchanged,
+            rejections=dict(self._rejections),
+            recent_rejections=tuple(self._recent),
+            day_start_equity=self._day_start_equity,
+            peak_equity=self._peak,
+        )
+
+    async def run(self, signals: trio.abc.ReceiveChannel[Signal]) -> None:
+        """Submit every signal until the channel closes."""
+        async with signals:
+            async for signal in signals:
+                await self.submit(signal)
+
+    async def submit(self, signal: Signal) -> Fill | Rejection | None:
+        """Check ``signal`` and, if it passes, execute it: the fill, the rejection, or None when
+        the strategy already holds what it asks for.
+        """
+        async with self._lock:
+            self._signals += 1
+            decision = self._evaluate(signal)
+            if isinstance(decision, Order):
+                self._orders += 1
+                self._order_times.append(trio.current_time())
+                return await self._portfolio.execute(decision)
+        if decision is None:
+            self._unchanged += 1
+        else:
+            self._rejections[decision.reason] += 1
+            self._recent.append(decision)
+            logger.info("rejected %s %s: %s", signal.strategy, signal.symbol, decision.detail)
+        return decision
+
+    def after_mark(self, time_ms: int) -> None:
+        """Track the day's starting equity and the run's peak; trip the kill switch on a breach.
+
+        ``time_ms`` is the market time of the tick just marked; it decides the UTC day.
+        """
+        equity = self._portfolio.equity
+        day = time_ms // _DAY_MS
+        if day != self._day:
+            self._day, self._day_start_equity = day, equity
+        self._peak = max(self._peak, equity)
+        if self._kill_reason is not None:
+            return
+        limits = self.limits
+        loss = self._day_start_equity - equity
+        if limits.max_daily_loss is not None and loss > limits.max_daily_loss:
+            self.kill(f"daily loss {loss} exceeds max_daily_loss {limits.max_daily_loss}")
+        elif limits.max_drawdown is not None and self._peak - equity > limits.max_drawdown * self._peak:
+            fall = self._peak - equity
+            self.kill(f"drawdown {fall} from peak {self._peak} exceeds max_drawdown {limits.max_drawdown}")
+
+    def kill(self, reason: str) -> None:
+        """Trip the kill switch: from now on every signal is rejected. Idempotent."""
+        if self._kill_reason is None:
+            self._kill_reason = reason
+            logger.warning("kill switch: %s", reason)
+            self.killed.set()
+
+    async def flatten(self) -> list[Fill]:
+        """Close every strategy's holding at the market (staleness and limits do not apply)."""
+        fills = []
+        async with self._lock:
+            for (strategy, exchange, symbol), quantity in self._portfolio.strategy_positions().items():
+                side = Side.SELL if quantity > 0 else Side.BUY
+                if self._portfolio.quote(exchange, symbol, side) is None:
+                    logger.error("kill switch cannot flatten %s %s of %s: no price", quantity, symbol, strategy)
+                    continue
+                reason = f"kill switch: {self._kill_reason}"
+                order = Order(self._portfolio.new_order_id(), exchange, symbol, side, abs(quantity), strategy, reason)
+                self._orders += 1
+                fills.append(await self._portfolio.execute(order))
+        return fills
+
+    def _evaluate(self, signal: Signal) -> Order | Rejection | None:
+        portfolio, limits = self._portfolio, self.limits
+        exchange, symbol = signal.exchange, signal.symbol
+
+        def reject(reason: RejectReason, detail: str) -> Rejection:
+            return Rejection(signal, reason, detail)
+
+        if self._kill_reason is not None:
+            return reject(RejectReason.KILL_SWITCH, f"kill switch is on: {self._kill_reason}")
+        if signal.target is not None:
+            change = signal.target - portfolio.strategy_position(signal.strategy, exchange, symbol)
+        else:
+            assert signal.side is not None and signal.quantity is not None
+            change = signal.side.sign * signal.quantity
+        if not change:
+            return None
+        side = Side.BUY if change > 0 else Side.SELL
+        quantity = abs(change)
+        age = portfolio.market.age(exchange, symbol)
+        price = portfolio.quote(exchange, symbol, side)
+        if age is None or price is None:
+            return reject(RejectReason.NO_MARKET_DATA, f"no price for {exchange}:{symbol} yet")
+        if limits.max_tick_age is not None and age > limits.max_tick_age:
+            detail = f"last tick of {symbol} is {age:.1f} s old (max_tick_age {limits.max_tick_age} s)"
+            return reject(RejectReason.STALE_MARKET_DATA, detail)
+        notional = quantity * price
+        if limits.max_order_notional is not None and notional > limits.max_order_notional:
+            detail = f"order notional {notional} exceeds max_order_notional {limits.max_order_notional}"
+            return reject(RejectReason.MAX_ORDER_NOTIONAL, detail)
+        held = portfolio.position(exchange, symbol).quantity
+        after = held + change
+        if not (abs(after) <= abs(held) and after * held >= 0):  # it opens or grows a position
+            exposure = abs(after) * price
+            if limits.max_position_notional is not None and exposure > limits.max_position_notional:
+                detail = (
+                    f"{symbol} position {after} worth {exposure} exceeds "
+                    f"max_position_notional {limits.max_position_notional}"
+                )
+                return reject(RejectReason.MAX_POSITION, detail)
+            gross = portfolio.gross_exposure(excluding=(exchange, symbol)) + exposure
+            if limits.max_gross_exposure is not None and gross > limits.max_gross_exposure:
+                detail = f"gross exposure {gross} exceeds max_gross_exposure {limits.max_gross_exposure}"
+                return reject(RejectReason.MAX_GROSS_EXPOSURE, detail)
+        if limits.max_orders_per_minute is not None:
+            now = trio.current_time()
+            while self._order_times and self._order_times[0] <= now - _RATE_WINDOW:
+                self._order_times.popleft()
+            if len(self._order_times) >= limits.max_orders_per_minute:
+                detail = f"{len(self._order_times)} orders in the last minute (max {limits.max_orders_per_minute})"
+                return reject(RejectReason.ORDER_RATE, detail)
+        return Order(portfolio.new_order_id(), exchange, symbol, side, quantity, signal.strategy, signal.reason)

@@ -1,0 +1,136 @@
+"""The journal: restart restores the books exactly; a file that is not our journal is refused, untouched."""
+
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import trio
+
+from tradeloop.models import Order, Side, Tick
+from tradeloop.trading.journal import Journal, JournalError
+from tradeloop.trading.portfolio import PortfolioManager
+
+D = Decimal
+BTC = "BTC/USDT:USDT"
+CASH = D("10000")
+
+
+async def trade(portfolio: PortfolioManager, side: Side, quantity: str, price: str) -> None:
+    portfolio.on_tick(Tick("bingx", BTC, 1_700_000_000_000, D(price), D(price), D(price)))
+    order = Order(portfolio.new_order_id(), "bingx", BTC, side, D(quantity), "s", "r")
+    await portfolio.execute(order)
+
+
+async def test_restart_restores_the_portfolio_exactly(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    async with Journal.open(path, starting_cash=CASH) as journal:
+        portfolio = PortfolioManager(CASH, fee_rate=D("0.0005"), journal=journal)
+        await trade(portfolio, Side.BUY, "0.5", "30000.5")
+        await trade(portfolio, Side.SELL, "0.2", "31000.25")
+        await trade(portfolio, Side.BUY, "0.1", "29000")
+        portfolio.on_tick(Tick("bingx", BTC, 1_700_000_000_001, D("28000.75")))
+        await journal.record_snapshot(portfolio.journal_snapshot(1_700_000_000_001))
+        before = portfolio.snapshot()
+        assert await journal.load_fills() == portfolio.fills
+    async with Journal.open(path, starting_cash=CASH) as journal:
+        restored = await PortfolioManager.restore(journal, fee_rate=D("0.0005"))
+        assert restored.snapshot() == before
+        assert restored.fills == await journal.load_fills()
+        assert restored.new_order_id() == 4
+        assert restored.market.latest("bingx", BTC) is None  # restored marks are no fresh market data
+
+
+async def test_new_journal_uses_wal_and_records_the_schema(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    async with Journal.open(path, starting_cash=CASH):
+        pass
+    connection = sqlite3.connect(path)
+    try:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert connection.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    finally:
+        connection.close()
+
+
+async def refused(path: Path, match: str, cash: Decimal = CASH) -> None:
+    before = await trio.Path(path).read_bytes()
+    with pytest.raises(JournalError, match=match):
+        async with Journal.open(path, starting_cash=cash):
+            pytest.fail("opened")
+    assert await trio.Path(path).read_bytes() == before
+
+
+async def test_a_file_that_is_not_sqlite_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("my trading notes\n" * 100)
+    await refused(path, "not an SQLite database")
+
+
+async def test_another_applications_database_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    connection = sqlite3.connect(path)
+    connection.execute("CREATE TABLE fills (x)")
+    connection.commit()
+    connection.close()
+    await refused(path, "another application")
+
+
+async def test_a_corrupt_journal_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    async with Journal.open(path, starting_cash=CASH) as journal:
+        portfolio = PortfolioManager(CASH, journal=journal)
+        for _ in range(50):
+            await trade(portfolio, Side.BUY, "1", "100")
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 2 * page
+    data[page + 8 : 2 * page] = b"\xa5" * (page - 8)  # scribble over the second page
+    path.write_bytes(bytes(data))
+    await refused(path, "corrupt")
+
+
+async def test_a_truncated_header_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    path.write_bytes(b"SQLite")
+    await refused(path, "not an SQLite database")
+
+
+async def test_starting_cash_must_match(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    async with Journal.open(path, starting_cash=CASH):
+        pass
+    await refused(path, "starting_cash 5000 differs", cash=D("5000"))
+
+
+async def test_a_journal_in_use_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    async with Journal.open(path, starting_cash=CASH):
+        with pytest.raises(JournalError, match="in use"):
+            async with Journal.open(path, starting_cash=CASH):
+                pytest.fail("opened twice")
+    async with Journal.open(path, starting_cash=CASH):  # released on close
+        pass
+
+
+async def test_an_empty_file_becomes_a_journal(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    path.touch()
+    async with Journal.open(path, starting_cash=CASH) as journal:
+        assert await journal.load_fills() == []
+
+
+async def test_a_cancelled_write_is_all_or_nothing(tmp_path: Path) -> None:
+    """Cancel fills at many points: the journal and the books agree every time."""
+    path = tmp_path / "journal.sqlite"
+    async with Journal.open(path, starting_cash=CASH) as journal:
+        portfolio = PortfolioManager(CASH, journal=journal)
+        for attempt in range(30):
+            with trio.move_on_after(attempt * 0.0002):
+                await trade(portfolio, Side.BUY, "1", "100")
+            assert await journal.load_fills() == portfolio.fills
+        assert 0 < len(portfolio.fills) <= 30
+    with pytest.raises(JournalError, match="closed"):
+        await journal.load_fills()

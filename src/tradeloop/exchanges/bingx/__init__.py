@@ -37,9 +37,7 @@ class BingX(Exchange):
 
     name = "bingx"
 
-    def __init__(
-        self, *, ws_url: str = SWAP_WS_URL, spot_ws_url: str = SPOT_WS_URL, rest_url: str = REST_URL
-    ) -> None:
+    def __init__(self, *, ws_url: str = SWAP_WS_URL, spot_ws_url: str = SPOT_WS_URL, rest_url: str = REST_URL) -> None:
         self._ws_urls = {Market.SWAP: ws_url, Market.SPOT: spot_ws_url}
         self.rest_url = rest_url.rstrip("/")
 

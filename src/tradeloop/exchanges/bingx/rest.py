@@ -103,9 +103,7 @@ def parse_klines(market: Market, body: bytes, symbol: str, timeframe: str, *, st
         server_time = to_time(envelope["timestamp"], "timestamp") if "timestamp" in envelope else None
     ordered = sorted(candles.values())
     newest_closed = (
-        bool(ordered)
-        and server_time is not None
-        and next_open_time(timeframe, ordered[-1][0]) <= server_time
+        bool(ordered) and server_time is not None and next_open_time(timeframe, ordered[-1][0]) <= server_time
     )
     last = len(ordered) - 1
     return [

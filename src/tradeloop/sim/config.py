@@ -1,0 +1,119 @@
+"""The simulator's settings, its clock and its counters.
+
+Time is trio's clock mapped to epoch milliseconds, so a test running under
+``trio.testing.MockClock`` drives the market (candles, pings, timeouts) as fast as it likes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import trio
+
+from .market import symbol_spec
+
+__all__ = ["SimClock", "SimConfig", "SimStats"]
+
+
+@dataclass
+class SimConfig:
+    """How the embedded exchange behaves; every field has a production-like default."""
+
+    symbols: Sequence[str] = ("BTC-USDT", "ETH-USDT")
+    """BingX ids; each is served on both swap and spot."""
+    seed: int = 0
+    start_ms: int | None = None
+    """Epoch ms of the simulator's start (trio time when it opened); None: the wall clock then."""
+    step_seconds: float = 1.0
+    """Market model step: a new price every step. Must divide one minute."""
+    push_interval: float = 1.0
+    """Seconds between two pushes of one topic (kline, ticker, ...)."""
+    ping_interval: float = 5.0
+    """Server heartbeat period (BingX docs: 5 s; production: about 30 s)."""
+    pong_timeout: float = 30.0
+    """Close a socket whose oldest unanswered ping is this old (undocumented on BingX)."""
+    history_seconds: float = 3600.0
+    """Market history generated before the start, served over REST as warm-up data."""
+    max_topics_per_socket: int = 200
+    send_queue_size: int = 4096
+    """Frames queued per connection; a connection whose queue overflows is closed as too slow."""
+    send_timeout: float = 10.0
+    """A connection whose socket accepts no frame for this long is closed as too slow."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.symbols, str) or not self.symbols:
+            raise ValueError(f"invalid symbols {self.symbols!r}: expected a non-empty list such as ['BTC-USDT']")
+        self.symbols = tuple(dict.fromkeys(self.symbols))
+        for symbol_id in self.symbols:
+            symbol_spec(symbol_id)
+        step_ms = round(self.step_seconds * 1000)
+        if step_ms <= 0 or 60_000 % step_ms or not math.isclose(step_ms, self.step_seconds * 1000):
+            raise ValueError(
+                f"invalid step_seconds {self.step_seconds!r}: expected a whole number of milliseconds "
+                "that divides one minute (e.g. 0.01, 0.5, 1, 5, 15, 60)"
+            )
+        for name in ("push_interval", "ping_interval", "pong_timeout", "send_timeout"):
+            value = getattr(self, name)
+            if not value >= 0.001:
+                raise ValueError(f"invalid {name} {value!r}: expected a number of seconds >= 0.001")
+        if not self.history_seconds >= 0:
+            raise ValueError(f"invalid history_seconds {self.history_seconds!r}: expected >= 0")
+        for name in ("max_topics_per_socket", "send_queue_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"invalid {name} {value!r}: expected a positive integer")
+
+    @property
+    def step_ms(self) -> int:
+        return round(self.step_seconds * 1000)
+
+    @property
+    def push_ms(self) -> int:
+        return max(1, round(self.push_interval * 1000))
+
+
+@dataclass(frozen=True, slots=True)
+class SimClock:
+    """Trio time <-> epoch milliseconds: ``trio_zero`` (trio seconds) is ``start_ms``."""
+
+    start_ms: int
+    trio_zero: float
+
+    @classmethod
+    def starting_now(cls, start_ms: int | None) -> SimClock:
+        if start_ms is None:
+            start_ms = int(time.time() * 1000)
+        return cls(start_ms, trio.current_time())
+
+    def now_ms(self) -> int:
+        return self.start_ms + round((trio.current_time() - self.trio_zero) * 1000)
+
+    def deadline(self, epoch_ms: int) -> float:
+        """The trio time at which the simulator's clock reads ``epoch_ms``."""
+        return self.trio_zero + (epoch_ms - self.start_ms) / 1000
+
+
+@dataclass
+class SimStats:
+    """Live counters of the simulator: ``connections_open`` and ``subscriptions`` are current
+    levels, every other field only grows."""
+
+    connections_open: int = 0
+    connections_total: int = 0
+    subscriptions: int = 0
+    """(connection, topic) pairs currently subscribed."""
+    frames_sent: int = 0
+    """WebSocket frames written to sockets (pushes, acks, errors, pings)."""
+    pings_sent: int = 0
+    pongs_received: int = 0
+    request_errors: int = 0
+    """Error envelopes sent in reply to requests."""
+    slow_closed: int = 0
+    """Connections closed because they could not keep up."""
+    pong_timeouts: int = 0
+    dropped: int = 0
+    """Connections aborted by :meth:`Faults.drop_all`."""
+    rest_requests: int = 0

@@ -1,0 +1,199 @@
+"""Fault injection: the ways a real exchange misbehaves, switchable at any time.
+
+Every switch is a plain attribute or method of :class:`Faults`, read by the servers on each push,
+ping, pong or request, so a change takes effect at once. Random faults draw from one RNG seeded
+from the simulator's seed, so a run with the same seed and the same pushes injects the same faults.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Callable
+from enum import StrEnum
+from typing import overload
+
+from .protocol import MalformedKind
+
+__all__ = ["FAULT_NAMES", "Faults", "RestDown"]
+
+
+class RestDown(StrEnum):
+    """How REST refuses work while down."""
+
+    HTTP_503 = "503"
+    """HTTP 503 with an HTML (non-JSON) body, like a load balancer with no backend."""
+    CLOSE = "close"
+    """Close the connection without answering."""
+
+
+_RATES = ("malformed_rate", "duplicate_rate", "reorder_rate")
+_SWITCHES = ("skip_final_update", "batch_klines", "ignore_pongs", "rest_rate_limited")
+FAULT_NAMES = (*_RATES, *_SWITCHES, "stall", "stop_pings", "rest_down", "drop_all", "clear")
+"""Names :meth:`Faults.set` accepts (the CLI's ``--fault NAME[=VALUE]``)."""
+
+_TRUE = frozenset({"", "1", "on", "true", "yes"})
+_FALSE = frozenset({"0", "off", "false", "no"})
+
+
+class _Rate:
+    """A fault rate attribute: a fraction in [0, 1], checked when set."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> _Rate: ...
+    @overload
+    def __get__(self, instance: Faults, owner: type) -> float: ...
+    def __get__(self, instance: Faults | None, owner: type) -> _Rate | float:
+        return self if instance is None else instance._rates[self._name]
+
+    def __set__(self, instance: Faults, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise ValueError(f"invalid {self._name} {value!r}: expected a fraction between 0 and 1")
+        instance._rates[self._name] = float(value)
+
+
+class Faults:
+    """Switchable misbehaviour of the simulator's WebSocket and REST servers.
+
+    WebSocket pushes:
+      - ``malformed_rate``: fraction of pushes replaced by a broken frame, cycling through bad
+        gzip, bad JSON and a missing field;
+      - ``duplicate_rate``: fraction of pushes sent twice in a row;
+      - ``reorder_rate``: fraction of pushes followed by the topic's previous (stale) update; with
+        any rate above 0, the first push of every new candle is also followed by the previous
+        candle's last update, the reordering most likely to fool a client;
+      - ``skip_final_update``: a candle's final value is never pushed: the next candle's first
+        push follows its penultimate update (only REST has the final value);
+      - ``batch_klines``: swap kline pushes carry two candles, the previous candle's final value
+        and the current update (spot kline pushes have no list form).
+    Connections: :meth:`drop_all`, :meth:`stall` / :meth:`unstall`, :meth:`stop_pings` /
+    :meth:`resume_pings`, ``ignore_pongs`` (pongs do not count, so sockets are closed after
+    ``pong_timeout``).
+    REST: ``rest_rate_limited`` (HTTP 429, code 100410), ``rest_down`` (a :class:`RestDown`).
+    """
+
+    def __init__(self, seed: int, drop_all: Callable[[], int]) -> None:
+        self._rng = random.Random(f"{seed}:faults")
+        self._drop_all = drop_all
+        self._malformed_kinds = itertools.cycle(MalformedKind)
+        self._rates: dict[str, float] = dict.fromkeys(_RATES, 0.0)
+        self.skip_final_update = False
+        self.batch_klines = False
+        self.ignore_pongs = False
+        self.rest_rate_limited = False
+        self.rest_down: RestDown | None = None
+        self.stalled = False
+        """No pushes while set (sockets stay open, requests are still answered)."""
+        self.pings_while_stalled = True
+        self.pings_stopped = False
+
+    malformed_rate = _Rate()
+    duplicate_rate = _Rate()
+    reorder_rate = _Rate()
+
+    # -- actions --------------------------------------------------------------------------------
+
+    def drop_all(self) -> int:
+        """Abort every WebSocket connection now (no close frame: clients see 1006); the count."""
+        return self._drop_all()
+
+    def stall(self, *, pings: bool = True) -> None:
+        """Keep sockets open but push nothing; ``pings``: whether heartbeats continue."""
+        self.stalled = True
+        self.pings_while_stalled = pings
+
+    def unstall(self) -> None:
+        self.stalled = False
+        self.pings_while_stalled = True
+
+    def stop_pings(self) -> None:
+        """The server stops sending heartbeats (pushes continue)."""
+        self.pings_stopped = True
+
+    def resume_pings(self) -> None:
+        self.pings_stopped = False
+
+    def clear(self) -> None:
+        """Switch every fault off."""
+        for name in _RATES:
+            self._rates[name] = 0.0
+        for name in _SWITCHES:
+            setattr(self, name, False)
+        self.rest_down = None
+        self.unstall()
+        self.resume_pings()
+
+    def set(self, name: str, value: str | None = None) -> None:
+        """Switch a fault by name from text: ``malformed_rate=0.1``, ``batch_klines``,
+        ``batch_klines=off``, ``stall`` / ``stall=silent`` (no pings) / ``stall=off``,
+        ``stop_pings`` / ``stop_pings=off``, ``rest_down`` / ``rest_down=close`` / ``rest_down=off``,
+        ``drop_all``, ``clear``. ValueError naming the bad name or value.
+        """
+        text = "" if value is None else value.strip().lower()
+        if name in _RATES:
+            try:
+                rate = float(text)
+            except ValueError:
+                raise ValueError(f"invalid {name} {value!r}: expected a fraction between 0 and 1") from None
+            setattr(self, name, rate)
+        elif name in _SWITCHES:
+            setattr(self, name, _switch(name, text))
+        elif name == "stall":
+            if text in ("silent", "nopings"):
+                self.stall(pings=False)
+            elif text == "pings" or _switch(name, text, extra="pings, silent"):
+                self.stall(pings=True)
+            else:
+                self.unstall()
+        elif name == "stop_pings":
+            if _switch(name, text):
+                self.stop_pings()
+            else:
+                self.resume_pings()
+        elif name == "rest_down":
+            if text in _FALSE:
+                self.rest_down = None
+            elif text in _TRUE:
+                self.rest_down = RestDown.HTTP_503
+            else:
+                try:
+                    self.rest_down = RestDown(text)
+                except ValueError:
+                    raise ValueError(
+                        f"invalid rest_down {value!r}: expected 503, close or off"
+                    ) from None
+        elif name in ("drop_all", "clear") and value is None:
+            if name == "drop_all":
+                self.drop_all()
+            else:
+                self.clear()
+        else:
+            raise ValueError(
+                f"invalid fault {name if value is None else f'{name}={value}'!r}: "
+                f"expected one of {', '.join(FAULT_NAMES)} (drop_all and clear take no value)"
+            )
+
+    # -- used by the servers --------------------------------------------------------------------
+
+    def roll(self, rate: float) -> bool:
+        """True with probability ``rate`` (no RNG draw while the rate is 0)."""
+        return rate > 0.0 and self._rng.random() < rate
+
+    def next_malformed_kind(self) -> MalformedKind:
+        return next(self._malformed_kinds)
+
+    @property
+    def sends_pings(self) -> bool:
+        return not self.pings_stopped and (self.pings_while_stalled or not self.stalled)
+
+
+def _switch(name: str, text: str, *, extra: str = "") -> bool:
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    allowed = "on or off" + (f" (or {extra})" if extra else "")
+    raise ValueError(f"invalid {name} value {text!r}: expected {allowed}")

@@ -1,0 +1,147 @@
+"""The embedded exchange as one object: WebSocket + REST servers on loopback, market, faults.
+
+:func:`open_simulator` owns a nursery holding every server and task; leaving it closes every
+client socket (WebSocket clients get a 1001 close frame, bounded by a timeout) and leaves no task
+behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import trio
+
+from ..symbols import Market, validate_timeframe
+from .config import SimClock, SimConfig, SimStats
+from .faults import Faults
+from .market import MarketModel, SimCandle
+from .rest import RestServer
+from .ws import WsHub
+
+if TYPE_CHECKING:
+    from ..exchanges.bingx import BingX
+
+__all__ = ["Simulator", "open_simulator"]
+
+logger = logging.getLogger(__name__)
+
+
+class Simulator:
+    """A running simulator: its URLs, clock, market truth, faults and counters."""
+
+    def __init__(self, config: SimConfig, model: MarketModel, clock: SimClock, hub: WsHub, urls: dict[str, str]):
+        self.config = config
+        self._model = model
+        self._clock = clock
+        self._hub = hub
+        self.ws_url = urls["ws"]
+        """Swap WebSocket, ``ws://HOST:PORT/swap-market``."""
+        self.spot_ws_url = urls["spot_ws"]
+        """Spot WebSocket, ``ws://HOST:PORT/market``."""
+        self.rest_url = urls["rest"]
+        """REST base, ``http://HOST:PORT``."""
+
+    @property
+    def faults(self) -> Faults:
+        return self._hub.faults
+
+    @property
+    def stats(self) -> SimStats:
+        return self._hub.stats
+
+    def now_ms(self) -> int:
+        """The simulator's clock in epoch milliseconds."""
+        return self._clock.now_ms()
+
+    def candles(self, symbol_id: str, timeframe: str, start_ms: int, end_ms: int) -> list[SimCandle]:
+        """The truth: every candle opening in ``[start_ms, end_ms]`` that has data by now, oldest
+        first (the newest may still be forming: ``closed=False``, values so far).
+        """
+        validate_timeframe(timeframe)
+        self._model.spec(symbol_id)
+        now_ms = self.now_ms()
+        candles = []
+        for open_time in self._model.open_times(timeframe, start_ms, end_ms, now_ms, limit=2**62):
+            values = self._model.candle(symbol_id, timeframe, open_time, now_ms)
+            if values is not None:
+                candles.append(self._model.sim_candle(symbol_id, timeframe, values))
+        return candles
+
+    def exchange(self) -> BingX:
+        """tradeloop's BingX client pointed at this simulator."""
+        from ..exchanges.bingx import BingX
+
+        return BingX(ws_url=self.ws_url, spot_ws_url=self.spot_ws_url, rest_url=self.rest_url)
+
+    async def burst(
+        self, symbol_id: str, timeframe: str, count: int, *, market: Market | str = Market.SWAP
+    ) -> None:
+        """Send ``count`` kline updates (close price 1..count) of one topic to its subscribers as
+        fast as their sockets accept them; see :meth:`WsHub.burst`.
+        """
+        await self._hub.burst(symbol_id, timeframe, count, market=market)
+
+
+async def _listen(host: str, port: int) -> list[trio.SocketListener]:
+    """Listeners on ``host:port``; with port 0 only the first address, so there is one port."""
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    if port == 0:
+        for extra in listeners[1:]:
+            await extra.aclose()
+        listeners = listeners[:1]
+    return listeners
+
+
+def _port(listeners: list[trio.SocketListener]) -> int:
+    port: int = listeners[0].socket.getsockname()[1]
+    return port
+
+
+@asynccontextmanager
+async def open_simulator(
+    config: SimConfig | None = None, *, host: str = "127.0.0.1", ws_port: int = 0, rest_port: int = 0
+) -> AsyncIterator[Simulator]:
+    """Run a BingX-compatible exchange on ``host`` for the duration of the ``async with``.
+
+    Port 0 picks a free port; the real URLs are on the yielded :class:`Simulator`.
+    """
+    config = config or SimConfig()
+    clock = SimClock.starting_now(config.start_ms)
+    history_start = clock.start_ms - round(config.history_seconds * 1000)
+    model = MarketModel(
+        tuple(config.symbols),
+        seed=config.seed,
+        step_ms=config.step_ms,
+        first_step_ms=history_start - history_start % 60_000,
+    )
+    stats = SimStats()
+    hub = WsHub(config, model, clock, stats)
+    rest = RestServer(model, clock, stats, hub.faults)
+    ws_listeners = await _listen(host, ws_port)
+    try:
+        rest_listeners = await _listen(host, rest_port)
+    except BaseException:
+        for listener in ws_listeners:
+            await trio.aclose_forcefully(listener)
+        raise
+    url_host = f"[{host}]" if ":" in host else host
+    ws_base = f"ws://{url_host}:{_port(ws_listeners)}"
+    urls = {
+        "ws": f"{ws_base}/swap-market",
+        "spot_ws": f"{ws_base}/market",
+        "rest": f"http://{url_host}:{_port(rest_listeners)}",
+    }
+    async with trio.open_nursery() as nursery:
+        await nursery.start(hub.serve, ws_listeners)
+        await nursery.start(rest.serve, rest_listeners)
+        nursery.start_soon(hub.publish_forever)
+        logger.info("simulator serving %s, %s and %s", urls["ws"], urls["spot_ws"], urls["rest"])
+        try:
+            yield Simulator(config, model, clock, hub, urls)
+        finally:
+            with trio.CancelScope(shield=True):
+                await hub.close_all()
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,510 @@
+"""The simulator's WebSocket server: ``/swap-market`` and ``/market`` on one port.
+
+One task per connection reads requests and pongs; a second is the connection's only writer,
+draining a bounded queue of ready-made frames; a third sends heartbeats. A single publisher task
+wakes every ``push_interval``, builds each subscribed topic's frame once (N subscribers share one
+gzip stream) and queues it to every subscriber without blocking: a connection whose queue
+overflows, or whose socket accepts nothing for ``send_timeout``, is closed and counted, so one
+slow client never delays the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from functools import partial
+from typing import Any
+
+import trio
+from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
+
+from ..symbols import Market, candle_open_time, validate_timeframe
+from .config import SimClock, SimConfig, SimStats
+from .faults import Faults
+from .market import CandleValues, MarketModel
+from .protocol import (
+    SWAP_PING,
+    TOO_MANY_TOPICS,
+    Payload,
+    PushKind,
+    SimTopic,
+    ack,
+    error,
+    gzip_frame,
+    kline_payload,
+    malformed_frame,
+    parse_data_type,
+    spot_ping,
+    tick_payload,
+)
+
+__all__ = ["WsHub"]
+
+logger = logging.getLogger(__name__)
+
+PATHS = {"/swap-market": Market.SWAP, "/market": Market.SPOT}
+HANDSHAKE_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 1.0
+"""How long a graceful close waits for the client's close frame before dropping TCP."""
+GOING_AWAY = 1001
+
+
+@dataclass(eq=False)
+class _TopicState:
+    """One topic with subscribers and what it last pushed (shared by all its subscribers)."""
+
+    topic: SimTopic
+    subscribers: dict[_Connection, None] = field(default_factory=dict)
+    last_open: int | None = None
+    """Open time of the newest candle pushed (kline topics)."""
+    final_sent: bool = False
+    """Whether that candle's final value has been pushed."""
+    previous: bytes | None = None
+    """The last clean frame pushed: what a reordering fault resends stale."""
+    bursting: bool = False
+
+
+class WsHub:
+    """Every WebSocket connection and topic of one simulator, and the publisher feeding them."""
+
+    def __init__(self, config: SimConfig, model: MarketModel, clock: SimClock, stats: SimStats) -> None:
+        self.config = config
+        self.model = model
+        self.clock = clock
+        self.stats = stats
+        self.faults = Faults(config.seed, self.drop_all)
+        self.symbols = frozenset(config.symbols)
+        self._topics: dict[tuple[Market, str], _TopicState] = {}
+        self._connections: set[_Connection] = set()
+        self._all_closed = trio.Event()
+        self._all_closed.set()
+        self._stop_accepting: Callable[[], None] | None = None
+
+    # -- serving --------------------------------------------------------------------------------
+
+    async def serve(
+        self, listeners: list[trio.SocketListener], *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        """Accept connections until cancelled; :meth:`close_all` stops accepting first."""
+        async with trio.open_nursery() as connections, trio.open_nursery() as accepting:
+            self._stop_accepting = accepting.cancel_scope.cancel
+            serve = partial(trio.serve_listeners, self._handle, listeners, handler_nursery=connections)
+            await accepting.start(serve)
+            task_status.started()
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        market: Market | None = None
+        async with trio.open_nursery() as protocol_tasks:
+            try:
+                with trio.fail_after(HANDSHAKE_TIMEOUT):
+                    request = await wrap_server_stream(protocol_tasks, stream, message_queue_size=16)
+                    market = PATHS.get(request.path.partition("?")[0])
+                    if market is None:
+                        await request.reject(404, body=b"404 page not found")
+                        ws = None
+                    else:
+                        ws = await request.accept()
+            except (trio.TooSlowError, ConnectionClosed, trio.BrokenResourceError) as exc:
+                logger.debug("websocket handshake failed: %r", exc)
+                ws = None
+            if ws is None or market is None:
+                await trio.aclose_forcefully(stream)
+                protocol_tasks.cancel_scope.cancel()
+                return
+            connection = _Connection(self, ws, stream, market)
+            self._opened(connection)
+            try:
+                await connection.run()
+            finally:
+                self._closed(connection)
+                with trio.CancelScope(shield=True):
+                    await connection.close_transport()
+                protocol_tasks.cancel_scope.cancel()
+
+    def _opened(self, connection: _Connection) -> None:
+        self._connections.add(connection)
+        self._all_closed = trio.Event()
+        self.stats.connections_open += 1
+        self.stats.connections_total += 1
+
+    def _closed(self, connection: _Connection) -> None:
+        for data_type in list(connection.topics):
+            self.unsubscribe(connection, data_type)
+        connection.stop_queue()
+        self._connections.discard(connection)
+        self.stats.connections_open -= 1
+        if not self._connections:
+            self._all_closed.set()
+        logger.debug("connection %s closed: %s", connection.name, connection.close_reason)
+
+    def drop_all(self) -> int:
+        """Abort every connection (the ``drop_all`` fault); returns how many."""
+        connections = list(self._connections)
+        for connection in connections:
+            connection.close("dropped by fault injection", abort=True)
+        self.stats.dropped += len(connections)
+        return len(connections)
+
+    async def close_all(self) -> None:
+        """Stop accepting and close every connection with 1001 (going away), bounded."""
+        if self._stop_accepting is not None:
+            self._stop_accepting()
+        for connection in list(self._connections):
+            connection.close("simulator shutting down", code=GOING_AWAY)
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            await self._all_closed.wait()
+        for connection in list(self._connections):
+            connection.close("simulator shutting down", abort=True)
+        with trio.move_on_after(2 * CLOSE_TIMEOUT):
+            await self._all_closed.wait()
+
+    # -- subscriptions --------------------------------------------------------------------------
+
+    def subscribe(self, connection: _Connection, topic: SimTopic) -> None:
+        key = (topic.market, topic.data_type)
+        state = self._topics.get(key)
+        if state is None:
+            state = self._topics[key] = _TopicState(topic)
+        if connection not in state.subscribers:
+            state.subscribers[connection] = None
+            connection.topics[topic.data_type] = topic
+            self.stats.subscriptions += 1
+
+    def unsubscribe(self, connection: _Connection, data_type: str) -> None:
+        if connection.topics.pop(data_type, None) is None:
+            return
+        key = (connection.market, data_type)
+        state = self._topics[key]
+        del state.subscribers[connection]
+        self.stats.subscriptions -= 1
+        if not state.subscribers:
+            del self._topics[key]
+
+    # -- publishing -----------------------------------------------------------------------------
+
+    async def publish_forever(self) -> None:
+        """Push every subscribed topic on the ``push_interval`` grid (missed ticks are skipped)."""
+        push_ms = self.config.push_ms
+        tick = -(-self.clock.now_ms() // push_ms) * push_ms
+        while True:
+            await trio.sleep_until(self.clock.deadline(tick))
+            if not self.faults.stalled:
+                self.publish(tick)
+            tick = max(tick + push_ms, (self.clock.now_ms() // push_ms + 1) * push_ms)
+
+    def publish(self, now_ms: int) -> None:
+        """Build and queue one push of every subscribed topic, as of ``now_ms``."""
+        for state in list(self._topics.values()):
+            if state.bursting or not state.subscribers:
+                continue
+            frames = self._frames(state, now_ms)
+            for connection in list(state.subscribers):
+                for frame in frames:
+                    connection.send(frame)
+
+    def _frames(self, state: _TopicState, now_ms: int) -> list[bytes]:
+        """This tick's frames of one topic, faults applied."""
+        faults = self.faults
+        frames: list[bytes] = []
+        for payload, rollover in self._updates(state, now_ms):
+            clean = gzip_frame(payload)
+            if faults.roll(faults.malformed_rate):
+                frames.append(malformed_frame(state.topic, payload, faults.next_malformed_kind()))
+            else:
+                frames.append(clean)
+            if faults.roll(faults.duplicate_rate):
+                frames.append(frames[-1])
+            stale = state.previous
+            if stale is not None and ((rollover and faults.reorder_rate > 0) or faults.roll(faults.reorder_rate)):
+                frames.append(stale)
+            state.previous = clean
+        return frames
+
+    def _updates(self, state: _TopicState, now_ms: int) -> list[tuple[Payload, bool]]:
+        """The payloads one topic pushes now, each with whether it opens a new candle."""
+        topic = state.topic
+        spec = self.model.spec(topic.symbol_id)
+        if topic.kind is not PushKind.KLINE:
+            return [(tick_payload(topic, spec, self.model.ticker(topic.symbol_id, now_ms), now_ms), False)]
+        assert topic.timeframe is not None
+        symbol_id, timeframe = topic.symbol_id, topic.timeframe
+        updates: list[tuple[Payload, bool]] = []
+        current_open = candle_open_time(timeframe, now_ms)
+        previous_open = state.last_open
+        if previous_open is not None and previous_open < current_open and not state.final_sent:
+            # The last push of that candle missed its last step(s): push its final value first,
+            # so the last update of every candle is the truth REST serves.
+            state.final_sent = True
+            final = self.model.candle(symbol_id, timeframe, previous_open, now_ms)
+            if final is not None and not self.faults.skip_final_update:
+                updates.append((kline_payload(topic, spec, [final], now_ms), False))
+        values = self.model.candle(symbol_id, timeframe, current_open, now_ms)
+        if values is None:
+            return updates
+        complete = self.model.is_complete(timeframe, values)
+        if complete and self.faults.skip_final_update:
+            return updates
+        candles = [values]
+        if self.faults.batch_klines and topic.market is Market.SWAP:
+            before = self.model.candle(symbol_id, timeframe, candle_open_time(timeframe, current_open - 1), now_ms)
+            if before is not None:
+                candles.insert(0, before)
+        rollover = previous_open is not None and previous_open < current_open
+        updates.append((kline_payload(topic, spec, candles, now_ms), rollover))
+        state.last_open = current_open
+        state.final_sent = complete
+        return updates
+
+    async def burst(self, symbol_id: str, timeframe: str, count: int, *, market: Market | str = Market.SWAP) -> None:
+        """Send ``count`` distinct updates of the current candle to every subscriber of the topic.
+
+        Update i (1..count) has close price i, so a receiver can check order and completeness.
+        Faults do not apply and the topic's regular pushes pause meanwhile; each subscriber gets
+        the frames as fast as its socket takes them (a subscriber stuck for ``send_timeout`` is
+        closed as too slow).
+        """
+        market = Market(market)
+        validate_timeframe(timeframe)
+        spec = self.model.spec(symbol_id)
+        if not isinstance(count, int) or count < 1:
+            raise ValueError(f"invalid burst count {count!r}: expected a positive integer")
+        states = [
+            state
+            for state in self._topics.values()
+            if state.topic.market is market
+            and state.topic.kind is PushKind.KLINE
+            and state.topic.symbol_id == symbol_id
+            and state.topic.timeframe == timeframe
+        ]
+        now_ms = self.clock.now_ms()
+        current = self.model.candle(symbol_id, timeframe, candle_open_time(timeframe, now_ms), now_ms)
+        if not states or current is None:
+            return
+        unit = 10**spec.price_decimals
+
+        def build(topic: SimTopic, base: CandleValues) -> list[bytes]:
+            frames = []
+            for number in range(1, count + 1):
+                price = number * unit
+                values = replace(base, close=price, high=max(base.high, price), low=min(base.low, price))
+                frames.append(gzip_frame(kline_payload(topic, spec, [values], now_ms)))
+            return frames
+
+        for state in states:
+            state.bursting = True
+        try:
+            async with trio.open_nursery() as nursery:
+                for state in states:
+                    frames = await trio.to_thread.run_sync(build, state.topic, current)
+                    for connection in list(state.subscribers):
+                        nursery.start_soon(connection.send_all_waiting, frames)
+        finally:
+            for state in states:
+                state.bursting = False
+
+
+class _Connection:
+    """One client socket: its subscriptions, outgoing queue, heartbeat state and closing reason."""
+
+    def __init__(self, hub: WsHub, ws: WebSocketConnection, stream: trio.SocketStream, market: Market) -> None:
+        self.hub = hub
+        self.ws = ws
+        self.stream = stream
+        self.market = market
+        self.number = hub.stats.connections_total + 1
+        self.name = f"{market.value}#{self.number}"
+        self.topics: dict[str, SimTopic] = {}
+        config = hub.config
+        self._queue_in, self._queue_out = trio.open_memory_channel[bytes](config.send_queue_size)
+        self._scope = trio.CancelScope()
+        self._frame_scope = trio.CancelScope()
+        """Shields the frame being written from a graceful close (a half frame breaks the stream)."""
+        self.close_reason: str | None = None
+        self._close_code = 1000
+        self._abort = False
+        self._ping_since: float | None = None
+        """Trio time of the oldest ping not answered yet."""
+        self._ping_ids: deque[str] = deque(maxlen=16)
+        self._ping_counter = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        with self._scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                nursery.start_soon(self._heartbeat)
+                await self._reader()
+                self.close("client closed")
+
+    def close(self, reason: str, *, code: int = 1000, abort: bool = False) -> None:
+        """End the connection: gracefully with ``code`` (the frame being written is finished
+        first), or by aborting TCP at once. The first reason wins; an abort overrides a pending
+        graceful close.
+        """
+        if self.close_reason is None:
+            self.close_reason = reason
+            self._close_code = code
+        if abort:
+            self._abort = True
+            self._frame_scope.cancel()
+        self._scope.cancel()
+
+    async def close_transport(self) -> None:
+        """Send a close frame (bounded) unless aborting, then close TCP. Call shielded."""
+        if not self._abort:
+            with trio.move_on_after(CLOSE_TIMEOUT):
+                await self.ws.aclose(self._close_code, self.close_reason)
+        await trio.aclose_forcefully(self.stream)
+
+    def stop_queue(self) -> None:
+        self._queue_in.close()
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def send(self, frame: bytes) -> None:
+        """Queue a frame without waiting; a full queue means the client is too slow."""
+        try:
+            self._queue_in.send_nowait(frame)
+        except trio.WouldBlock:
+            self._too_slow("send queue full")
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # closing: nothing more goes out
+
+    async def send_all_waiting(self, frames: list[bytes]) -> None:
+        """Queue ``frames`` as fast as the socket drains them (bursts)."""
+        try:
+            for frame in frames:
+                with trio.move_on_after(self.hub.config.send_timeout) as scope:
+                    await self._queue_in.send(frame)
+                if scope.cancelled_caught:
+                    self._too_slow("burst stalled")
+                    return
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # the connection closed during the burst
+
+    def _too_slow(self, why: str) -> None:
+        if self.close_reason is None:
+            self.hub.stats.slow_closed += 1
+            logger.warning("closing slow connection %s: %s", self.name, why)
+        self.close(f"too slow: {why}", abort=True)
+
+    async def _writer(self) -> None:
+        stats, timeout = self.hub.stats, self.hub.config.send_timeout
+        async for frame in self._queue_out:
+            with trio.CancelScope(shield=True) as self._frame_scope:
+                if self._abort:
+                    return
+                with trio.move_on_after(timeout) as timer:
+                    try:
+                        await self.ws.send_message(frame)
+                    except ConnectionClosed:
+                        self.close("client closed")
+                        return
+            if timer.cancelled_caught:
+                self._too_slow(f"socket blocked for {timeout} s")
+                return
+            if self._frame_scope.cancelled_caught:
+                return
+            stats.frames_sent += 1
+
+    # -- reading --------------------------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        while True:
+            try:
+                message = await self.ws.get_message()
+            except ConnectionClosed:
+                return
+            if isinstance(message, bytes):
+                try:
+                    message = message.decode()
+                except UnicodeDecodeError:
+                    self._reply_error("", "invalid params")
+                    continue
+            self._on_text(message)
+
+    def _on_text(self, text: str) -> None:
+        swap = self.market is Market.SWAP
+        if swap and text == "Pong":
+            self._on_pong(None)
+            return
+        try:
+            request: Any = json.loads(text)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict):
+            self._reply_error("", "invalid params")
+            return
+        if not swap and "pong" in request:
+            self._on_pong(request["pong"])
+            return
+        request_id = request.get("id", "")
+        req_type = request.get("reqType", None if swap else "sub")
+        data_type = request.get("dataType")
+        if req_type not in ("sub", "unsub") or not isinstance(data_type, str) or not data_type:
+            self._reply_error(request_id, "invalid params")
+            return
+        try:
+            topic = parse_data_type(self.market, data_type, self.hub.symbols)
+        except ValueError as exc:
+            self._reply_error(request_id, f"invalid params: {exc}")
+            return
+        if req_type == "unsub":
+            self.hub.unsubscribe(self, data_type)
+        elif data_type not in self.topics and len(self.topics) >= self.hub.config.max_topics_per_socket:
+            limit = self.hub.config.max_topics_per_socket
+            self._reply_error(request_id, f"more than {limit} topics on one connection", code=TOO_MANY_TOPICS)
+            return
+        else:
+            self.hub.subscribe(self, topic)
+        self.send(gzip_frame(ack(self.market, request_id, self.hub.clock.now_ms())))
+
+    def _reply_error(self, request_id: Any, message: str, *, code: int | None = None) -> None:
+        self.hub.stats.request_errors += 1
+        payload = error(self.market, request_id, message, self.hub.clock.now_ms(), code=code)
+        self.send(gzip_frame(payload))
+
+    def _on_pong(self, ping_id: Any) -> None:
+        self.hub.stats.pongs_received += 1
+        if self.hub.faults.ignore_pongs:
+            return
+        if self.market is Market.SPOT and ping_id not in self._ping_ids:
+            logger.debug("connection %s: pong for an unknown ping %r", self.name, ping_id)
+            return
+        self._ping_since = None
+
+    # -- heartbeat ------------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        config, faults = self.hub.config, self.hub.faults
+        next_ping = trio.current_time() + config.ping_interval
+        while True:
+            wake = next_ping if self._ping_since is None else min(next_ping, self._ping_since + config.pong_timeout)
+            await trio.sleep_until(wake)
+            now = trio.current_time()
+            if self._ping_since is not None and now >= self._ping_since + config.pong_timeout:
+                self.hub.stats.pong_timeouts += 1
+                self.close("pong timeout")
+                return
+            if now >= next_ping:
+                next_ping += config.ping_interval * max(1, math.ceil((now - next_ping) / config.ping_interval))
+                if faults.sends_pings:
+                    self._ping()
+
+    def _ping(self) -> None:
+        if self.market is Market.SWAP:
+            frame = SWAP_PING
+        else:
+            self._ping_counter += 1
+            ping_id = f"{self.hub.config.seed & 0xFFFFFFFF:08x}{self.number:08x}{self._ping_counter:016x}"
+            self._ping_ids.append(ping_id)
+            frame = spot_ping(ping_id, self.hub.clock.now_ms())
+        if self._ping_since is None:
+            self._ping_since = trio.current_time()
+        self.hub.stats.pings_sent += 1
+        self.send(frame)

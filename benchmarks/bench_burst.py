@@ -1,0 +1,73 @@
+"""Burst throughput: N pushes of one topic as fast as the socket carries them, three consumers.
+
+tradeloop delivers every push to each of three subscribers of the topic (strategy, risk,
+portfolio); ccxt.pro runs three ``watch_ohlcv`` loops on the symbol. The rate is N divided by the
+time from the server's first send to the moment the last consumer holds push N, on one clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .harness import FeedProcess, median, run_client
+from .modes import Mode
+
+__all__ = ["CLIENTS", "run"]
+
+CLIENTS = ("tradeloop", "ccxt")
+_SYMBOL = "BTC-USDT"
+_CONSUMERS = 3
+
+
+def _one(feed: FeedProcess, client: str, pushes: int) -> dict[str, Any]:
+    spec = {
+        "client": client,
+        "run": "burst",
+        "url": feed.url,
+        "symbols": [_SYMBOL],
+        "consumers": _CONSUMERS,
+        "total": pushes,
+        "subscribe_rate": 10.0,
+        "timeout": 120.0,
+    }
+    served, measured = run_client(feed, spec, {"cmd": "burst", "data_type": f"{_SYMBOL}@kline_1m", "sockets": 1})
+    seconds = (measured["last_ns"] - served["start_ns"]) / 1e9
+    return {
+        "msgs_per_s": pushes / seconds,
+        "cpu_us_per_msg": measured["cpu_s"] / pushes * 1e6,
+        "seconds": seconds,
+        "server_send_seconds": (served["end_ns"] - served["start_ns"]) / 1e9,
+        "consumer_items": measured["items"],
+        "consumer_wakeups": measured["wakeups"],
+    }
+
+
+def run(mode: Mode, floor_msgs_per_s: float) -> dict[str, Any]:
+    pushes = mode.burst_pushes
+    with FeedProcess.running() as feed:
+        encode = feed.command(cmd="prepare_burst", symbol_id=_SYMBOL, count=pushes)
+        runs: dict[str, list[dict[str, Any]]] = {client: [] for client in CLIENTS}
+        for _ in range(mode.runs):
+            for client in CLIENTS:
+                runs[client].append(_one(feed, client, pushes))
+    summary = {
+        client: {
+            "msgs_per_s": median([r["msgs_per_s"] for r in results]),
+            "cpu_us_per_msg": median([r["cpu_us_per_msg"] for r in results]),
+        }
+        for client, results in runs.items()
+    }
+    tradeloop, ccxt = summary["tradeloop"]["msgs_per_s"], summary["ccxt"]["msgs_per_s"]
+    return {
+        "pushes": pushes,
+        "consumers": _CONSUMERS,
+        "runs": runs,
+        "summary": summary,
+        "floor_msgs_per_s": floor_msgs_per_s,
+        "ratio_tradeloop_to_ccxt": tradeloop / ccxt,
+        "ratio_tradeloop_to_floor": tradeloop / floor_msgs_per_s,
+        "ratio_ccxt_to_floor": ccxt / floor_msgs_per_s,
+        "server_encode_seconds": encode["encode_s"],
+        "goal": "tradeloop >= 2x ccxt.pro msgs/s",
+        "goal_met": tradeloop >= 2 * ccxt,
+    }

@@ -1,0 +1,66 @@
+"""tradeloop's side of a run: a StreamManager on Trio, every subscriber draining its channel.
+
+A consumer takes one kline with ``await receive()`` and then everything already buffered with
+``receive_nowait()``: one scheduling point per wake-up instead of one per kline, which is how a
+consumer keeps up with a burst. Nothing is dropped (the ``block`` policy), so every consumer
+receives every push.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from tradeloop.exchanges.bingx import BingX
+from tradeloop.streams import StreamConfig, StreamManager, Subscription
+
+from .client import TIMEFRAME, Meter, final_seqs
+from .frames import unified
+
+__all__ = ["run"]
+
+_UNUSED_REST = "http://127.0.0.1:9"
+"""No REST call happens in these runs (closed-candle confirmation is off, nothing is missed)."""
+
+
+async def _consume(subscription: Subscription[Any], consumer: int, meter: Meter, done: trio.Event) -> None:
+    while True:
+        kline = await subscription.receive()
+        seqs = [int(kline.close)]
+        while True:
+            try:
+                kline = subscription.receive_nowait()
+            except trio.WouldBlock:
+                break
+            seqs.append(int(kline.close))
+        if meter.seen(consumer, seqs):
+            done.set()
+
+
+async def _run(spec: dict[str, Any]) -> dict[str, Any]:
+    url = spec["url"]
+    exchange = BingX(ws_url=url, spot_ws_url=url, rest_url=_UNUSED_REST)
+    config = StreamConfig(confirm_closed_candles=False, subscribe_rate=spec["subscribe_rate"])
+    topics = unified(spec["symbols"])
+    consumers = spec["consumers"]
+    meter = Meter(spec["total"], len(topics) * consumers, final_seqs(len(topics), spec["total"]),
+                  waiting=len(topics) * consumers)
+    with trio.fail_after(spec["timeout"]):
+        async with StreamManager.open({"bingx": exchange}, config) as streams:
+            subscriptions = [streams.klines("bingx", t, TIMEFRAME) for t in topics for _ in range(consumers)]
+            done = trio.Event()
+            async with trio.open_nursery() as nursery:
+                for index, subscription in enumerate(subscriptions):
+                    nursery.start_soon(_consume, subscription, index, meter, done)
+                await done.wait()
+                nursery.cancel_scope.cancel()
+            health = streams.health()
+    result = meter.result(keep_times=spec["run"] == "paced")
+    result["reconnects"] = health.total_reconnects
+    result["parse_errors"] = health.total_parse_errors
+    return result
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    return trio.run(_run, spec)

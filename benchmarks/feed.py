@@ -1,0 +1,274 @@
+"""The load generator: a BingX-swap-speaking WebSocket server that outruns the clients it feeds.
+
+Run as ``python -m benchmarks.feed``; it prints its WebSocket URL as the first line of stdout and
+then takes one JSON command per line on stdin, answering each with one JSON line (see
+:func:`_dispatch`). Clients connect to ``ws://127.0.0.1:PORT/swap-market``, subscribe with
+BingX requests and get BingX acks, a gzipped ``Ping`` every 5 s and, on command, kline pushes.
+
+Why not the simulator: the benchmark must measure the client, so the server may not be the
+bottleneck. trio-websocket pays a wsproto call and a ``send_all`` (one syscall, one scheduling
+point) per message, ~15 µs, which caps a server near the rates the clients reach. Here wsproto
+does the handshake and the few control messages, while the pushes are complete WebSocket frames
+encoded before the clock starts and written many per ``send_all``. Send times are read from
+``time.monotonic_ns()``, the system-wide clock the client processes read too, so latency is
+server send → consumer receive on one clock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import msgspec
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    CloseConnection,
+    Ping,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+
+from .frames import gzip_text, kline_push, ws_frame
+
+__all__ = ["main"]
+
+PATH = "/swap-market"
+_PING_EVERY = 5.0
+_RECEIVE_SIZE = 65536
+_SEND_CHUNK = 1 << 20
+"""Burst bytes per ``send_all``: large enough that the server never waits on itself."""
+_PACED_TICK = 0.001
+_WAIT_LIMIT = 60.0
+"""Bound on every wait for clients (subscriptions, disconnects)."""
+
+
+@dataclass(eq=False)
+class _Client:
+    stream: trio.SocketStream
+    ws: WSConnection = field(default_factory=lambda: WSConnection(ConnectionType.SERVER))
+    topics: set[str] = field(default_factory=set)
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    open: bool = False
+
+    async def send(self, data: bytes) -> None:
+        async with self.lock:
+            await self.stream.send_all(data)
+
+
+@dataclass
+class _Paced:
+    """A prepared paced run: push ``i`` (seq ``i + 1``) goes to ``data_types[i % len]``."""
+
+    rate: float
+    data_types: list[str]
+    frames: list[bytes]
+
+
+class FeedServer:
+    def __init__(self) -> None:
+        self.clients: set[_Client] = set()
+        self.changed = trio.Event()
+        self._burst: dict[str, bytes] = {}
+        self._paced: _Paced | None = None
+
+    # -- connections ------------------------------------------------------------------------------
+
+    async def serve(self, stream: trio.SocketStream) -> None:
+        client = _Client(stream)
+        self.clients.add(client)
+        try:
+            await self._read(client)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client went away: nothing to clean but our own table
+        finally:
+            self.clients.discard(client)
+            self._changed()
+            with trio.move_on_after(1) as scope:
+                scope.shield = True
+                await stream.aclose()
+
+    async def _read(self, client: _Client) -> None:
+        text_parts: list[str] = []
+        while True:
+            data = await client.stream.receive_some(_RECEIVE_SIZE)
+            if not data:
+                return
+            client.ws.receive_data(data)
+            for event in client.ws.events():
+                if isinstance(event, Request):
+                    if event.target != PATH:
+                        await client.send(client.ws.send(RejectConnection(status_code=404)))
+                        return
+                    await client.send(client.ws.send(AcceptConnection()))
+                    client.open = True
+                elif isinstance(event, TextMessage):
+                    text_parts.append(event.data)
+                    if event.message_finished:
+                        await self._request(client, "".join(text_parts))
+                        text_parts.clear()
+                elif isinstance(event, Ping):
+                    await client.send(client.ws.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    await client.send(client.ws.send(event.response()))
+                    return
+
+    async def _request(self, client: _Client, text: str) -> None:
+        if text == "Pong":
+            return
+        request = json.loads(text)
+        data_type = request["dataType"]
+        if request.get("reqType", "sub") == "sub":
+            client.topics.add(data_type)
+        else:
+            client.topics.discard(data_type)
+        ack = {"id": request["id"], "code": 0, "msg": "", "dataType": "", "data": None}
+        await client.send(ws_frame(gzip_text(json.dumps(ack, separators=(",", ":")))))
+        self._changed()
+
+    def _changed(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
+    async def ping_forever(self) -> None:
+        ping = ws_frame(gzip_text("Ping"))
+        while True:
+            await trio.sleep(_PING_EVERY)
+            for client in tuple(self.clients):
+                if client.open:
+                    with trio.move_on_after(1):
+                        await client.send(ping)
+
+    def subscribers(self, data_type: str) -> list[_Client]:
+        return [c for c in self.clients if data_type in c.topics]
+
+    async def _wait_until(self, condition: Callable[[], bool]) -> None:
+        with trio.fail_after(_WAIT_LIMIT):
+            while not condition():
+                await self.changed.wait()
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    async def prepare_burst(self, symbol_id: str, count: int) -> dict[str, Any]:
+        started = time.perf_counter()
+        self._burst[f"{symbol_id}@kline_1m"] = b"".join(
+            ws_frame(kline_push(symbol_id, seq)) for seq in range(1, count + 1)
+        )
+        return {"encode_s": time.perf_counter() - started}
+
+    async def burst(self, data_type: str, sockets: int) -> dict[str, Any]:
+        """Send the prepared burst to the ``sockets`` subscribers of ``data_type``, all at once."""
+        await self._wait_until(lambda: len(self.subscribers(data_type)) >= sockets)
+        blob = memoryview(self._burst[data_type])
+        start_ns = time.monotonic_ns()
+        async with trio.open_nursery() as nursery:
+            for client in self.subscribers(data_type):
+                nursery.start_soon(_send_chunked, client, blob)
+        return {"start_ns": start_ns, "end_ns": time.monotonic_ns(), "bytes": len(blob)}
+
+    async def prepare_paced(self, topics: list[str], rate: float, count: int) -> dict[str, Any]:
+        started = time.perf_counter()
+        data_types = [f"{t}@kline_1m" for t in topics]
+        frames = [ws_frame(kline_push(topics[i % len(topics)], i + 1)) for i in range(count)]
+        self._paced = _Paced(rate, data_types, frames)
+        return {"encode_s": time.perf_counter() - started}
+
+    async def paced(self, sockets: int) -> dict[str, Any]:
+        """Send the prepared pushes at their rate, in 1 ms ticks; the send time of each push."""
+        paced = self._paced
+        assert paced is not None, "prepare_paced first"
+        await self._wait_until(
+            lambda: all(len(self.subscribers(d)) >= sockets for d in paced.data_types)
+        )
+        routes = {d: self.subscribers(d) for d in paced.data_types}
+        total = len(paced.frames)
+        send_ns = [0] * total
+        start = trio.current_time()
+        start_ns = time.monotonic_ns()
+        sent = 0
+        while sent < total:
+            due = min(total, int((trio.current_time() - start) * paced.rate) + 1)
+            batches: dict[_Client, list[bytes]] = {}
+            for i in range(sent, due):
+                for client in routes[paced.data_types[i % len(paced.data_types)]]:
+                    batches.setdefault(client, []).append(paced.frames[i])
+            now_ns = time.monotonic_ns()
+            for i in range(sent, due):
+                send_ns[i] = now_ns
+            for client, frames in batches.items():
+                await client.send(b"".join(frames))
+            sent = due
+            await trio.sleep_until(max(start + sent / paced.rate, trio.current_time() + _PACED_TICK))
+        return {"start_ns": start_ns, "end_ns": time.monotonic_ns(), "send_ns": send_ns}
+
+    async def wait_idle(self) -> dict[str, Any]:
+        """Wait until every client has disconnected (between runs)."""
+        await self._wait_until(lambda: not self.clients)
+        return {}
+
+
+async def _send_chunked(client: _Client, blob: memoryview) -> None:
+    for offset in range(0, len(blob), _SEND_CHUNK):
+        await client.send(blob[offset : offset + _SEND_CHUNK])
+
+
+async def _dispatch(server: FeedServer, command: dict[str, Any]) -> dict[str, Any]:
+    """One control command: ``{"cmd": name, **arguments}`` -> a JSON-able reply."""
+    name = command.pop("cmd")
+    handlers: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
+        "prepare_burst": server.prepare_burst,
+        "burst": server.burst,
+        "prepare_paced": server.prepare_paced,
+        "paced": server.paced,
+        "wait_idle": server.wait_idle,
+    }
+    return await handlers[name](**command)
+
+
+async def _control(server: FeedServer, url: str) -> None:
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    stdout = trio.lowlevel.FdStream(os.dup(sys.stdout.fileno()))
+    encode = msgspec.json.encode
+    await stdout.send_all(encode({"url": url}) + b"\n")
+    buffer = b""
+    while True:
+        data = await stdin.receive_some(_RECEIVE_SIZE)
+        if not data:
+            return  # the orchestrator closed our stdin: time to go
+        buffer += data
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            command = json.loads(line)
+            if command["cmd"] == "quit":
+                return
+            try:
+                reply = {"ok": True, **await _dispatch(server, command)}
+            except (trio.TooSlowError, KeyError, AssertionError) as exc:
+                reply = {"ok": False, "error": repr(exc)}
+            await stdout.send_all(encode(reply) + b"\n")
+
+
+async def _main() -> None:
+    server = FeedServer()
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, server.serve, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        nursery.start_soon(server.ping_forever)
+        await _control(server, f"ws://127.0.0.1:{port}{PATH}")
+        nursery.cancel_scope.cancel()
+
+
+def main() -> None:
+    trio.run(_main)
+
+
+if __name__ == "__main__":
+    main()

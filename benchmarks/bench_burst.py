@@ -3,6 +3,11 @@
 tradeloop delivers every push to each of three subscribers of the topic (strategy, risk,
 portfolio); ccxt.pro runs three ``watch_ohlcv`` loops on the symbol. The rate is N divided by the
 time from the server's first send to the moment the last consumer holds push N, on one clock.
+
+Two receive paths without any stream layer run on the same pushes as references (see
+:mod:`benchmarks.client_transport`): trio-websocket, which tradeloop uses today, and wsproto
+driven directly on a Trio stream. With ``profile_pushes`` set, one more tradeloop run under
+cProfile says where its time goes.
 """
 
 from __future__ import annotations
@@ -15,24 +20,26 @@ from .modes import Mode
 __all__ = ["CLIENTS", "run"]
 
 CLIENTS = ("tradeloop", "ccxt")
+RECEIVE_PATHS = ("trio_websocket", "wsproto")
 _SYMBOL = "BTC-USDT"
 _CONSUMERS = 3
 
 
-def _one(feed: FeedProcess, client: str, pushes: int) -> dict[str, Any]:
+def _one(feed: FeedProcess, client: str, pushes: int, *, profile: bool = False) -> dict[str, Any]:
     spec = {
         "client": client,
         "run": "burst",
         "url": feed.url,
         "symbols": [_SYMBOL],
-        "consumers": _CONSUMERS,
+        "consumers": _CONSUMERS if client in CLIENTS else 1,
         "total": pushes,
         "subscribe_rate": 10.0,
-        "timeout": 120.0,
+        "timeout": 300.0,
+        "profile": profile,
     }
     served, measured = run_client(feed, spec, {"cmd": "burst", "data_type": f"{_SYMBOL}@kline_1m", "sockets": 1})
     seconds = (measured["last_ns"] - served["start_ns"]) / 1e9
-    return {
+    result = {
         "msgs_per_s": pushes / seconds,
         "cpu_us_per_msg": measured["cpu_s"] / pushes * 1e6,
         "seconds": seconds,
@@ -40,23 +47,31 @@ def _one(feed: FeedProcess, client: str, pushes: int) -> dict[str, Any]:
         "consumer_items": measured["items"],
         "consumer_wakeups": measured["wakeups"],
     }
+    if profile:
+        result["profile"] = measured["profile"]
+    return result
+
+
+def _summary(results: list[dict[str, Any]]) -> dict[str, float]:
+    return {
+        "msgs_per_s": median([r["msgs_per_s"] for r in results]),
+        "cpu_us_per_msg": median([r["cpu_us_per_msg"] for r in results]),
+    }
 
 
 def run(mode: Mode, floor_msgs_per_s: float) -> dict[str, Any]:
     pushes = mode.burst_pushes
-    with FeedProcess.running() as feed:
-        encode = feed.command(cmd="prepare_burst", symbol_id=_SYMBOL, count=pushes)
-        runs: dict[str, list[dict[str, Any]]] = {client: [] for client in CLIENTS}
+    with FeedProcess.start() as feed:
+        encode = feed.command(cmd="prepare_burst", symbol_id=_SYMBOL, count=pushes, timeout=300)
+        runs: dict[str, list[dict[str, Any]]] = {client: [] for client in (*CLIENTS, *RECEIVE_PATHS)}
         for _ in range(mode.runs):
-            for client in CLIENTS:
+            for client in runs:
                 runs[client].append(_one(feed, client, pushes))
-    summary = {
-        client: {
-            "msgs_per_s": median([r["msgs_per_s"] for r in results]),
-            "cpu_us_per_msg": median([r["cpu_us_per_msg"] for r in results]),
-        }
-        for client, results in runs.items()
-    }
+        profile = None
+        if mode.profile_pushes:
+            feed.command(cmd="prepare_burst", symbol_id=_SYMBOL, count=mode.profile_pushes, timeout=300)
+            profile = _one(feed, "tradeloop", mode.profile_pushes, profile=True)
+    summary = {client: _summary(results) for client, results in runs.items()}
     tradeloop, ccxt = summary["tradeloop"]["msgs_per_s"], summary["ccxt"]["msgs_per_s"]
     return {
         "pushes": pushes,
@@ -67,7 +82,11 @@ def run(mode: Mode, floor_msgs_per_s: float) -> dict[str, Any]:
         "ratio_tradeloop_to_ccxt": tradeloop / ccxt,
         "ratio_tradeloop_to_floor": tradeloop / floor_msgs_per_s,
         "ratio_ccxt_to_floor": ccxt / floor_msgs_per_s,
+        "per_run_ratio_tradeloop_to_ccxt": [
+            t["msgs_per_s"] / c["msgs_per_s"] for t, c in zip(runs["tradeloop"], runs["ccxt"], strict=True)
+        ],
         "server_encode_seconds": encode["encode_s"],
         "goal": "tradeloop >= 2x ccxt.pro msgs/s",
         "goal_met": tradeloop >= 2 * ccxt,
+        "profile": profile,
     }

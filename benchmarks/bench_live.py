@@ -45,7 +45,7 @@ def _one(feed: FeedProcess, client: str, symbols: list[str], pushes: int, second
 def run(mode: Mode) -> dict[str, Any]:
     symbols = symbol_ids(mode.live_topics)
     rates: dict[str, Any] = {}
-    with FeedProcess.running() as feed:
+    with FeedProcess.start() as feed:
         for rate in mode.live_rates:
             pushes = int(rate * mode.live_seconds)
             feed.command(cmd="prepare_paced", topics=symbols, rate=rate, count=pushes)
@@ -68,6 +68,8 @@ def run(mode: Mode) -> dict[str, Any]:
                 "pushes": pushes,
                 "runs": runs,
                 "summary": summary,
-                "ratio_cpu_tradeloop_to_ccxt": summary["tradeloop"]["cpu_us_per_msg"] / summary["ccxt"]["cpu_us_per_msg"],
+                "ratio_cpu_tradeloop_to_ccxt": (
+                    summary["tradeloop"]["cpu_us_per_msg"] / summary["ccxt"]["cpu_us_per_msg"]
+                ),
             }
     return {"topics": mode.live_topics, "seconds": mode.live_seconds, "rates": rates}

@@ -49,6 +49,9 @@ class Meter:
     def seen(self, consumer: int, seqs: list[int]) -> bool:
         """Record what one wake-up of ``consumer`` received; True when every consumer has all finals."""
         now = time.monotonic_ns()
+        seqs = [seq for seq in seqs if 0 < seq <= self.total]  # the simulator's own pushes are not ours
+        if not seqs:
+            return False
         if not self.first_ns:
             self.first_ns, self.first_cpu = now, time.process_time()
         self.wakeups[consumer] += 1
@@ -82,8 +85,10 @@ def _run(spec: dict[str, Any]) -> dict[str, Any]:
     runner: Callable[[dict[str, Any]], dict[str, Any]]
     if spec["client"] == "tradeloop":
         from .client_tradeloop import run as runner
-    else:
+    elif spec["client"] == "ccxt":
         from .client_ccxt import run as runner
+    else:
+        from .client_transport import run as runner
     return runner(spec)
 
 

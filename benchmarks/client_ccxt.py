@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import ccxt.pro
+import ccxt.pro  # type: ignore[import-untyped]
 
 from .client import TIMEFRAME, Meter, final_seqs
 from .frames import unified

@@ -8,6 +8,8 @@ receives every push.
 
 from __future__ import annotations
 
+import cProfile
+import time
 from typing import Any
 
 import trio
@@ -17,6 +19,7 @@ from tradeloop.streams import StreamConfig, StreamManager, Subscription
 
 from .client import TIMEFRAME, Meter, final_seqs
 from .frames import unified
+from .profiling import where_time_goes
 
 __all__ = ["run"]
 
@@ -63,4 +66,9 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
-    return trio.run(_run, spec)
+    if not spec.get("profile"):
+        return trio.run(_run, spec)
+    profiler = cProfile.Profile(time.process_time)  # CPU time: waiting in epoll is not work
+    result = profiler.runcall(trio.run, _run, spec)
+    result["profile"] = where_time_goes(profiler)
+    return result

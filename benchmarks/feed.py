@@ -17,15 +17,12 @@ server send → consumer receive on one clock.
 from __future__ import annotations
 
 import json
-import os
-import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-import msgspec
 import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
@@ -37,6 +34,7 @@ from wsproto.events import (
     TextMessage,
 )
 
+from .control import Handler, serve_commands
 from .frames import gzip_text, kline_push, ws_frame
 
 __all__ = ["main"]
@@ -59,7 +57,7 @@ class _Client:
     lock: trio.Lock = field(default_factory=trio.Lock)
     open: bool = False
 
-    async def send(self, data: bytes) -> None:
+    async def send(self, data: bytes | memoryview) -> None:
         async with self.lock:
             await self.stream.send_all(data)
 
@@ -216,44 +214,10 @@ class FeedServer:
 
 
 async def _send_chunked(client: _Client, blob: memoryview) -> None:
-    for offset in range(0, len(blob), _SEND_CHUNK):
-        await client.send(blob[offset : offset + _SEND_CHUNK])
-
-
-async def _dispatch(server: FeedServer, command: dict[str, Any]) -> dict[str, Any]:
-    """One control command: ``{"cmd": name, **arguments}`` -> a JSON-able reply."""
-    name = command.pop("cmd")
-    handlers: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
-        "prepare_burst": server.prepare_burst,
-        "burst": server.burst,
-        "prepare_paced": server.prepare_paced,
-        "paced": server.paced,
-        "wait_idle": server.wait_idle,
-    }
-    return await handlers[name](**command)
-
-
-async def _control(server: FeedServer, url: str) -> None:
-    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
-    stdout = trio.lowlevel.FdStream(os.dup(sys.stdout.fileno()))
-    encode = msgspec.json.encode
-    await stdout.send_all(encode({"url": url}) + b"\n")
-    buffer = b""
-    while True:
-        data = await stdin.receive_some(_RECEIVE_SIZE)
-        if not data:
-            return  # the orchestrator closed our stdin: time to go
-        buffer += data
-        while b"\n" in buffer:
-            line, buffer = buffer.split(b"\n", 1)
-            command = json.loads(line)
-            if command["cmd"] == "quit":
-                return
-            try:
-                reply = {"ok": True, **await _dispatch(server, command)}
-            except (trio.TooSlowError, KeyError, AssertionError) as exc:
-                reply = {"ok": False, "error": repr(exc)}
-            await stdout.send_all(encode(reply) + b"\n")
+    # Chunks end mid-frame: hold the lock throughout, or a ping could land inside a frame.
+    async with client.lock:
+        for offset in range(0, len(blob), _SEND_CHUNK):
+            await client.stream.send_all(blob[offset : offset + _SEND_CHUNK])
 
 
 async def _main() -> None:
@@ -262,7 +226,14 @@ async def _main() -> None:
         listeners = await nursery.start(partial(trio.serve_tcp, server.serve, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
         nursery.start_soon(server.ping_forever)
-        await _control(server, f"ws://127.0.0.1:{port}{PATH}")
+        handlers: dict[str, Handler] = {
+            "prepare_burst": server.prepare_burst,
+            "burst": server.burst,
+            "prepare_paced": server.prepare_paced,
+            "paced": server.paced,
+            "wait_idle": server.wait_idle,
+        }
+        await serve_commands({"url": f"ws://127.0.0.1:{port}{PATH}"}, handlers)
         nursery.cancel_scope.cancel()
 
 

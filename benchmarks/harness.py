@@ -19,10 +19,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 __all__ = [
     "FeedProcess",
+    "ServerProcess",
     "machine",
     "median",
     "percentiles",
@@ -69,12 +70,17 @@ def _stop(process: subprocess.Popen[str]) -> None:
         process.wait(5)
 
 
-class FeedProcess:
-    """The load generator (``benchmarks.feed``) in its own process."""
+class ServerProcess:
+    """A process driven by JSON-line commands (:mod:`benchmarks.control`); ``hello`` is its first line."""
 
-    def __init__(self) -> None:
-        self.process = start_python("benchmarks.feed")
-        self.url: str = read_json_line(self.process, _STARTUP_TIMEOUT)["url"]
+    def __init__(self, module: str, *args: str) -> None:
+        self.module = module
+        self.process = start_python(module, *args)
+        try:
+            self.hello = read_json_line(self.process, _STARTUP_TIMEOUT)
+        except BaseException:
+            _stop(self.process)
+            raise
 
     def command(self, timeout: float = 120.0, **command: Any) -> dict[str, Any]:
         stdin = self.process.stdin
@@ -83,7 +89,7 @@ class FeedProcess:
         stdin.flush()
         reply = read_json_line(self.process, timeout)
         if not reply.pop("ok"):
-            raise RuntimeError(f"feed server failed {command['cmd']!r}: {reply['error']}")
+            raise RuntimeError(f"{self.module} failed {command['cmd']!r}: {reply['error']}")
         return reply
 
     def close(self) -> None:
@@ -91,7 +97,24 @@ class FeedProcess:
 
     @classmethod
     @contextmanager
-    def running(cls) -> Iterator[FeedProcess]:
+    def running(cls, module: str, *args: str) -> Iterator[ServerProcess]:
+        server = cls(module, *args)
+        try:
+            yield server
+        finally:
+            server.close()
+
+
+class FeedProcess(ServerProcess):
+    """The load generator (``benchmarks.feed``) in its own process."""
+
+    def __init__(self) -> None:
+        super().__init__("benchmarks.feed")
+        self.url: str = self.hello["url"]
+
+    @classmethod
+    @contextmanager
+    def start(cls) -> Iterator[FeedProcess]:
         feed = cls()
         try:
             yield feed
@@ -99,7 +122,9 @@ class FeedProcess:
             feed.close()
 
 
-def run_client(feed: FeedProcess, spec: dict[str, Any], command: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def run_client(
+    feed: FeedProcess, spec: dict[str, Any], command: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Start a client process with ``spec``, have the server run ``command`` for it, return both results.
 
     The server command waits for the client's subscriptions itself, so there is no race between the

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tradeloop.models import Order, Side, Tick
 from tradeloop.trading.journal import Journal, JournalError
@@ -134,3 +137,33 @@ async def test_a_cancelled_write_is_all_or_nothing(tmp_path: Path) -> None:
         assert 0 < len(portfolio.fills) <= 30
     with pytest.raises(JournalError, match="closed"):
         await journal.load_fills()
+
+
+_steps = st.lists(
+    st.tuples(
+        st.sampled_from(["BTC/USDT:USDT", "ETH/USDT:USDT"]),
+        st.decimals(min_value=D("1"), max_value=D("1000"), places=1),
+        st.one_of(st.none(), st.sampled_from(list(Side))),
+        st.decimals(min_value=D("0.1"), max_value=D("5"), places=1),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(steps=_steps)
+async def test_any_history_restores_exactly(steps: list[tuple[str, Decimal, Side | None, Decimal]]) -> None:
+    """Random marks and fills, a final snapshot, a restart: the same books, drawdown included."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "journal.sqlite"
+        async with Journal.open(path, starting_cash=CASH) as journal:
+            portfolio = PortfolioManager(CASH, fee_rate=D("0.001"), journal=journal)
+            for symbol, price, side, quantity in steps:
+                portfolio.on_tick(Tick("bingx", symbol, 1_700_000_000_000, price, price, price))
+                if side is not None:
+                    await portfolio.execute(Order(portfolio.new_order_id(), "bingx", symbol, side, quantity, "s", "r"))
+            await journal.record_snapshot(portfolio.journal_snapshot(0))
+        async with Journal.open(path, starting_cash=CASH) as journal:
+            restored = await PortfolioManager.restore(journal, fee_rate=D("0.001"))
+    assert restored.snapshot() == portfolio.snapshot()

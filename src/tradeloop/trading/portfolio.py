@@ -177,6 +177,8 @@ class PortfolioManager:
         portfolio = cls(journal.starting_cash, fee_rate=fee_rate, slippage=slippage, journal=journal)
         fills = await journal.load_fills()
         snapshot = await journal.last_snapshot()
+        # Replaying fills without the marks they were made at says nothing about drawdown: the
+        # peak and the drawdown come from the snapshot, then from the restored marks.
         for fill in fills:
             portfolio._apply(fill)
         portfolio._next_order_id = max(await journal.last_order_id(), 0) + 1
@@ -330,6 +332,7 @@ class PortfolioManager:
         if self._journal is not None:
             await self._journal.record_fill(order, fill)
         self._apply(fill)
+        self._track_drawdown()
         logger.info("filled %s: %s (%s)", order, fill.price, fill.reason)
         return fill
 
@@ -343,7 +346,6 @@ class PortfolioManager:
         self._strategy_positions[strategy_key] = self.strategy_position(*strategy_key) + change
         self._next_order_id = max(self._next_order_id, fill.order_id + 1)
         self.fills.append(fill)
-        self._track_drawdown()
 
     def _track_drawdown(self) -> None:
         equity = self.equity

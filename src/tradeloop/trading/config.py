@@ -1,0 +1,237 @@
+"""Engine configuration, from Python objects or a TOML file, validated before anything starts.
+
+A TOML file (every table and field optional except ``exchanges`` and ``strategies``)::
+
+    starting_cash = 10000          # quote currency (USDT); fixed for the life of a journal
+    fee_rate = 0.0005              # fraction of notional per fill
+    slippage = 0.0001              # fraction the paper fill price moves against us
+    journal = "journal.sqlite"     # relative paths are relative to this file
+    snapshot_interval = 10         # seconds between equity snapshots in the journal
+
+    [exchanges.bingx]              # names are case-insensitive; fields are the client's URLs
+    ws_url = "wss://open-api-swap.bingx.com/swap-market"
+
+    [risk]                         # see tradeloop.trading.risk for every limit
+    max_order_notional = 2000
+    max_drawdown = 0.2
+
+    [streams]                      # optional tuning, see tradeloop.streams.StreamConfig
+    stall_timeout = 40
+
+    [[strategies]]
+    type = "sma_crossover"         # or "breakout"; the other keys are the strategy's parameters
+    symbols = ["BTC/USDT:USDT"]
+    fast = 10
+    slow = 30
+    size = 500
+
+Every mistake is a ValueError naming the field: ``config [risk]: risk limit 'max_drawdown' must be
+a fraction in (0, 1], got 2``. Numbers become :class:`~decimal.Decimal` through their text, so
+``0.0005`` in the file is exactly ``Decimal("0.0005")``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from ..exchanges import Exchange, available_exchanges, exchange_class, normalize_exchange_name
+from ..streams import StreamConfig
+from .risk import RiskLimits
+from .strategies import create_strategy
+from .strategy import Strategy, strategy_exchange
+
+__all__ = ["EngineConfig", "load_config"]
+
+DEFAULT_JOURNAL = Path("tradeloop-journal.sqlite")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Everything a :class:`~tradeloop.trading.engine.TradingEngine` needs.
+
+    ``exchanges`` maps a registry name (any case) to a client, or to the keyword arguments that
+    build one (its URLs). After construction it maps lower-case names to clients.
+    """
+
+    exchanges: Mapping[str, Exchange | Mapping[str, Any]]
+    strategies: Sequence[Strategy]
+    risk: RiskLimits = field(default_factory=RiskLimits)
+    starting_cash: Decimal = Decimal(10_000)
+    fee_rate: Decimal = Decimal("0.0005")
+    slippage: Decimal = Decimal(0)
+    journal: Path = DEFAULT_JOURNAL
+    snapshot_interval: float = 10.0
+    streams: StreamConfig = field(default_factory=StreamConfig)
+
+    def __post_init__(self) -> None:
+        set_field = object.__setattr__
+        set_field(self, "exchanges", _build_exchanges(self.exchanges))
+        for name in ("starting_cash", "fee_rate", "slippage"):
+            set_field(self, name, _non_negative(name, getattr(self, name)))
+        if not isinstance(self.risk, RiskLimits):
+            raise ValueError(f"config field 'risk': expected RiskLimits, got {self.risk!r}")
+        if not isinstance(self.streams, StreamConfig):
+            raise ValueError(f"config field 'streams': expected StreamConfig, got {self.streams!r}")
+        if not isinstance(self.journal, str | Path) or not str(self.journal):
+            raise ValueError(f"config field 'journal': expected a file path, got {self.journal!r}")
+        set_field(self, "journal", Path(self.journal))
+        interval = self.snapshot_interval
+        if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
+            raise ValueError(f"config field 'snapshot_interval': expected seconds > 0, got {interval!r}")
+        set_field(self, "strategies", tuple(self.strategies))
+        self._check_strategies()
+
+    @property
+    def clients(self) -> dict[str, Exchange]:
+        """The exchange clients by lower-case name (``exchanges`` once validated)."""
+        return {name: client for name, client in self.exchanges.items() if isinstance(client, Exchange)}
+
+    def strategy_exchange(self, strategy: Strategy) -> str:
+        """The exchange ``strategy`` trades on: its own ``exchange``, else the only one configured."""
+        return strategy_exchange(strategy) or next(iter(self.exchanges))
+
+    def _check_strategies(self) -> None:
+        if not self.strategies:
+            raise ValueError("config field 'strategies': at least one strategy is needed")
+        names: set[str] = set()
+        for index, strategy in enumerate(self.strategies):
+            where = f"config field 'strategies[{index}]'"
+            if not isinstance(strategy, Strategy):
+                raise ValueError(f"{where}: {strategy!r} is not a Strategy (name, symbols, timeframe, warmup, ...)")
+            if strategy.name in names:
+                raise ValueError(f"{where}: strategy name {strategy.name!r} is used twice; names must be unique")
+            names.add(strategy.name)
+            exchange = strategy_exchange(strategy)
+            if exchange is None and len(self.exchanges) > 1:
+                raise ValueError(f"{where}: set 'exchange' to one of {', '.join(self.exchanges)}")
+            if exchange is not None and exchange not in self.exchanges:
+                raise ValueError(
+                    f"{where}: exchange {exchange!r} is not configured; configured: {', '.join(self.exchanges)}"
+                )
+            if not isinstance(strategy.warmup, int) or strategy.warmup < 0:
+                raise ValueError(f"{where}: warmup must be an integer >= 0, got {strategy.warmup!r}")
+
+
+def load_config(path: str | Path, **overrides: Any) -> EngineConfig:
+    """Read and validate a TOML config file; ``overrides`` replace fields (e.g. ``journal``)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except OSError as exc:
+        raise ValueError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+    config = config_from_mapping(data, base_dir=path.parent)
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
+def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path = Path()) -> EngineConfig:
+    """Build an EngineConfig from parsed TOML (or any mapping of the same shape)."""
+    allowed = {"exchanges", "strategies", "risk", "streams", *_SCALARS}
+    _check_keys("config", data, allowed)
+    for required in ("exchanges", "strategies"):
+        if required not in data:
+            raise ValueError(f"config: field {required!r} is missing")
+    exchanges = _table("exchanges", data["exchanges"])
+    for name, options in exchanges.items():
+        _table(f"exchanges.{name}", options)
+    entries = data["strategies"]
+    if not isinstance(entries, list):
+        raise ValueError("config field 'strategies': expected an array of tables ([[strategies]])")
+    strategies = [_strategy(index, entry) for index, entry in enumerate(entries)]
+    scalars: dict[str, Any] = {key: data[key] for key in _SCALARS if key in data}
+    if "journal" in scalars:
+        journal = scalars["journal"]
+        if not isinstance(journal, str) or not journal:
+            raise ValueError(f"config field 'journal': expected a file path, got {journal!r}")
+        scalars["journal"] = base_dir / journal
+    return EngineConfig(
+        exchanges=exchanges,
+        strategies=strategies,
+        risk=_build("risk", RiskLimits, data.get("risk", {})),
+        streams=_build("streams", StreamConfig, data.get("streams", {})),
+        **scalars,
+    )
+
+
+_SCALARS = ("starting_cash", "fee_rate", "slippage", "journal", "snapshot_interval")
+
+
+def _strategy(index: int, entry: object) -> Strategy:
+    where = f"config field 'strategies[{index}]'"
+    params = dict(_table(f"strategies[{index}]", entry))
+    kind = params.pop("type", None)
+    if not isinstance(kind, str):
+        raise ValueError(f"{where}: 'type' is missing (e.g. type = \"sma_crossover\")")
+    try:
+        return create_strategy(kind, params)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _build(name: str, cls: type[Any], table: object) -> Any:
+    """Instantiate a dataclass from a config table, naming unknown and bad fields."""
+    values = _table(name, table)
+    _check_keys(f"config [{name}]", values, {f.name for f in dataclasses.fields(cls)})
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"config [{name}]: {exc}") from None
+
+
+def _table(name: str, value: object) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"config field {name!r}: expected a table, got {value!r}")
+    return value
+
+
+def _check_keys(where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ValueError(f"{where}: unknown field {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _non_negative(name: str, value: object) -> Decimal:
+    try:
+        number = Decimal(str(value)) if isinstance(value, Decimal | int | float | str) else None
+    except InvalidOperation:
+        number = None
+    if isinstance(value, bool) or number is None or not number.is_finite() or number < 0:
+        raise ValueError(f"config field {name!r}: expected a number >= 0, got {value!r}")
+    return number
+
+
+def _build_exchanges(exchanges: Mapping[str, Exchange | Mapping[str, Any]]) -> dict[str, Exchange]:
+    if not isinstance(exchanges, Mapping) or not exchanges:
+        raise ValueError(f"config field 'exchanges': name at least one of {', '.join(available_exchanges())}")
+    built: dict[str, Exchange] = {}
+    for raw_name, spec in exchanges.items():
+        where = f"config field 'exchanges.{raw_name}'"
+        try:
+            name = normalize_exchange_name(raw_name)
+            cls = exchange_class(name)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+        if name in built:
+            raise ValueError(f"{where}: exchange {name!r} is configured twice")
+        if isinstance(spec, Exchange):
+            built[name] = spec
+            continue
+        options = _table(f"exchanges.{raw_name}", spec)
+        accepted = {
+            p.name for p in inspect.signature(cls).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+        _check_keys(where, options, accepted)
+        for key, value in options.items():
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{where}: field {key!r} must be a URL string, got {value!r}")
+        built[name] = cls(**options)
+    return built

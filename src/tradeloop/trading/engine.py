@@ -1,0 +1,298 @@
+"""The trading engine: market data in, paper trades out, everything in one cancel scope.
+
+``await engine.run()`` opens the journal and restores the portfolio from it, then, inside one
+cancel scope, the :class:`~tradeloop.streams.StreamManager` and one nursery holding every
+consumer::
+
+    ticks  ──► tick pump ──► portfolio (marks) ──► risk (kill switch) ─┐
+    klines ──► kline pump (warm-up from REST first) ───────────────────┴─► coordinator
+                                                                              │ signals
+                                       journal ◄── portfolio ◄── risk manager ◄┘
+    + a snapshot task (equity to the journal every ``snapshot_interval``)
+    + the kill-switch watcher (flatten, then stop)
+
+Stopping is cancelling that scope, whatever asks for it: :meth:`TradingEngine.stop` (the CLI's
+Ctrl-C handler), the kill switch, or the ``duration`` deadline. Streams close within their own
+bounds, then a final snapshot is written (shielded, bounded) and the journal closed, and
+``run`` returns a :class:`RunSummary`. Cancelling ``run`` from outside does the same cleanup and
+lets the cancellation propagate. Nothing sleeps hoping that cleanup has finished: each step is
+awaited by the scope that owns it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import trio
+
+from ..models import Kline, Signal, Tick
+from ..streams import StreamHealth, StreamManager
+from .config import EngineConfig
+from .journal import Journal
+from .portfolio import PortfolioManager, PortfolioSnapshot
+from .risk import RiskManager, RiskState
+from .strategy import StrategyCoordinator, StrategyStatus
+
+__all__ = ["EngineStatus", "RunSummary", "TradingEngine"]
+
+logger = logging.getLogger(__name__)
+
+_SIGNAL_BUFFER = 16
+_MARKET_BUFFER = 64
+_FINAL_SNAPSHOT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStatus:
+    """A running engine at one moment, for the live view."""
+
+    elapsed: float
+    prices: tuple[Tick, ...]
+    portfolio: PortfolioSnapshot
+    risk: RiskState
+    strategies: tuple[StrategyStatus, ...]
+    health: StreamHealth | None
+    trades: int
+    """Fills in this run (the portfolio counts every fill of the journal)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """How a run ended and what it did."""
+
+    stopped_by: str
+    """"duration", "kill switch" or the reason given to :meth:`TradingEngine.stop`."""
+    elapsed: float
+    trades: int
+    """Fills in this run."""
+    portfolio: PortfolioSnapshot
+    """The books at the end (for the journal's whole life)."""
+    risk: RiskState
+    strategies: tuple[StrategyStatus, ...]
+    reconnects: int
+    warmup_failures: int
+    journal: Path
+
+    @property
+    def fees(self) -> Decimal:
+        return self.portfolio.fees
+
+    @property
+    def strategy_errors(self) -> Mapping[str, int]:
+        return {status.name: status.errors for status in self.strategies if status.errors}
+
+
+class _Run:
+    """The components of one run, alive while it lasts (and readable after)."""
+
+    def __init__(self, config: EngineConfig, journal: Journal, portfolio: PortfolioManager) -> None:
+        self.journal = journal
+        self.portfolio = portfolio
+        self.risk = RiskManager(config.risk, portfolio)
+        self.signals_tx, self.signals_rx = trio.open_memory_channel[Signal](_SIGNAL_BUFFER)
+        self.coordinator = StrategyCoordinator(config.strategies, self.signals_tx)
+        self.started = trio.current_time()
+        self.fills_before = len(portfolio.fills)
+        self.streams: StreamManager | None = None
+        self.health: StreamHealth | None = None
+        self.warmup_failures = 0
+
+    @property
+    def trades(self) -> int:
+        return len(self.portfolio.fills) - self.fills_before
+
+
+class TradingEngine:
+    """Paper-trades ``config``'s strategies on live (or simulated) market data. Runs once at a time."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._run: _Run | None = None
+        self._scope: trio.CancelScope | None = None
+        self._stop_reason: str | None = None
+
+    @property
+    def portfolio(self) -> PortfolioManager | None:
+        """The portfolio of the current run, or of the last one after it ended."""
+        return None if self._run is None else self._run.portfolio
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask a running engine to shut down; ``run`` returns with ``stopped_by=reason``."""
+        if self._scope is not None:
+            if self._stop_reason is None:
+                self._stop_reason = reason
+            self._scope.cancel()
+
+    def status(self) -> EngineStatus | None:
+        """The running engine's state, None when not running."""
+        run = self._run
+        if run is None or self._scope is None:
+            return None
+        return EngineStatus(
+            elapsed=trio.current_time() - run.started,
+            prices=run.portfolio.market.ticks(),
+            portfolio=run.portfolio.snapshot(),
+            risk=run.risk.state(),
+            strategies=run.coordinator.status(),
+            health=run.health if run.streams is None else run.streams.health(),
+            trades=run.trades,
+        )
+
+    async def run(
+        self, duration: float | None = None, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> RunSummary:
+        """Trade until stopped, the kill switch trips or ``duration`` seconds pass.
+
+        ``task_status.started()`` fires once the streams are open and every consumer task is started.
+        """
+        if self._scope is not None:
+            raise RuntimeError("this engine is already running")
+        if duration is not None and not duration > 0:
+            raise ValueError(f"duration must be a number of seconds > 0, got {duration!r}")
+        config = self.config
+        self._stop_reason = None
+        async with Journal.open(config.journal, starting_cash=config.starting_cash) as journal:
+            portfolio = await PortfolioManager.restore(journal, fee_rate=config.fee_rate, slippage=config.slippage)
+            run = self._run = _Run(config, journal, portfolio)
+            try:
+                with trio.CancelScope() as scope:
+                    self._scope = scope
+                    if duration is not None:
+                        scope.deadline = run.started + duration
+                    await self._serve(run, scope, task_status)
+            finally:
+                self._scope = None
+                await self._final_snapshot(run)
+        stopped_by = self._stop_reason or ("duration" if duration is not None else "finished")
+        logger.info("engine stopped (%s) after %d trades", stopped_by, run.trades)
+        return RunSummary(
+            stopped_by=stopped_by,
+            elapsed=trio.current_time() - run.started,
+            trades=run.trades,
+            portfolio=portfolio.snapshot(),
+            risk=run.risk.state(),
+            strategies=run.coordinator.status(),
+            reconnects=0 if run.health is None else run.health.total_reconnects,
+            warmup_failures=run.warmup_failures,
+            journal=journal.path,
+        )
+
+    async def _serve(self, run: _Run, scope: trio.CancelScope, task_status: trio.TaskStatus[None]) -> None:
+        config = self.config
+        async with StreamManager.open(config.clients, config.streams) as streams:
+            run.streams = streams
+            # The subscriptions belong to this function, not to the pumps reading them: they stay
+            # open until the health snapshot below has seen every topic with its final counters.
+            ticks = {(exchange, symbol): streams.ticks(exchange, symbol) for exchange, symbol in self._instruments()}
+            warmups = self._candle_streams()
+            candles = {stream: streams.klines(*stream, closed_only=True) for stream in warmups}
+            try:
+                async with trio.open_nursery() as nursery:
+                    market_tx, market_rx = trio.open_memory_channel[Kline | Tick](_MARKET_BUFFER)
+                    nursery.start_soon(run.coordinator.run, market_rx)
+                    nursery.start_soon(run.risk.run, run.signals_rx)
+                    async with market_tx:
+                        for tick_stream in ticks.values():
+                            nursery.start_soon(self._pump_ticks, run, tick_stream, market_tx.clone())
+                        for stream, kline_stream in candles.items():
+                            args = (run, stream, warmups[stream], kline_stream, market_tx.clone())
+                            nursery.start_soon(self._pump_klines, *args)
+                    nursery.start_soon(self._snapshots, run)
+                    nursery.start_soon(self._watch_kill_switch, run, scope)
+                    task_status.started()
+            finally:
+                run.health = streams.health()
+                run.streams = None
+                for tick_stream in ticks.values():
+                    tick_stream.close()
+                for kline_stream in candles.values():
+                    kline_stream.close()
+
+    def _instruments(self) -> list[tuple[str, str]]:
+        """Every (exchange, symbol) some strategy trades: each gets a tick stream."""
+        strategies = self.config.strategies
+        exchange = self.config.strategy_exchange
+        return sorted({(exchange(strategy), symbol) for strategy in strategies for symbol in strategy.symbols})
+
+    def _candle_streams(self) -> dict[tuple[str, str, str], int]:
+        """Every (exchange, symbol, timeframe) some strategy reads, with the longest warm-up asked."""
+        streams: dict[tuple[str, str, str], int] = {}
+        for strategy in self.config.strategies:
+            if strategy.timeframe is None:
+                continue
+            exchange = self.config.strategy_exchange(strategy)
+            for symbol in strategy.symbols:
+                key = (exchange, symbol, strategy.timeframe)
+                streams[key] = max(streams.get(key, 0), strategy.warmup)
+        return streams
+
+    async def _pump_ticks(
+        self, run: _Run, ticks: trio.abc.ReceiveChannel[Tick], market: trio.MemorySendChannel[Kline | Tick]
+    ) -> None:
+        """Mark the books and check the kill switch on every tick, then hand it to the strategies."""
+        async with market:
+            async for tick in ticks:
+                run.portfolio.on_tick(tick)
+                run.risk.after_mark(tick.time)
+                await market.send(tick)
+
+    async def _pump_klines(
+        self,
+        run: _Run,
+        stream: tuple[str, str, str],
+        warmup: int,
+        klines: trio.abc.ReceiveChannel[Kline],
+        market: trio.MemorySendChannel[Kline | Tick],
+    ) -> None:
+        """Replay history once subscribed: live candles wait in the subscription meanwhile, and
+        the coordinator drops the ones the history already covered.
+        """
+        async with market:
+            if warmup:
+                await self._warm_up(run, stream, warmup)
+            async for kline in klines:
+                await market.send(kline)
+
+    async def _warm_up(self, run: _Run, stream: tuple[str, str, str], warmup: int) -> None:
+        assert run.streams is not None
+        try:
+            history = await run.streams.fetch_klines(*stream, limit=warmup)
+        except Exception:
+            # Not fatal: the strategies warm up from live candles instead, just later.
+            run.warmup_failures += 1
+            logger.warning("warm-up history for %s unavailable; warming up from live candles", stream, exc_info=True)
+            return
+        run.coordinator.warm_up(history)
+
+    async def _snapshots(self, run: _Run) -> None:
+        while True:
+            await trio.sleep(self.config.snapshot_interval)
+            await run.journal.record_snapshot(run.portfolio.journal_snapshot(_now_ms()))
+
+    async def _watch_kill_switch(self, run: _Run, scope: trio.CancelScope) -> None:
+        await run.risk.killed.wait()
+        fills = await run.risk.flatten()
+        logger.warning("kill switch flattened %d positions; stopping", len(fills))
+        if self._stop_reason is None:
+            self._stop_reason = "kill switch"
+        scope.cancel()
+
+    async def _final_snapshot(self, run: _Run) -> None:
+        """Journal the books' last marks; shielded so a cancelled run still records them."""
+        with trio.move_on_after(_FINAL_SNAPSHOT_TIMEOUT, shield=True) as scope:
+            try:
+                await run.journal.record_snapshot(run.portfolio.journal_snapshot(_now_ms()))
+            except Exception:
+                # The fills are already durable; only the marks of this moment are lost.
+                logger.exception("final snapshot of %s failed", run.journal.path)
+        if scope.cancelled_caught:
+            logger.error("final snapshot of %s took over %.0f s; skipped", run.journal.path, _FINAL_SNAPSHOT_TIMEOUT)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

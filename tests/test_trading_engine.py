@@ -1,0 +1,193 @@
+"""The engine end to end against the embedded exchange, on Trio's MockClock (simulated seconds)."""
+
+from __future__ import annotations
+
+import dataclasses
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+from tradeloop.models import Fill, Kline, Signal, Tick
+from tradeloop.sim import SimConfig, open_simulator
+from tradeloop.trading import (
+    Breakout,
+    EngineConfig,
+    Journal,
+    PortfolioManager,
+    PortfolioSnapshot,
+    RiskLimits,
+    SmaCrossover,
+    Strategy,
+    TradingEngine,
+)
+from tradeloop.trading.cli import demo_config
+
+D = Decimal
+BTC = "BTC/USDT:USDT"
+ETH = "ETH/USDT:USDT"
+
+
+@pytest.fixture
+def mock_clock() -> MockClock:
+    return MockClock(autojump_threshold=0.005)
+
+
+def reconcile(snapshot: PortfolioSnapshot, fills: list[Fill]) -> None:
+    """The books, recomputed from the journal's fills and the final marks alone."""
+    cash = snapshot.starting_cash - sum((f.signed_quantity * f.price + f.fee for f in fills), D(0))
+    held: dict[str, Decimal] = {}
+    for fill in fills:
+        held[fill.symbol] = held.get(fill.symbol, D(0)) + fill.signed_quantity
+    marks = {p.symbol: p.mark for p in snapshot.positions}
+    value = sum((quantity * (marks[symbol] or 0) for symbol, quantity in held.items()), D(0))
+    assert snapshot.cash == cash
+    assert snapshot.equity == cash + value
+    assert snapshot.fees == sum((f.fee for f in fills), D(0))
+    assert snapshot.equity - snapshot.starting_cash == snapshot.realised_pnl + snapshot.unrealised_pnl - snapshot.fees
+    assert {p.symbol: p.quantity for p in snapshot.positions} == held
+
+
+async def journal_fills(path: Path) -> list[Fill]:
+    async with Journal.open(path, starting_cash=D(10_000)) as journal:
+        return await journal.load_fills()
+
+
+async def test_demo_run_trades_and_reconciles(mock_clock: MockClock, tmp_path: Path) -> None:
+    async with open_simulator(SimConfig(seed=3)) as sim:
+        engine = TradingEngine(demo_config(sim.exchange(), tmp_path / "journal.sqlite"))
+        summary = await engine.run(duration=60)
+    assert summary.stopped_by == "duration"
+    assert summary.trades >= 4
+    assert summary.reconnects == 0
+    assert summary.strategy_errors == {}
+    fills = await journal_fills(tmp_path / "journal.sqlite")
+    assert engine.portfolio is not None and fills == engine.portfolio.fills
+    assert len(fills) == summary.trades == summary.portfolio.fills
+    assert {f.strategy for f in fills} == {"sma", "breakout"}
+    assert {f.symbol for f in fills} == {BTC, ETH}
+    reconcile(summary.portfolio, fills)
+
+
+class Exploding:
+    """Trades once, then raises on its fifth tick."""
+
+    name = "exploding"
+    symbols = (BTC,)
+    timeframe = None
+    warmup = 0
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def on_kline(self, kline: Kline) -> list[Signal]:
+        return []
+
+    def on_tick(self, tick: Tick) -> list[Signal]:
+        self.ticks += 1
+        if self.ticks == 5:
+            raise RuntimeError("strategy bug")
+        return [Signal.hold(tick, D("0.01"), "first tick")] if self.ticks == 1 else []
+
+
+async def test_a_raising_strategy_is_isolated_and_the_others_trade(mock_clock: MockClock, tmp_path: Path) -> None:
+    async with open_simulator(SimConfig(seed=4)) as sim:
+        config = demo_config(sim.exchange(), tmp_path / "journal.sqlite")
+        strategies: list[Strategy] = [Exploding(), *config.strategies]
+        engine = TradingEngine(dataclasses.replace(config, strategies=strategies))
+        summary = await engine.run(duration=60)
+    assert summary.strategy_errors == {"exploding": 1}
+    status = {s.name: s for s in summary.strategies}
+    assert not status["exploding"].enabled and status["exploding"].last_error == "RuntimeError: strategy bug"
+    assert status["exploding"].ticks == 5
+    fills = await journal_fills(tmp_path / "journal.sqlite")
+    exploded_at = [f.time for f in fills if f.strategy == "exploding"]
+    assert len(exploded_at) == 1
+    assert any(f.time > exploded_at[0] + 5_000 for f in fills if f.strategy != "exploding")
+
+
+async def test_the_kill_switch_flattens_and_stops(mock_clock: MockClock, tmp_path: Path) -> None:
+    async with open_simulator(SimConfig(seed=5)) as sim:
+        config = demo_config(sim.exchange(), tmp_path / "journal.sqlite")
+        tight = dataclasses.replace(config.risk, max_drawdown=D("0.0001"))  # 1 USDT of 10,000
+        engine = TradingEngine(dataclasses.replace(config, risk=tight))
+        summary = await engine.run(duration=600)
+    assert summary.stopped_by == "kill switch"
+    assert summary.elapsed < 600
+    assert summary.risk.killed and "max_drawdown" in (summary.risk.kill_reason or "")
+    assert all(p.quantity == 0 for p in summary.portfolio.positions)
+    assert summary.portfolio.strategy_positions == ()
+    fills = await journal_fills(tmp_path / "journal.sqlite")
+    assert any(f.reason.startswith("kill switch") for f in fills)
+    reconcile(summary.portfolio, fills)
+
+
+async def test_cancel_mid_run_then_restart_restores_the_portfolio(mock_clock: MockClock, tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    async with open_simulator(SimConfig(seed=6)) as sim:
+        config = demo_config(sim.exchange(), path)
+        engine = TradingEngine(config)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(engine.run)
+            portfolio = engine.portfolio
+            assert portfolio is not None
+            # Polls public state: nothing signals "three fills and a position open".
+            while len(portfolio.fills) < 3 or not any(p.quantity for p in portfolio.positions()):  # noqa: ASYNC110
+                await trio.sleep(0.5)
+            nursery.cancel_scope.cancel()
+        before = portfolio.snapshot()
+        async with Journal.open(path, starting_cash=config.starting_cash) as journal:
+            restored = await PortfolioManager.restore(journal, fee_rate=config.fee_rate, slippage=config.slippage)
+            assert restored.snapshot() == before
+        # and trading carries on from there: order ids continue, the journal keeps every fill
+        summary = await TradingEngine(config).run(duration=30)
+    assert summary.portfolio.fills == len(await journal_fills(path)) > before.fills
+    assert summary.portfolio.next_order_id > before.next_order_id
+
+
+async def test_candle_strategies_warm_up_from_history(mock_clock: MockClock, tmp_path: Path) -> None:
+    async with open_simulator(SimConfig(seed=8)) as sim:
+        candles = SmaCrossover(name="sma-1m", symbols=[BTC, ETH], fast=3, slow=10, size=500, allow_short=True)
+        ticks = Breakout(name="breakout", symbols=[ETH], lookback=5, size=500, source="tick")
+        config = EngineConfig(
+            exchanges={"BingX": sim.exchange()},
+            strategies=[candles, ticks],
+            risk=RiskLimits(max_order_notional=D(1000)),
+            journal=tmp_path / "journal.sqlite",
+        )
+        summary = await TradingEngine(config).run(duration=150)
+    assert summary.warmup_failures == 0
+    status = {s.name: s for s in summary.strategies}
+    # 10 warm-up candles per symbol, then the two minutes that closed during the run
+    assert 2 * 10 + 2 * 2 <= status["sma-1m"].klines <= 2 * 10 + 2 * 3
+    assert status["breakout"].klines == 0  # it reads ticks only
+    assert status["sma-1m"].signals >= 2  # each symbol's first view after warm-up
+
+
+async def test_stop_returns_a_summary(mock_clock: MockClock, tmp_path: Path) -> None:
+    async with open_simulator(SimConfig(seed=9)) as sim:
+        engine = TradingEngine(demo_config(sim.exchange(), tmp_path / "journal.sqlite"))
+        assert engine.status() is None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(engine.run)
+            await trio.sleep(15)
+            status = engine.status()
+            assert status is not None and {t.symbol for t in status.prices} == {BTC, ETH}
+            assert status.health is not None and len(status.health.topics) == 2
+            engine.stop("test over")
+        assert engine.status() is None
+
+
+async def test_run_refuses_a_second_concurrent_run(mock_clock: MockClock, tmp_path: Path) -> None:
+    async with open_simulator(SimConfig(seed=10)) as sim:
+        engine = TradingEngine(demo_config(sim.exchange(), tmp_path / "journal.sqlite"))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(engine.run)
+            with pytest.raises(RuntimeError, match="already running"):
+                await engine.run()
+            engine.stop()
+        with pytest.raises(ValueError, match="duration"):
+            await engine.run(duration=0)
+

@@ -127,9 +127,22 @@ async def _stop_on_signals(engine: TradingEngine) -> None:
 def _handle(args: argparse.Namespace) -> int:
     console = Console()
     try:
-        summary = trio.run(run_command, args.config, args.duration, args.journal, console)
+        try:
+            summary = trio.run(run_command, args.config, args.duration, args.journal, console)
+        except BaseExceptionGroup as group:
+            raise _sole_error(group) from None
     except JournalError as exc:
         print(f"tradeloop run: {exc}", file=sys.stderr)
         return 2
     console.print(format_summary(summary), markup=False, highlight=False)
     return 0
+
+
+def _sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a nursery wrapped when it is the only one (a bad journal, say), so the user sees
+    its message rather than a traceback; otherwise the group itself.
+    """
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error

@@ -162,9 +162,7 @@ class Faults:
                 try:
                     self.rest_down = RestDown(text)
                 except ValueError:
-                    raise ValueError(
-                        f"invalid rest_down {value!r}: expected 503, close or off"
-                    ) from None
+                    raise ValueError(f"invalid rest_down {value!r}: expected 503, close or off") from None
         elif name in ("drop_all", "clear") and value is None:
             if name == "drop_all":
                 self.drop_all()

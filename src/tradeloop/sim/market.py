@@ -83,9 +83,7 @@ def symbol_spec(symbol_id: str) -> SymbolSpec:
     runs) and about six significant digits of price.
     """
     if not isinstance(symbol_id, str) or not _SYMBOL_ID.match(symbol_id):
-        raise ValueError(
-            f"invalid BingX symbol id {symbol_id!r}: expected BASE-QUOTE in upper case, e.g. 'BTC-USDT'"
-        )
+        raise ValueError(f"invalid BingX symbol id {symbol_id!r}: expected BASE-QUOTE in upper case, e.g. 'BTC-USDT'")
     base = symbol_id.split("-")[0]
     known = _KNOWN.get(base)
     if known is not None:
@@ -261,9 +259,7 @@ class MarketModel:
         try:
             return self.specs[symbol_id]
         except KeyError:
-            raise ValueError(
-                f"unknown symbol {symbol_id!r}: the simulator serves {', '.join(self.specs)}"
-            ) from None
+            raise ValueError(f"unknown symbol {symbol_id!r}: the simulator serves {', '.join(self.specs)}") from None
 
     def _series_of(self, symbol_id: str) -> _Series:
         series = self._series.get(symbol_id)

@@ -154,9 +154,7 @@ def percent_text(change: int, base: int) -> str:
     return str((Decimal(change) * 100 / Decimal(base)).quantize(Decimal("0.01")))
 
 
-def kline_payload(
-    topic: SimTopic, spec: SymbolSpec, candles: list[CandleValues], event_ms: int
-) -> Payload:
+def kline_payload(topic: SimTopic, spec: SymbolSpec, candles: list[CandleValues], event_ms: int) -> Payload:
     """A kline push of one candle update (swap: several when batching, oldest first)."""
     price = spec.price_text
     if topic.market is Market.SWAP:

@@ -76,9 +76,7 @@ class Simulator:
 
         return BingX(ws_url=self.ws_url, spot_ws_url=self.spot_ws_url, rest_url=self.rest_url)
 
-    async def burst(
-        self, symbol_id: str, timeframe: str, count: int, *, market: Market | str = Market.SWAP
-    ) -> None:
+    async def burst(self, symbol_id: str, timeframe: str, count: int, *, market: Market | str = Market.SWAP) -> None:
         """Send ``count`` kline updates (close price 1..count) of one topic to its subscribers as
         fast as their sockets accept them; see :meth:`WsHub.burst`.
         """

@@ -86,9 +86,7 @@ class WsHub:
 
     # -- serving --------------------------------------------------------------------------------
 
-    async def serve(
-        self, listeners: list[trio.SocketListener], *, task_status: trio.TaskStatus[None]
-    ) -> None:
+    async def serve(self, listeners: list[trio.SocketListener], *, task_status: trio.TaskStatus[None]) -> None:
         """Accept connections until cancelled; :meth:`close_all` stops accepting first."""
         async with trio.open_nursery() as connections, trio.open_nursery() as accepting:
             self._stop_accepting = accepting.cancel_scope.cancel

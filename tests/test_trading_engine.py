@@ -191,3 +191,19 @@ async def test_run_refuses_a_second_concurrent_run(mock_clock: MockClock, tmp_pa
         with pytest.raises(ValueError, match="duration"):
             await engine.run(duration=0)
 
+
+
+async def test_stop_while_starting(mock_clock: MockClock, tmp_path: Path) -> None:
+    async with open_simulator(SimConfig(seed=11)) as sim:
+        engine = TradingEngine(demo_config(sim.exchange(), tmp_path / "journal.sqlite"))
+        summaries = []
+
+        async def run() -> None:
+            summaries.append(await engine.run())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run)
+            await trio.testing.wait_all_tasks_blocked()  # the engine is opening its journal
+            assert engine.status() is None  # not trading yet
+            engine.stop("early")
+    assert [(s.stopped_by, s.trades) for s in summaries] == [("early", 0)]

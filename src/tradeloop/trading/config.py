@@ -108,7 +108,10 @@ class EngineConfig:
             if strategy.name in names:
                 raise ValueError(f"{where}: strategy name {strategy.name!r} is used twice; names must be unique")
             names.add(strategy.name)
-            exchange = strategy_exchange(strategy)
+            try:
+                exchange = strategy_exchange(strategy)
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
             if exchange is None and len(self.exchanges) > 1:
                 raise ValueError(f"{where}: set 'exchange' to one of {', '.join(self.exchanges)}")
             if exchange is not None and exchange not in self.exchanges:

@@ -122,7 +122,7 @@ class TradingEngine:
         return None if self._run is None else self._run.portfolio
 
     def stop(self, reason: str = "stopped") -> None:
-        """Ask a running engine to shut down; ``run`` returns with ``stopped_by=reason``."""
+        """Ask a running (or starting) engine to shut down; ``run`` returns with ``stopped_by=reason``."""
         if self._scope is not None:
             if self._stop_reason is None:
                 self._stop_reason = reason
@@ -155,19 +155,24 @@ class TradingEngine:
         if duration is not None and not duration > 0:
             raise ValueError(f"duration must be a number of seconds > 0, got {duration!r}")
         config = self.config
+        # The scope exists before it is entered so that stop() works from the first moment: a
+        # scope cancelled before it is entered cancels its body at once.
+        scope = self._scope = trio.CancelScope()
+        self._run = None
         self._stop_reason = None
-        async with Journal.open(config.journal, starting_cash=config.starting_cash) as journal:
-            portfolio = await PortfolioManager.restore(journal, fee_rate=config.fee_rate, slippage=config.slippage)
-            run = self._run = _Run(config, journal, portfolio)
-            try:
-                with trio.CancelScope() as scope:
-                    self._scope = scope
-                    if duration is not None:
-                        scope.deadline = run.started + duration
-                    await self._serve(run, scope, task_status)
-            finally:
-                self._scope = None
-                await self._final_snapshot(run)
+        try:
+            async with Journal.open(config.journal, starting_cash=config.starting_cash) as journal:
+                portfolio = await PortfolioManager.restore(journal, fee_rate=config.fee_rate, slippage=config.slippage)
+                run = self._run = _Run(config, journal, portfolio)
+                if duration is not None:
+                    scope.deadline = run.started + duration
+                try:
+                    with scope:
+                        await self._serve(run, scope, task_status)
+                finally:
+                    await self._final_snapshot(run)
+        finally:
+            self._scope = None
         stopped_by = self._stop_reason or ("duration" if duration is not None else "finished")
         logger.info("engine stopped (%s) after %d trades", stopped_by, run.trades)
         return RunSummary(

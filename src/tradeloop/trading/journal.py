@@ -199,7 +199,7 @@ def _prepare(connection: sqlite3.Connection, path: Path, starting_cash: Decimal)
         connection.execute("PRAGMA synchronous=FULL")
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
-            raise JournalError(f"journal {path} is in use by another process") from exc
+            raise JournalError(f"journal {path} is in use by another engine") from exc
         raise JournalError(f"journal {path} is unreadable or corrupt: {exc}") from exc
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"journal {path} is unreadable or corrupt: {exc}") from exc

@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
+from ..exchanges import normalize_exchange_name
 from ..models import Kline, Signal, Tick
 from ..symbols import parse_symbol, validate_timeframe
 
@@ -88,10 +89,13 @@ class PriceSeriesStrategy(ABC):
             raise _param_error(owner, "allow_short", "true or false", allow_short)
         if name is not None and (not isinstance(name, str) or not name):
             raise _param_error(owner, "name", "a non-empty string", name)
-        if exchange is not None and (not isinstance(exchange, str) or not exchange.strip()):
-            raise _param_error(owner, "exchange", "an exchange name", exchange)
+        if exchange is not None:
+            try:
+                exchange = normalize_exchange_name(exchange)
+            except ValueError:
+                raise _param_error(owner, "exchange", "an exchange name", exchange) from None
         self.name = name or self.kind
-        self.exchange = exchange.strip().lower() if exchange is not None else None
+        self.exchange = exchange
         self.symbols = tuple(symbols)
         self.source = source
         self.timeframe: str | None = timeframe if source == "kline" else None

@@ -47,6 +47,7 @@ from typing import Protocol, runtime_checkable
 
 import trio
 
+from ..exchanges import normalize_exchange_name
 from ..models import Kline, Signal, Tick
 
 __all__ = ["Strategy", "StrategyCoordinator", "StrategyStatus", "strategy_exchange"]
@@ -92,9 +93,11 @@ class Strategy(Protocol):
 
 
 def strategy_exchange(strategy: Strategy) -> str | None:
-    """The exchange a strategy is bound to (its optional ``exchange`` attribute), or None for any."""
+    """The exchange a strategy is bound to (its optional ``exchange`` attribute, lower-cased), or
+    None for any.
+    """
     exchange = getattr(strategy, "exchange", None)
-    return exchange if isinstance(exchange, str) else None
+    return None if exchange is None else normalize_exchange_name(exchange)
 
 
 @dataclass(frozen=True, slots=True)

@@ -178,7 +178,7 @@ class Exchange(ABC):
     def new_codec(self, market: Market) -> WsCodec:
         """A fresh codec for one socket of ``market``."""
 
-    def check_topic(self, topic: Topic) -> None:
+    def check_topic(self, topic: Topic) -> None:  # noqa: B027 - accepting every topic is a valid default
         """Raise ValueError if this exchange cannot serve ``topic``."""
 
     @abstractmethod

@@ -14,6 +14,7 @@ The exchange supplies the URL and a sans-IO codec; this module never parses a fr
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -180,10 +181,22 @@ class Connection:
                 await self._read(ws, codec)
             finally:
                 self.state = "closing"
-                with trio.move_on_after(self.config.close_timeout) as cleanup:
-                    cleanup.shield = True
-                    await ws.aclose()
+                await self._close(ws)
                 nursery.cancel_scope.cancel()
+
+    async def _close(self, ws: trio_websocket.WebSocketConnection) -> None:
+        """Close the socket: gracefully (shielded, bounded) if we can, at once if we are cancelled.
+
+        Under cancellation trio-websocket's own reader task, which completes the closing handshake,
+        is being cancelled too: waiting for the handshake would only wait out ``close_timeout``.
+        So a cancelled session (shutdown, unsubscribe, stall) closes the TCP stream right away.
+        """
+        if trio.current_effective_deadline() == -math.inf:
+            await trio.aclose_forcefully(ws)
+            return
+        with trio.move_on_after(self.config.close_timeout) as cleanup:
+            cleanup.shield = True
+            await ws.aclose()
 
     async def _read(self, ws: trio_websocket.WebSocketConnection, codec: WsCodec) -> None:
         topics = self.topics

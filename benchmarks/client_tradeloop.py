@@ -70,5 +70,5 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         return trio.run(_run, spec)
     profiler = cProfile.Profile(time.process_time)  # CPU time: waiting in epoll is not work
     result = profiler.runcall(trio.run, _run, spec)
-    result["profile"] = where_time_goes(profiler)
+    result["profile"] = where_time_goes(profiler, spec["total"])
     return result

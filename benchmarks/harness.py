@@ -29,7 +29,9 @@ __all__ = [
     "percentiles",
     "read_json_line",
     "run_client",
+    "start_client",
     "start_python",
+    "stop_client",
 ]
 
 _STARTUP_TIMEOUT = 30.0
@@ -130,22 +132,33 @@ def run_client(
     The server command waits for the client's subscriptions itself, so there is no race between the
     client subscribing and the pushes starting.
     """
-    client = subprocess.Popen(
+    client = start_client(spec)
+    try:
+        served = feed.command(timeout=spec["timeout"], **command)
+        measured = read_json_line(client, spec["timeout"])
+    finally:
+        stop_client(client)
+    feed.command(cmd="wait_idle", timeout=30)
+    return served, measured
+
+
+def start_client(spec: dict[str, Any]) -> subprocess.Popen[str]:
+    """A measured client process (:mod:`benchmarks.client`) running ``spec``."""
+    return subprocess.Popen(
         [sys.executable, "-m", "benchmarks.client", json.dumps(spec)],
         stdout=subprocess.PIPE,
         text=True,
         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
     )
+
+
+def stop_client(client: subprocess.Popen[str]) -> None:
+    """Wait briefly for a client that has answered to exit; kill one that has not."""
     try:
-        served = feed.command(timeout=spec["timeout"], **command)
-        measured = read_json_line(client, spec["timeout"])
         client.wait(10)
-    finally:
-        if client.poll() is None:
-            client.kill()
-            client.wait(5)
-    feed.command(cmd="wait_idle", timeout=30)
-    return served, measured
+    except subprocess.TimeoutExpired:
+        client.kill()
+        client.wait(5)
 
 
 def median(values: Sequence[float]) -> float:

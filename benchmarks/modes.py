@@ -36,7 +36,7 @@ QUICK = Mode(
     scale_topics_per_socket=40,
     idle_seconds=1.0,
     recovery_candles_missed=2,
-    profile_pushes=0,
+    profile_pushes=5_000,
 )
 
 FULL = Mode(

@@ -34,7 +34,15 @@ def _layer(where: str) -> str:
     return "other"
 
 
-def where_time_goes(profiler: cProfile.Profile, top: int = 15) -> dict[str, Any]:
+# Calls counted per push: how many times each push makes Trio switch tasks and touch a channel.
+_PER_PUSH = {
+    "scheduler passes": "unrolled_run",
+    "task suspensions (scheduling points)": "wait_task_rescheduled",
+    "memory-channel receive calls": "receive",
+}
+
+
+def where_time_goes(profiler: cProfile.Profile, pushes: int, top: int = 15) -> dict[str, Any]:
     stats = pstats.Stats(profiler)
     entries = stats.stats  # type: ignore[attr-defined]
     total = sum(entry[2] for entry in entries.values())
@@ -52,8 +60,18 @@ def where_time_goes(profiler: cProfile.Profile, top: int = 15) -> dict[str, Any]
             layers[layer] = layers.get(layer, 0.0) + tottime
         functions.append((tottime, calls, f"{filename.rsplit('site-packages/', 1)[-1]}:{line}({name})", layer))
     functions.sort(reverse=True)
+    per_push = {
+        label: sum(
+            entry[1]
+            for (filename, _, name), entry in entries.items()
+            if name == function and ("trio/_core" in filename or "trio/_channel" in filename)
+        )
+        / pushes
+        for label, function in _PER_PUSH.items()
+    }
     return {
         "total_s": total,
+        "per_push": per_push,
         "layers": {layer: seconds / total for layer, seconds in sorted(layers.items(), key=lambda kv: -kv[1])},
         "top": [
             {"function": where, "layer": layer, "calls": calls, "share": seconds / total}

@@ -32,6 +32,11 @@ def _burst(r: dict[str, Any], floor: dict[str, Any]) -> str:
     for client, s in r["summary"].items():
         rows.append([_NAMES[client], _n(s["msgs_per_s"]), _n(s["cpu_us_per_msg"], 1), _n(s["msgs_per_s"] / ccxt, 2),
                      _n(s["msgs_per_s"] / r["floor_msgs_per_s"], 2)])
+    simulator = r.get("simulator_burst_to_wsproto")
+    if simulator:
+        rows.append([f"simulator's `sim.burst` ({_n(simulator['pushes'])} pushes) → wsproto receive (reference)",
+                     _n(simulator["msgs_per_s"]), "", _n(simulator["msgs_per_s"] / ccxt, 2),
+                     _n(simulator["msgs_per_s"] / r["floor_msgs_per_s"], 2)])
     return _table(["path", "msgs/s", "CPU µs/msg", "× ccxt.pro", "× floor"], rows)
 
 
@@ -106,7 +111,12 @@ def _profile(profile: dict[str, Any] | None) -> str:
         return ""
     layers = profile["profile"]["layers"]
     rows = [[layer, f"{share:.0%}"] for layer, share in layers.items() if share >= 0.005]
-    return _table(["layer (tradeloop burst, cProfile CPU own time)", "share"], rows)
+    per_push = [[label, f"{count:.1f}"] for label, count in profile["profile"]["per_push"].items()]
+    return (
+        _table(["layer (tradeloop burst, cProfile CPU own time)", "share"], rows)
+        + "\n\n"
+        + _table(["Trio work per push", "count"], per_push)
+    )
 
 
 def markdown(results: dict[str, Any]) -> str:

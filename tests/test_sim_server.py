@@ -40,6 +40,12 @@ def config(**overrides: Any) -> SimConfig:
 # -- raw client helpers ---------------------------------------------------------------------------
 
 
+def split_ws_url(ws_url: str) -> tuple[str, int, str]:
+    host, _, rest_of_url = ws_url.removeprefix("ws://").partition(":")
+    port, _, path = rest_of_url.partition("/")
+    return host, int(port), "/" + path
+
+
 async def connect(
     nursery: trio.Nursery, ws_url: str, *, message_queue_size: int = 16
 ) -> tuple[WebSocketConnection, trio.SocketStream]:
@@ -47,11 +53,13 @@ async def connect(
 
     (trio-websocket's own client leaves its socket open when the server closes first.)
     """
-    host, _, rest_of_url = ws_url.removeprefix("ws://").partition(":")
-    port, _, path = rest_of_url.partition("/")
-    stream = await trio.open_tcp_stream(host, int(port))
-    ws = await wrap_client_stream(nursery, stream, host, "/" + path, message_queue_size=message_queue_size)
-    return ws, stream
+    host, port, path = split_ws_url(ws_url)
+    stream = await trio.open_tcp_stream(host, port)
+    try:
+        return await wrap_client_stream(nursery, stream, host, path, message_queue_size=message_queue_size), stream
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
 
 
 @asynccontextmanager
@@ -213,6 +221,23 @@ async def test_spot_subscribe_ack_and_push_shapes(mock_clock: MockClock) -> None
         assert last["data"] == {"c": line["c"], "e": "lastPriceUpdate", "s": "BTC-USDT"}
         book = pushes["BTC-USDT@bookTicker"]["data"]
         assert list(book) == ["A", "B", "E", "a", "b", "e", "s"] and isinstance(book["a"], str)
+
+
+async def test_handshake_paths_rfc_pings_and_plain_http(mock_clock: MockClock) -> None:
+    upgrade = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+    async with open_simulator(config()) as sim, httpx.AsyncClient() as client:
+        http_url = sim.ws_url.replace("ws://", "http://")
+        rejected = await client.get(http_url.replace("/swap-market", "/ws"), headers=upgrade)
+        assert (rejected.status_code, rejected.text) == (404, "404 page not found")
+        assert (await client.get(http_url)).status_code == 400  # not an upgrade
+        async with open_websocket_url(sim.spot_ws_url + "?listenKey=x") as ws:  # the query is ignored
+            await ws.ping(b"rfc6455")  # returns once the pong came back
+            assert (await request(ws, "BTC-USDT@ticker"))["code"] == 0
 
 
 @pytest.mark.parametrize("market", [Market.SWAP, Market.SPOT])

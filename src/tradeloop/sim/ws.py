@@ -1,15 +1,17 @@
 """The simulator's WebSocket server: ``/swap-market`` and ``/market`` on one port.
 
-One task per connection reads requests and pongs; a second is the connection's only writer,
-draining a bounded queue of ready-made frames; a third sends heartbeats. A single publisher task
-wakes every ``push_interval``, builds each subscribed topic's frame once (N subscribers share one
-gzip stream) and queues it to every subscriber without blocking: a connection whose queue
-overflows, or whose socket accepts nothing for ``send_timeout``, is closed and counted, so one
-slow client never delays the others.
+Per connection, one task reads requests and pongs, one is the only writer (it drains a bounded
+queue of ready-made frames, a batch per write) and one sends heartbeats. A single publisher task
+wakes every ``push_interval`` and builds each subscribed topic's frame once (N subscribers share
+one gzip stream). A full queue means either that the server is busy (the publisher waits for the
+writer, so pushes slow down and ticks are skipped, nobody is cut off) or that the client stopped
+reading: a connection whose socket takes nothing for ``STALLED`` seconds with a full queue, or for
+``send_timeout`` at all, is closed and counted, so a slow client delays the others once, briefly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -20,7 +22,6 @@ from functools import partial
 from typing import Any
 
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_server_stream
 
 from ..symbols import Market, candle_open_time, validate_timeframe
 from .config import SimClock, SimConfig, SimStats
@@ -41,6 +42,7 @@ from .protocol import (
     spot_ping,
     tick_payload,
 )
+from .websocket import ServerWebSocket, WebSocketClosed
 
 __all__ = ["WsHub"]
 
@@ -48,6 +50,10 @@ logger = logging.getLogger(__name__)
 
 PATHS = {"/swap-market": Market.SWAP, "/market": Market.SPOT}
 HANDSHAKE_TIMEOUT = 10.0
+WRITE_BATCH = 256
+"""Frames a writer takes from its queue per wake-up (and sends in one write)."""
+STALLED = 1.0
+"""A connection whose queue is full and whose socket has taken nothing for this long is too slow."""
 CLOSE_TIMEOUT = 1.0
 """How long a graceful close waits for the client's close frame before dropping TCP."""
 GOING_AWAY = 1001
@@ -95,25 +101,19 @@ class WsHub:
             task_status.started()
 
     async def _handle(self, stream: trio.SocketStream) -> None:
-        market: Market | None = None
-        async with trio.open_nursery() as protocol_tasks:
+        ws = ServerWebSocket(stream)
+        try:
             try:
                 with trio.fail_after(HANDSHAKE_TIMEOUT):
-                    request = await wrap_server_stream(protocol_tasks, stream, message_queue_size=16)
-                    market = PATHS.get(request.path.partition("?")[0])
+                    market = PATHS.get((await ws.receive_request()).partition("?")[0])
                     if market is None:
-                        await request.reject(404, body=b"404 page not found")
-                        ws = None
-                    else:
-                        ws = await request.accept()
-            except (trio.TooSlowError, ConnectionClosed, trio.BrokenResourceError) as exc:
+                        await ws.reject(404, b"404 page not found")
+                        return
+                    await ws.accept()
+            except (trio.TooSlowError, WebSocketClosed) as exc:
                 logger.debug("websocket handshake failed: %r", exc)
-                ws = None
-            if ws is None or market is None:
-                await trio.aclose_forcefully(stream)
-                protocol_tasks.cancel_scope.cancel()
                 return
-            connection = _Connection(self, ws, stream, market)
+            connection = _Connection(self, ws, market)
             self._opened(connection)
             try:
                 await connection.run()
@@ -121,7 +121,8 @@ class WsHub:
                 self._closed(connection)
                 with trio.CancelScope(shield=True):
                     await connection.close_transport()
-                protocol_tasks.cancel_scope.cancel()
+        finally:
+            await trio.aclose_forcefully(stream)
 
     def _opened(self, connection: _Connection) -> None:
         self._connections.add(connection)
@@ -191,10 +192,10 @@ class WsHub:
         while True:
             await trio.sleep_until(self.clock.deadline(tick))
             if not self.faults.stalled:
-                self.publish(tick)
+                await self.publish(tick)
             tick = max(tick + push_ms, (self.clock.now_ms() // push_ms + 1) * push_ms)
 
-    def publish(self, now_ms: int) -> None:
+    async def publish(self, now_ms: int) -> None:
         """Build and queue one push of every subscribed topic, as of ``now_ms``."""
         for state in list(self._topics.values()):
             if state.bursting or not state.subscribers:
@@ -202,7 +203,7 @@ class WsHub:
             frames = self._frames(state, now_ms)
             for connection in list(state.subscribers):
                 for frame in frames:
-                    connection.send(frame)
+                    await connection.send(frame)
 
     def _frames(self, state: _TopicState, now_ms: int) -> list[bytes]:
         """This tick's frames of one topic, faults applied."""
@@ -299,7 +300,7 @@ class WsHub:
                 for state in states:
                     frames = await trio.to_thread.run_sync(build, state.topic, current)
                     for connection in list(state.subscribers):
-                        nursery.start_soon(connection.send_all_waiting, frames)
+                        nursery.start_soon(connection.send_all, frames)
         finally:
             for state in states:
                 state.bursting = False
@@ -308,10 +309,9 @@ class WsHub:
 class _Connection:
     """One client socket: its subscriptions, outgoing queue, heartbeat state and closing reason."""
 
-    def __init__(self, hub: WsHub, ws: WebSocketConnection, stream: trio.SocketStream, market: Market) -> None:
+    def __init__(self, hub: WsHub, ws: ServerWebSocket, market: Market) -> None:
         self.hub = hub
         self.ws = ws
-        self.stream = stream
         self.market = market
         self.number = hub.stats.connections_total + 1
         self.name = f"{market.value}#{self.number}"
@@ -324,6 +324,8 @@ class _Connection:
         self.close_reason: str | None = None
         self._close_code = 1000
         self._abort = False
+        self._writing_since: float | None = None
+        """Trio time the writer started the frame it is writing (None: not writing)."""
         self._ping_since: float | None = None
         """Trio time of the oldest ping not answered yet."""
         self._ping_ids: deque[str] = deque(maxlen=16)
@@ -353,37 +355,46 @@ class _Connection:
         self._scope.cancel()
 
     async def close_transport(self) -> None:
-        """Send a close frame (bounded) unless aborting, then close TCP. Call shielded."""
+        """Unless aborting, send a close frame and wait (bounded) for the client's. Call shielded;
+        the caller closes TCP afterwards either way.
+        """
         if not self._abort:
-            with trio.move_on_after(CLOSE_TIMEOUT):
-                await self.ws.aclose(self._close_code, self.close_reason)
-        await trio.aclose_forcefully(self.stream)
+            with trio.move_on_after(CLOSE_TIMEOUT), contextlib.suppress(WebSocketClosed):
+                await self.ws.close(self._close_code, self.close_reason)
+                await self.ws.wait_closed()
 
     def stop_queue(self) -> None:
         self._queue_in.close()
 
     # -- writing --------------------------------------------------------------------------------
 
-    def send(self, frame: bytes) -> None:
-        """Queue a frame without waiting; a full queue means the client is too slow."""
-        try:
-            self._queue_in.send_nowait(frame)
-        except trio.WouldBlock:
-            self._too_slow("send queue full")
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # closing: nothing more goes out
+    async def send(self, frame: bytes) -> None:
+        """Queue a frame for the writer.
 
-    async def send_all_waiting(self, frames: list[bytes]) -> None:
-        """Queue ``frames`` as fast as the socket drains them (bursts)."""
+        With the queue full, wait for the writer to drain it (the server is busy: the publisher
+        slows down and skips ticks), unless the client stopped reading, i.e. its socket has
+        accepted nothing for ``STALLED`` seconds: then it is closed as too slow.
+        """
         try:
-            for frame in frames:
-                with trio.move_on_after(self.hub.config.send_timeout) as scope:
+            while self.close_reason is None:
+                try:
+                    self._queue_in.send_nowait(frame)
+                    return
+                except trio.WouldBlock:
+                    pass
+                if self._writing_since is not None and trio.current_time() - self._writing_since >= STALLED:
+                    self._too_slow(f"queue full and socket stalled for {STALLED} s")
+                    return
+                with trio.move_on_after(STALLED / 4) as waiting:
                     await self._queue_in.send(frame)
-                if scope.cancelled_caught:
-                    self._too_slow("burst stalled")
+                if not waiting.cancelled_caught:
                     return
         except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass  # the connection closed during the burst
+            pass  # the connection is closing: nothing more goes out
+
+    async def send_all(self, frames: list[bytes]) -> None:
+        for frame in frames:
+            await self.send(frame)
 
     def _too_slow(self, why: str) -> None:
         if self.close_reason is None:
@@ -392,41 +403,50 @@ class _Connection:
         self.close(f"too slow: {why}", abort=True)
 
     async def _writer(self) -> None:
+        """Write queued frames, a batch per wake-up (one cancel scope per batch, not per frame)."""
         stats, timeout = self.hub.stats, self.hub.config.send_timeout
-        async for frame in self._queue_out:
+        async for first in self._queue_out:
+            batch = [first]
+            with contextlib.suppress(trio.WouldBlock, trio.EndOfChannel):
+                while len(batch) < WRITE_BATCH:
+                    batch.append(self._queue_out.receive_nowait())
             with trio.CancelScope(shield=True) as self._frame_scope:
                 if self._abort:
                     return
+                self._writing_since = trio.current_time()
                 with trio.move_on_after(timeout) as timer:
                     try:
-                        await self.ws.send_message(frame)
-                    except ConnectionClosed:
+                        await self.ws.send_frames(batch)
+                    except WebSocketClosed:
                         self.close("client closed")
                         return
+                    stats.frames_sent += len(batch)
+                self._writing_since = None
             if timer.cancelled_caught:
                 self._too_slow(f"socket blocked for {timeout} s")
                 return
             if self._frame_scope.cancelled_caught:
                 return
-            stats.frames_sent += 1
 
     # -- reading --------------------------------------------------------------------------------
 
     async def _reader(self) -> None:
         while True:
             try:
-                message = await self.ws.get_message()
-            except ConnectionClosed:
+                message = await self.ws.receive_message()
+            except WebSocketClosed:
+                return
+            if message is None:
                 return
             if isinstance(message, bytes):
                 try:
                     message = message.decode()
                 except UnicodeDecodeError:
-                    self._reply_error("", "invalid params")
+                    await self._reply_error("", "invalid params")
                     continue
-            self._on_text(message)
+            await self._on_text(message)
 
-    def _on_text(self, text: str) -> None:
+    async def _on_text(self, text: str) -> None:
         swap = self.market is Market.SWAP
         if swap and text == "Pong":
             self._on_pong(None)
@@ -436,7 +456,7 @@ class _Connection:
         except ValueError:
             request = None
         if not isinstance(request, dict):
-            self._reply_error("", "invalid params")
+            await self._reply_error("", "invalid params")
             return
         if not swap and "pong" in request:
             self._on_pong(request["pong"])
@@ -445,27 +465,27 @@ class _Connection:
         req_type = request.get("reqType", None if swap else "sub")
         data_type = request.get("dataType")
         if req_type not in ("sub", "unsub") or not isinstance(data_type, str) or not data_type:
-            self._reply_error(request_id, "invalid params")
+            await self._reply_error(request_id, "invalid params")
             return
         try:
             topic = parse_data_type(self.market, data_type, self.hub.symbols)
         except ValueError as exc:
-            self._reply_error(request_id, f"invalid params: {exc}")
+            await self._reply_error(request_id, f"invalid params: {exc}")
             return
         if req_type == "unsub":
             self.hub.unsubscribe(self, data_type)
         elif data_type not in self.topics and len(self.topics) >= self.hub.config.max_topics_per_socket:
             limit = self.hub.config.max_topics_per_socket
-            self._reply_error(request_id, f"more than {limit} topics on one connection", code=TOO_MANY_TOPICS)
+            await self._reply_error(request_id, f"more than {limit} topics on one connection", code=TOO_MANY_TOPICS)
             return
         else:
             self.hub.subscribe(self, topic)
-        self.send(gzip_frame(ack(self.market, request_id, self.hub.clock.now_ms())))
+        await self.send(gzip_frame(ack(self.market, request_id, self.hub.clock.now_ms())))
 
-    def _reply_error(self, request_id: Any, message: str, *, code: int | None = None) -> None:
+    async def _reply_error(self, request_id: Any, message: str, *, code: int | None = None) -> None:
         self.hub.stats.request_errors += 1
         payload = error(self.market, request_id, message, self.hub.clock.now_ms(), code=code)
-        self.send(gzip_frame(payload))
+        await self.send(gzip_frame(payload))
 
     def _on_pong(self, ping_id: Any) -> None:
         self.hub.stats.pongs_received += 1
@@ -492,9 +512,9 @@ class _Connection:
             if now >= next_ping:
                 next_ping += config.ping_interval * max(1, math.ceil((now - next_ping) / config.ping_interval))
                 if faults.sends_pings:
-                    self._ping()
+                    await self._ping()
 
-    def _ping(self) -> None:
+    async def _ping(self) -> None:
         if self.market is Market.SWAP:
             frame = SWAP_PING
         else:
@@ -505,4 +525,4 @@ class _Connection:
         if self._ping_since is None:
             self._ping_since = trio.current_time()
         self.hub.stats.pings_sent += 1
-        self.send(frame)
+        await self.send(frame)

@@ -1,0 +1,141 @@
+"""The server side of one WebSocket, on wsproto (sans-IO) and a TCP stream the caller owns.
+
+The simulator writes frames in batches: one ``send_all`` for every frame a connection has queued,
+instead of one write (and two trio checkpoints) per frame. That, and holding the TCP stream itself
+(to abort it with no close frame, as a crashing server would), is why it speaks wsproto directly
+rather than through trio-websocket's server (which the tests still use as the client).
+"""
+
+from __future__ import annotations
+
+from typing import cast
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import RemoteProtocolError
+
+__all__ = ["ServerWebSocket", "WebSocketClosed"]
+
+RECEIVE_BYTES = 65_536
+MAX_MESSAGE_BYTES = 65_536
+"""Client requests are tiny; a bigger message is closed with 1009 (message too big)."""
+
+
+class WebSocketClosed(Exception):
+    """The connection is closed (or closing): nothing more can be sent."""
+
+
+class ServerWebSocket:
+    """One server-side WebSocket. One task reads (:meth:`receive_message`); any task may send."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self._stream = stream
+        self._ws = WSConnection(ConnectionType.SERVER)
+        self._send_lock = trio.StrictFIFOLock()
+        self._parts: list[str | bytes | bytearray] = []
+        self._size = 0
+
+    async def receive_request(self) -> str:
+        """Read the HTTP upgrade request; its target (path and query).
+
+        Raises WebSocketClosed if the peer leaves or sends something else than an upgrade.
+        """
+        while True:
+            for event in self._ws.events():
+                if isinstance(event, Request):
+                    return event.target
+            if not await self._receive():
+                raise WebSocketClosed("closed before the WebSocket handshake")
+
+    async def accept(self) -> None:
+        await self._send_event(AcceptConnection())
+
+    async def reject(self, status_code: int, body: bytes) -> None:
+        headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+        await self._send_event(RejectConnection(status_code=status_code, headers=headers, has_body=True))
+        await self._send_event(RejectData(data=body))
+
+    async def receive_message(self) -> str | bytes | None:
+        """The next complete message; None once the connection is closed (a close frame from
+        the peer is answered) or the TCP connection ended. RFC 6455 pings are answered, so this
+        raises WebSocketClosed if the connection breaks while answering.
+        """
+        while True:
+            for event in self._ws.events():
+                if isinstance(event, TextMessage | BytesMessage):
+                    self._parts.append(event.data)
+                    self._size += len(event.data)
+                    if self._size > MAX_MESSAGE_BYTES:
+                        await self.close(1009, "message too big")
+                        return None
+                    if event.message_finished:
+                        parts, self._parts, self._size = self._parts, [], 0
+                        if isinstance(event, TextMessage):
+                            return "".join(cast("list[str]", parts))
+                        return b"".join(cast("list[bytes]", parts))
+                elif isinstance(event, Ping):
+                    await self._send_event(event.response())
+                elif isinstance(event, CloseConnection):
+                    if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                        await self._send_event(event.response())
+                    elif self._ws.state is ConnectionState.OPEN:  # the peer broke the protocol
+                        await self.close(event.code, event.reason)
+                    return None
+            if not await self._receive():
+                return None
+
+    async def send_frames(self, frames: list[bytes]) -> None:
+        """Send binary messages, in one write. Raises WebSocketClosed once closing."""
+        async with self._send_lock:
+            if self._ws.state is not ConnectionState.OPEN:
+                raise WebSocketClosed(f"cannot send in state {self._ws.state.name}")
+            data = b"".join([self._ws.send(BytesMessage(data=frame)) for frame in frames])
+            await self._write(data)
+
+    async def close(self, code: int = 1000, reason: str | None = None) -> None:
+        """Send a close frame (if the connection is still open); :meth:`wait_closed` for the reply."""
+        if self._ws.state is ConnectionState.OPEN:
+            await self._send_event(CloseConnection(code=code, reason=reason))
+
+    async def wait_closed(self) -> None:
+        """Read (and drop) messages until the peer's close frame or the end of the stream."""
+        while await self.receive_message() is not None:
+            pass
+
+    async def _receive(self) -> bool:
+        """Feed the next bytes from the peer to wsproto; False at the end of the stream."""
+        try:
+            data = await self._stream.receive_some(RECEIVE_BYTES)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = b""
+        if not data:
+            return False
+        try:
+            self._ws.receive_data(data)
+        except RemoteProtocolError as exc:  # not a WebSocket upgrade: answer it (e.g. 400) and stop
+            if exc.event_hint is not None:
+                await self._send_event(exc.event_hint)
+            return False
+        return True
+
+    async def _send_event(self, event: Event) -> None:
+        async with self._send_lock:
+            await self._write(self._ws.send(event))
+
+    async def _write(self, data: bytes) -> None:
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise WebSocketClosed(f"the connection broke: {exc!r}") from None

@@ -14,7 +14,6 @@ The exchange supplies the URL and a sans-IO codec; this module never parses a fr
 from __future__ import annotations
 
 import logging
-import math
 import random
 from collections import Counter
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from .backoff import full_jitter_delay
 from .config import StreamConfig
 from .errors import ErrorHistory
 from .topic import TopicStream
+from .transport import websocket_session
 
 __all__ = ["Connection", "StallError"]
 
@@ -57,6 +57,14 @@ _SESSION_ERRORS = (
     trio.BrokenResourceError,
     StallError,
 )
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions inside nested groups (each nursery level adds one)."""
+    leaves: list[BaseException] = []
+    for exc in group.exceptions:
+        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return leaves
 
 
 class Connection:
@@ -90,6 +98,8 @@ class Connection:
         self.use_rest_fallback = False
         self.messages_received = 0
         self.last_message_time: float | None = None
+        self.last_data_time: float | None = None
+        """Last market-data push: a socket that only pings is stalled too."""
         self.error_replies = 0
         self.sessions = 0
         self._consecutive_parse_errors = 0
@@ -141,7 +151,7 @@ class Connection:
                 try:
                     await self._session()
                 except* _SESSION_ERRORS as group:
-                    for exc in group.exceptions:
+                    for exc in _leaves(group):
                         self.error_history.record(type(exc).__name__, exc)
                         log.warning(
                             "%s %s socket #%d failed: %r", self.exchange_name, self.market, self.connection_id, exc
@@ -163,14 +173,18 @@ class Connection:
     async def _session(self) -> None:
         self.state = "connecting"
         self.sessions += 1
-        async with trio.open_nursery() as nursery:
-            with trio.fail_after(self.config.connect_timeout):
-                ws = await trio_websocket.connect_websocket_url(
-                    nursery, self.url, message_queue_size=self.config.message_queue_size
-                )
+        async with (
+            websocket_session(
+                self.url,
+                connect_timeout=self.config.connect_timeout,
+                close_timeout=self.config.close_timeout,
+                message_queue_size=self.config.message_queue_size,
+            ) as ws,
+            trio.open_nursery() as nursery,
+        ):
             try:
                 self.state = "open"
-                self.last_message_time = trio.current_time()
+                self.last_message_time = self.last_data_time = trio.current_time()
                 self._subscribed.clear()
                 self._pending_acks.clear()
                 self._to_unsubscribe.clear()
@@ -181,22 +195,7 @@ class Connection:
                 await self._read(ws, codec)
             finally:
                 self.state = "closing"
-                await self._close(ws)
                 nursery.cancel_scope.cancel()
-
-    async def _close(self, ws: trio_websocket.WebSocketConnection) -> None:
-        """Close the socket: gracefully (shielded, bounded) if we can, at once if we are cancelled.
-
-        Under cancellation trio-websocket's own reader task, which completes the closing handshake,
-        is being cancelled too: waiting for the handshake would only wait out ``close_timeout``.
-        So a cancelled session (shutdown, unsubscribe, stall) closes the TCP stream right away.
-        """
-        if trio.current_effective_deadline() == -math.inf:
-            await trio.aclose_forcefully(ws)
-            return
-        with trio.move_on_after(self.config.close_timeout) as cleanup:
-            cleanup.shield = True
-            await ws.aclose()
 
     async def _read(self, ws: trio_websocket.WebSocketConnection, codec: WsCodec) -> None:
         topics = self.topics
@@ -241,6 +240,8 @@ class Connection:
             else:
                 topic = next(iter(self._to_subscribe))
                 del self._to_subscribe[topic]
+                if not self._subscribed:
+                    self.last_data_time = trio.current_time()  # data is due from now on
                 self._subscribed.add(topic)
                 request_id, text = codec.subscribe(topic)
                 self._pending_acks[request_id] = topic
@@ -248,11 +249,19 @@ class Connection:
             await trio.sleep(interval)
 
     async def _watchdog(self) -> None:
+        """End the session when no frame arrived for ``stall_timeout``, or no market data did
+        while topics are subscribed (BingX keeps pinging a socket whose pushes have stopped)."""
+        timeout = self.config.stall_timeout
         while True:
-            assert self.last_message_time is not None
-            deadline = self.last_message_time + self.config.stall_timeout
-            if trio.current_time() >= deadline:
-                raise StallError(f"no frame for {self.config.stall_timeout:g} s on {self.url}")
+            assert self.last_message_time is not None and self.last_data_time is not None
+            now = trio.current_time()
+            if now >= self.last_message_time + timeout:
+                raise StallError(f"no frame for {timeout:g} s on {self.url}")
+            deadline = self.last_message_time + timeout
+            if self._subscribed:
+                if now >= self.last_data_time + timeout:
+                    raise StallError(f"no market data for {timeout:g} s on {self.url} (pings only)")
+                deadline = min(deadline, self.last_data_time + timeout)
             await trio.sleep_until(deadline)
 
     # -- diagnostics and fallback -----------------------------------------------------------------
@@ -268,6 +277,7 @@ class Connection:
             self._fallback_changed()
 
     def _on_good_data(self) -> None:
+        self.last_data_time = self.last_message_time
         self._consecutive_parse_errors = 0
         if self._consecutive_failures:
             self._consecutive_failures = 0

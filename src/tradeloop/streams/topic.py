@@ -95,6 +95,9 @@ class TopicStream:
             self._inbox_send.send_nowait(klines)
         except trio.WouldBlock:
             await self._inbox_send.send(klines)
+        except trio.ClosedResourceError:
+            # The topic was dropped (last subscriber left, or shutdown) after this frame was read.
+            pass
 
     async def run_klines(self) -> None:
         """The topic's task: apply queued klines in order. Lives until the topic is dropped."""

@@ -517,6 +517,18 @@ async def test_rest_tickers_time_and_markets(mock_clock: MockClock) -> None:
         assert (await client.post("/openApi/swap/v2/server/time")).status_code == 405
 
 
+async def test_exchange_is_tradeloops_client_pointed_at_the_simulator(mock_clock: MockClock) -> None:
+    async with open_simulator(config()) as sim, httpx.AsyncClient() as http:
+        exchange = sim.exchange()
+        assert (exchange.ws_url(Market.SWAP), exchange.ws_url(Market.SPOT)) == (sim.ws_url, sim.spot_ws_url)
+        for symbol in ("BTC/USDT:USDT", "BTC/USDT"):
+            klines = await exchange.fetch_klines(http, symbol, "1m", limit=5)
+            truth = sim.candles("BTC-USDT", "1m", klines[0].open_time, klines[-1].open_time)
+            assert [(k.open_time, k.open, k.high, k.low, k.close, k.volume) for k in klines] == [
+                (c.open_time, c.open, c.high, c.low, c.close, c.volume) for c in truth
+            ]
+
+
 async def test_rest_keeps_connections_alive(mock_clock: MockClock) -> None:
     async with open_simulator(config()) as sim:
         host, port = sim.rest_url.removeprefix("http://").split(":")

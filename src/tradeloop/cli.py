@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .trading import cli as run_cli
 
     parser = argparse.ArgumentParser(prog="tradeloop", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    parser.add_argument("--log-level", default="ERROR", help="logging level on stderr (default ERROR)")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in (run_cli, sim_cli, watch_cli):
         module.add_parser(subparsers)

@@ -20,7 +20,10 @@ __all__ = ["SimClock", "SimConfig", "SimStats"]
 
 @dataclass
 class SimConfig:
-    """How the embedded exchange behaves; every field has a production-like default."""
+    """How the embedded exchange behaves; every field has a production-like default.
+
+    Durations are seconds of trio's clock: simulated seconds under a mock or scaled clock.
+    """
 
     symbols: Sequence[str] = ("BTC-USDT", "ETH-USDT")
     """BingX ids; each is served on both swap and spot."""
@@ -39,9 +42,12 @@ class SimConfig:
     """Market history generated before the start, served over REST as warm-up data."""
     max_topics_per_socket: int = 200
     send_queue_size: int = 4096
-    """Frames queued per connection; a connection whose queue overflows is closed as too slow."""
+    """Frames queued per connection before pushes wait for its writer."""
     send_timeout: float = 10.0
-    """A connection whose socket accepts no frame for this long is closed as too slow."""
+    """A connection whose socket accepts nothing for this long is closed as too slow."""
+    slow_client_timeout: float = 1.0
+    """A connection whose queue is full and whose socket has accepted nothing for this long is
+    closed as too slow (pushes to the other connections wait that long at most)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.symbols, str) or not self.symbols:
@@ -55,7 +61,7 @@ class SimConfig:
                 f"invalid step_seconds {self.step_seconds!r}: expected a whole number of milliseconds "
                 "that divides one minute (e.g. 0.01, 0.5, 1, 5, 15, 60)"
             )
-        for name in ("push_interval", "ping_interval", "pong_timeout", "send_timeout"):
+        for name in ("push_interval", "ping_interval", "pong_timeout", "send_timeout", "slow_client_timeout"):
             value = getattr(self, name)
             if not value >= 0.001:
                 raise ValueError(f"invalid {name} {value!r}: expected a number of seconds >= 0.001")

@@ -33,7 +33,7 @@ MAX_LIMIT = 1440
 DEFAULT_LIMIT = 500
 IDLE_TIMEOUT = 60.0
 """Keep-alive: close a connection idle (or sending a request) for this long."""
-SEND_TIMEOUT = 10.0
+SEND_TIMEOUT = 30.0
 RATE_LIMITED_BODY = {"code": 100410, "msg": "The current system is busy, please try again later"}
 DOWN_BODY = b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>\n"
 

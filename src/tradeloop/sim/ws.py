@@ -5,8 +5,9 @@ queue of ready-made frames, a batch per write) and one sends heartbeats. A singl
 wakes every ``push_interval`` and builds each subscribed topic's frame once (N subscribers share
 one gzip stream). A full queue means either that the server is busy (the publisher waits for the
 writer, so pushes slow down and ticks are skipped, nobody is cut off) or that the client stopped
-reading: a connection whose socket takes nothing for ``STALLED`` seconds with a full queue, or for
-``send_timeout`` at all, is closed and counted, so a slow client delays the others once, briefly.
+reading: a connection whose socket takes nothing for ``slow_client_timeout`` with a full queue, or
+for ``send_timeout`` at all, is closed and counted, so a slow client delays the others once, briefly.
+Like every duration of the simulator, these are in trio (simulated) seconds.
 """
 
 from __future__ import annotations
@@ -49,11 +50,9 @@ __all__ = ["WsHub"]
 logger = logging.getLogger(__name__)
 
 PATHS = {"/swap-market": Market.SWAP, "/market": Market.SPOT}
-HANDSHAKE_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = 60.0
 WRITE_BATCH = 256
 """Frames a writer takes from its queue per wake-up (and sends in one write)."""
-STALLED = 1.0
-"""A connection whose queue is full and whose socket has taken nothing for this long is too slow."""
 CLOSE_TIMEOUT = 1.0
 """How long a graceful close waits for the client's close frame before dropping TCP."""
 GOING_AWAY = 1001
@@ -263,8 +262,8 @@ class WsHub:
 
         Update i (1..count) has close price i, so a receiver can check order and completeness.
         Faults do not apply and the topic's regular pushes pause meanwhile; each subscriber gets
-        the frames as fast as its socket takes them (a subscriber stuck for ``send_timeout`` is
-        closed as too slow).
+        the frames as fast as it reads them (one whose socket takes nothing for ``send_timeout``
+        is closed as too slow).
         """
         market = Market(market)
         validate_timeframe(timeframe)
@@ -300,7 +299,7 @@ class WsHub:
                 for state in states:
                     frames = await trio.to_thread.run_sync(build, state.topic, current)
                     for connection in list(state.subscribers):
-                        nursery.start_soon(connection.send_all, frames)
+                        nursery.start_soon(connection.send_all_waiting, frames)
         finally:
             for state in states:
                 state.bursting = False
@@ -369,12 +368,13 @@ class _Connection:
     # -- writing --------------------------------------------------------------------------------
 
     async def send(self, frame: bytes) -> None:
-        """Queue a frame for the writer.
+        """Queue a frame for the writer (pushes, acks, pings).
 
         With the queue full, wait for the writer to drain it (the server is busy: the publisher
         slows down and skips ticks), unless the client stopped reading, i.e. its socket has
-        accepted nothing for ``STALLED`` seconds: then it is closed as too slow.
+        accepted nothing for ``slow_client_timeout``: then it is closed as too slow.
         """
+        patience = self.hub.config.slow_client_timeout
         try:
             while self.close_reason is None:
                 try:
@@ -382,19 +382,25 @@ class _Connection:
                     return
                 except trio.WouldBlock:
                     pass
-                if self._writing_since is not None and trio.current_time() - self._writing_since >= STALLED:
-                    self._too_slow(f"queue full and socket stalled for {STALLED} s")
+                if self._writing_since is not None and trio.current_time() - self._writing_since >= patience:
+                    self._too_slow(f"queue full and socket stalled for {patience} s")
                     return
-                with trio.move_on_after(STALLED / 4) as waiting:
+                with trio.move_on_after(patience / 4) as waiting:
                     await self._queue_in.send(frame)
                 if not waiting.cancelled_caught:
                     return
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass  # the connection is closing: nothing more goes out
 
-    async def send_all(self, frames: list[bytes]) -> None:
-        for frame in frames:
-            await self.send(frame)
+    async def send_all_waiting(self, frames: list[bytes]) -> None:
+        """Queue ``frames`` as fast as the client reads them (bursts): only the writer's
+        ``send_timeout`` cuts a client off here.
+        """
+        try:
+            for frame in frames:
+                await self._queue_in.send(frame)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass  # the connection closed during the burst
 
     def _too_slow(self, why: str) -> None:
         if self.close_reason is None:

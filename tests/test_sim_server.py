@@ -20,6 +20,8 @@ import pytest
 import trio
 from trio.testing import MockClock
 from trio_websocket import ConnectionClosed, WebSocketConnection, wrap_client_stream
+from wsproto import ConnectionType, WSConnection
+from wsproto import events as wsevents
 
 from tradeloop.sim import SimConfig, Simulator, open_simulator
 from tradeloop.symbols import Market
@@ -388,6 +390,22 @@ async def test_leaving_the_context_closes_client_sockets(mock_clock: MockClock) 
                         await ws.get_message()
                 assert ws.closed is not None and ws.closed.code == 1001
         assert sim.stats.connections_open == 0 and sim.stats.subscriptions == 0
+
+
+async def test_the_server_closes_tcp_after_a_client_close_handshake(mock_clock: MockClock) -> None:
+    async with open_simulator(config()) as sim:
+        host, port, path = split_ws_url(sim.ws_url)
+        client = WSConnection(ConnectionType.CLIENT)
+        async with await trio.open_tcp_stream(host, port) as stream:
+            await stream.send_all(client.send(wsevents.Request(host=host, target=path)))
+            while not any(isinstance(event, wsevents.AcceptConnection) for event in client.events()):
+                client.receive_data(await stream.receive_some())
+            await stream.send_all(client.send(wsevents.CloseConnection(code=1000)))
+            with trio.fail_after(0.5):  # the server does not wait for us to close TCP (RFC 6455 §7.1.1)
+                while data := await stream.receive_some():
+                    client.receive_data(data)
+            assert [type(event) for event in client.events()] == [wsevents.CloseConnection]
+        assert sim.stats.connections_open == 0
 
 
 async def test_a_slow_client_is_closed_without_delaying_others(mock_clock: MockClock) -> None:

@@ -110,12 +110,20 @@ class ServerWebSocket:
             await self._send_event(CloseConnection(code=code, reason=reason))
 
     async def wait_closed(self) -> None:
-        """Read (and drop) messages until the peer's close frame or the end of the stream."""
-        while await self.receive_message() is not None:
+        """Read (and drop) messages until the peer's close frame or the end of the stream.
+
+        Returns at once when the close handshake is already complete: the server closes TCP
+        first (RFC 6455 §7.1.1), the client waits for that.
+        """
+        while self._ws.state is not ConnectionState.CLOSED and await self.receive_message() is not None:
             pass
 
     async def _receive(self) -> bool:
-        """Feed the next bytes from the peer to wsproto; False at the end of the stream."""
+        """Feed the next bytes from the peer to wsproto; False at the end of the stream (or once
+        the close handshake is complete: anything after it is not read).
+        """
+        if self._ws.state is ConnectionState.CLOSED:
+            return False
         try:
             data = await self._stream.receive_some(RECEIVE_BYTES)
         except (trio.BrokenResourceError, trio.ClosedResourceError):

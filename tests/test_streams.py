@@ -281,3 +281,24 @@ async def test_cancelling_with_a_thousand_topics_returns_promptly(mock_clock: Mo
                     channel.receive_nowait()
     tasks = [t for n in trio.lowlevel.current_task().child_nurseries for t in n.child_tasks]
     assert tasks == []
+
+
+@pytest.mark.parametrize("transport", ["wsproto", "trio-websocket"])
+async def test_both_transports_recover_from_drops(mock_clock: MockClock, transport: str) -> None:
+    config = StreamConfig(transport=transport, reconnect_delay=0.5)  # type: ignore[arg-type]
+    async with simulated_streams(config) as (sim, streams), trio.open_nursery() as nursery:
+        collector = Collector(streams.klines("bingx", SWAP, "1m"))
+        nursery.start_soon(collector.run)
+        for _ in range(3):
+            await trio.sleep(50)
+            sim.faults.drop_all()
+        await collector.wait_for_closed(len(collector.closed) + 2)
+        (connection,) = streams.health().connections
+        nursery.cancel_scope.cancel()
+    assert connection.reconnects >= 3
+    assert_matches_history(sim, collector.closed)
+
+
+def test_unknown_transport_is_named() -> None:
+    with pytest.raises(ValueError, match="'aiohttp'"):
+        StreamConfig(transport="aiohttp")  # type: ignore[arg-type]

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from .transport import TransportName
+
 __all__ = ["StreamConfig"]
 
 
 @dataclass(frozen=True, slots=True)
 class StreamConfig:
+    transport: TransportName = "wsproto"
+    """WebSocket implementation: "wsproto" (fast path, default) or "trio-websocket" (reference)."""
     connect_timeout: float = 10.0
     """Bound on opening a socket (TCP, TLS and the WebSocket handshake): TLS failures can hang."""
     close_timeout: float = 2.0
@@ -46,9 +50,11 @@ class StreamConfig:
     tick_buffer: int = 16
 
     def __post_init__(self) -> None:
+        if self.transport not in ("wsproto", "trio-websocket"):
+            raise ValueError(f"invalid transport {self.transport!r}: expected 'wsproto' or 'trio-websocket'")
         for field in fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, bool) or value is None:
+            if isinstance(value, bool | str) or value is None:
                 continue
             if value <= 0:
                 raise ValueError(f"StreamConfig.{field.name} must be positive, got {value!r}")

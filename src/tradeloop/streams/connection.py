@@ -37,7 +37,7 @@ from .backoff import full_jitter_delay
 from .config import StreamConfig
 from .errors import ErrorHistory
 from .topic import TopicStream
-from .transport import websocket_session
+from .transport import ConnectionClosedError, HandshakeRejectedError, WebSocket, websocket_session
 
 __all__ = ["Connection", "StallError"]
 
@@ -50,7 +50,8 @@ class StallError(Exception):
 
 # What ends a session and is answered with a reconnect; anything else is a bug and propagates.
 _SESSION_ERRORS = (
-    trio_websocket.ConnectionClosed,
+    ConnectionClosedError,
+    HandshakeRejectedError,
     trio_websocket.HandshakeError,
     OSError,
     trio.TooSlowError,
@@ -176,6 +177,7 @@ class Connection:
         async with (
             websocket_session(
                 self.url,
+                transport=self.config.transport,
                 connect_timeout=self.config.connect_timeout,
                 close_timeout=self.config.close_timeout,
                 message_queue_size=self.config.message_queue_size,
@@ -197,35 +199,36 @@ class Connection:
                 self.state = "closing"
                 nursery.cancel_scope.cancel()
 
-    async def _read(self, ws: trio_websocket.WebSocketConnection, codec: WsCodec) -> None:
+    async def _read(self, ws: WebSocket, codec: WsCodec) -> None:
         topics = self.topics
         while True:
-            frame = await ws.get_message()
-            self.messages_received += 1
+            batch = await ws.receive_batch()
+            self.messages_received += len(batch)
             self.last_message_time = trio.current_time()
-            try:
-                event = codec.decode(frame)
-            except ProtocolError as exc:
-                self._on_parse_error(exc)
-                continue
-            if isinstance(event, KlineBatch):
-                stream = topics.get(event.topic)
-                if stream is not None:
-                    self._on_good_data()
-                    await stream.offer_klines(event.klines)
-            elif isinstance(event, TickUpdate):
-                stream = topics.get(event.topic)
-                if stream is not None:
-                    self._on_good_data()
-                    await stream.publish_tick(event.tick)
-            elif isinstance(event, Heartbeat):
-                await ws.send_message(event.reply)
-            elif isinstance(event, SubscriptionAck):
-                self._pending_acks.pop(event.request_id, None)
-            elif isinstance(event, ErrorReply):
-                self._on_error_reply(event)
+            for frame in batch:
+                try:
+                    event = codec.decode(frame)
+                except ProtocolError as exc:
+                    self._on_parse_error(exc)
+                    continue
+                if isinstance(event, KlineBatch):
+                    stream = topics.get(event.topic)
+                    if stream is not None:
+                        self._on_good_data()
+                        await stream.offer_klines(event.klines)
+                elif isinstance(event, TickUpdate):
+                    stream = topics.get(event.topic)
+                    if stream is not None:
+                        self._on_good_data()
+                        await stream.publish_tick(event.tick)
+                elif isinstance(event, Heartbeat):
+                    await ws.send_text(event.reply)
+                elif isinstance(event, SubscriptionAck):
+                    self._pending_acks.pop(event.request_id, None)
+                elif isinstance(event, ErrorReply):
+                    self._on_error_reply(event)
 
-    async def _write_requests(self, ws: trio_websocket.WebSocketConnection, codec: WsCodec) -> None:
+    async def _write_requests(self, ws: WebSocket, codec: WsCodec) -> None:
         interval = 1.0 / self.config.subscribe_rate
         while True:
             if not (self._to_subscribe or self._to_unsubscribe):
@@ -245,7 +248,7 @@ class Connection:
                 self._subscribed.add(topic)
                 request_id, text = codec.subscribe(topic)
                 self._pending_acks[request_id] = topic
-            await ws.send_message(text)
+            await ws.send_text(text)
             await trio.sleep(interval)
 
     async def _watchdog(self) -> None:

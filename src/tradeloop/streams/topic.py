@@ -70,6 +70,8 @@ class TopicStream:
         self.current: Kline | None = None
         self.last_closed_open: int | None = None
         self.poll_scope: trio.CancelScope | None = None
+        self._queued = 0
+        """Batches in the inbox or being applied: later updates must wait behind them."""
         self._rng = random.Random()
         inbox_size = max(config.kline_buffer, 1)
         self._inbox_send, self._inbox_receive = trio.open_memory_channel[Sequence[Kline]](inbox_size)
@@ -91,6 +93,18 @@ class TopicStream:
         """Queue updates (WebSocket: ``closed`` False) or REST rows (``closed`` True = final)."""
         self.messages += 1
         self.last_message_time = trio.current_time()
+        current = self.current
+        if (
+            not self._queued
+            and current is not None
+            and all(k.open_time == current.open_time and not k.closed for k in klines)
+        ):
+            # The common case, an update of the open candle with nothing queued ahead of it:
+            # deliver inline rather than pay a task switch through the topic's inbox.
+            for kline in klines:
+                await self._publish_update(kline)
+            return
+        self._queued += 1
         try:
             self._inbox_send.send_nowait(klines)
         except trio.WouldBlock:
@@ -104,6 +118,7 @@ class TopicStream:
         async for batch in self._inbox_receive:
             for kline in batch:
                 await self._apply(kline)
+            self._queued -= 1
 
     async def _apply(self, kline: Kline) -> None:
         timeframe = self.topic.timeframe
@@ -125,6 +140,9 @@ class TopicStream:
         if kline.closed:
             await self._deliver_closed(kline)
             return
+        await self._publish_update(kline)
+
+    async def _publish_update(self, kline: Kline) -> None:
         if self.current == kline:
             self.duplicate_updates += 1
             return

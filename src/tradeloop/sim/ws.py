@@ -319,12 +319,12 @@ class _Connection:
         self._queue_in, self._queue_out = trio.open_memory_channel[bytes](config.send_queue_size)
         self._scope = trio.CancelScope()
         self._frame_scope = trio.CancelScope()
-        """Shields the frame being written from a graceful close (a half frame breaks the stream)."""
+        """Shields the batch being written from a graceful close (a half frame breaks the stream)."""
         self.close_reason: str | None = None
         self._close_code = 1000
         self._abort = False
         self._writing_since: float | None = None
-        """Trio time the writer started the frame it is writing (None: not writing)."""
+        """Trio time the writer started the batch it is writing (None: not writing)."""
         self._ping_since: float | None = None
         """Trio time of the oldest ping not answered yet."""
         self._ping_ids: deque[str] = deque(maxlen=16)
@@ -341,7 +341,7 @@ class _Connection:
                 self.close("client closed")
 
     def close(self, reason: str, *, code: int = 1000, abort: bool = False) -> None:
-        """End the connection: gracefully with ``code`` (the frame being written is finished
+        """End the connection: gracefully with ``code`` (the batch being written is finished
         first), or by aborting TCP at once. The first reason wins; an abort overrides a pending
         graceful close.
         """

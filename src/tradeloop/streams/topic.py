@@ -16,9 +16,9 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 import httpx
+import msgspec
 import trio
 
 from ..exchanges.base import Exchange, ExchangeError, ProtocolError, Topic, TopicKind
@@ -221,7 +221,7 @@ class TopicStream:
             self.stale_updates += 1
             return
         if not kline.closed:
-            kline = replace(kline, closed=True)
+            kline = msgspec.structs.replace(kline, closed=True)
         self.last_closed_open = kline.open_time
         if self.current is not None and self.current.open_time <= kline.open_time:
             self.current = None

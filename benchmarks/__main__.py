@@ -1,5 +1,6 @@
 """``python -m benchmarks [--quick] [--out DIR]``: run every benchmark, write JSON, tables and a plot.
 
+A full run writes to ``benchmarks/results`` (committed); a quick run to a temporary directory.
 Order: the decoding floor (in this process), burst throughput, live rates, scale and shutdown,
 recovery. Each writes ``<name>.json`` in the results directory as soon as it is done; the end
 writes ``summary.md`` (the tables also printed here) and ``throughput.png``.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from .modes import FULL, QUICK
 from .report import markdown, plot
 
 _RESULTS = Path(__file__).resolve().parent / "results"
+_QUICK_RESULTS = Path(tempfile.gettempdir()) / "tradeloop-benchmarks-quick"
 
 
 def _save(directory: Path, name: str, data: dict[str, Any]) -> None:
@@ -29,9 +32,14 @@ def _save(directory: Path, name: str, data: dict[str, Any]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, one run each (under a minute)")
-    parser.add_argument("--out", type=Path, default=_RESULTS, help=f"results directory (default {_RESULTS})")
+    parser.add_argument(
+        "--out", type=Path, help=f"results directory (default: {_RESULTS} for a full run, {_QUICK_RESULTS} for quick)"
+    )
     args = parser.parse_args()
     mode = QUICK if args.quick else FULL
+    if args.out is None:
+        # A quick run must not overwrite the committed results of a full run.
+        args.out = _QUICK_RESULTS if args.quick else _RESULTS
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     results: dict[str, Any] = {"mode": mode.name, "runs": mode.runs, "machine": machine()}

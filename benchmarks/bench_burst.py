@@ -4,7 +4,8 @@ tradeloop delivers every push to each of three subscribers of the topic (strateg
 portfolio); ccxt.pro runs three ``watch_ohlcv`` loops on the symbol. The rate is N divided by the
 time from the server's first send to the moment the last consumer holds push N, on one clock.
 
-Two receive paths without any stream layer run on the same pushes as references (see
+tradeloop runs twice: on its default transport (wsproto driven on the Trio stream) and on the
+reference one (trio-websocket). Two receive paths without any stream layer run on the same pushes as references (see
 :mod:`benchmarks.client_transport`): trio-websocket, which tradeloop uses today, and wsproto
 driven directly on a Trio stream. With ``profile_pushes`` set, one more tradeloop run under
 cProfile says where its time goes.
@@ -20,7 +21,7 @@ from .modes import Mode
 
 __all__ = ["CLIENTS", "run"]
 
-CLIENTS = ("tradeloop", "ccxt")
+CLIENTS = ("tradeloop", "ccxt", "tradeloop_trio_websocket")
 RECEIVE_PATHS = ("trio_websocket", "wsproto")
 _SYMBOL = "BTC-USDT"
 _CONSUMERS = 3

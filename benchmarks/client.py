@@ -83,7 +83,7 @@ class Meter:
 
 def _run(spec: dict[str, Any]) -> dict[str, Any]:
     runner: Callable[[dict[str, Any]], dict[str, Any]]
-    if spec["client"] == "tradeloop":
+    if spec["client"] in ("tradeloop", "tradeloop_trio_websocket"):
         from .client_tradeloop import run as runner
     elif spec["client"] == "ccxt":
         from .client_ccxt import run as runner

@@ -1,5 +1,8 @@
 """tradeloop's side of a run: a StreamManager on Trio, every subscriber draining its channel.
 
+``tradeloop_trio_websocket`` is the same client on the reference transport (trio-websocket) instead
+of the default (wsproto driven directly on the Trio stream).
+
 A consumer takes one kline with ``await receive()`` and then everything already buffered with
 ``receive_nowait()``: one scheduling point per wake-up instead of one per kline, which is how a
 consumer keeps up with a burst. Nothing is dropped (the ``block`` policy), so every consumer
@@ -44,7 +47,9 @@ async def _consume(subscription: Subscription[Any], consumer: int, meter: Meter,
 async def _run(spec: dict[str, Any]) -> dict[str, Any]:
     url = spec["url"]
     exchange = BingX(ws_url=url, spot_ws_url=url, rest_url=_UNUSED_REST)
-    config = StreamConfig(confirm_closed_candles=False, subscribe_rate=spec["subscribe_rate"])
+    config = StreamConfig(
+        confirm_closed_candles=False, subscribe_rate=spec["subscribe_rate"], transport=spec.get("transport", "wsproto")
+    )
     topics = unified(spec["symbols"])
     consumers = spec["consumers"]
     meter = Meter(spec["total"], len(topics) * consumers, final_seqs(len(topics), spec["total"]),
@@ -66,6 +71,8 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec["client"] == "tradeloop_trio_websocket":
+        spec = {**spec, "transport": "trio-websocket"}
     if not spec.get("profile"):
         return trio.run(_run, spec)
     profiler = cProfile.Profile(time.process_time)  # CPU time: waiting in epoll is not work

@@ -22,6 +22,7 @@ _LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("socket syscalls", ("method 'recv", "method 'send", "recv_into", "epoll")),
     ("trio scheduler and channels", ("/trio/", "trio/_")),
     ("BingX codec, Kline and Decimal", ("exchanges/bingx", "Decimal", "models.py", "<string>:__init__")),
+    ("tradeloop transport (streams/transport.py)", ("tradeloop/streams/transport",)),
     ("stream layer (connection, topic, fan-out)", ("tradeloop/streams",)),
     ("consumers (benchmark)", ("benchmarks/",)),
 )

@@ -10,6 +10,7 @@ __all__ = ["markdown", "plot"]
 _NAMES = {
     "tradeloop": "tradeloop",
     "ccxt": "ccxt.pro",
+    "tradeloop_trio_websocket": "tradeloop on the trio-websocket transport (reference)",
     "trio_websocket": "trio-websocket receive + codec (reference)",
     "wsproto": "wsproto-on-Trio receive + codec (reference)",
 }
@@ -44,17 +45,20 @@ def _live(r: dict[str, Any]) -> str:
     rows = []
     for rate, data in r["rates"].items():
         t, c = data["summary"]["tradeloop"], data["summary"]["ccxt"]
+        reference = data["summary"].get("tradeloop_trio_websocket")
         rows.append([
             _n(int(rate)),
             _n(t["cpu_us_per_msg"], 1),
             _n(c["cpu_us_per_msg"], 1),
+            _n(reference["cpu_us_per_msg"], 1) if reference else "",
             _n(data["ratio_cpu_tradeloop_to_ccxt"], 2),
             " / ".join(_n(t[f"latency_{k}_us"] / 1000, 2) for k in ("p50", "p99", "max")),
             " / ".join(_n(c[f"latency_{k}_us"] / 1000, 2) for k in ("p50", "p99", "max")),
             f"{c['observed']:.0%}",
         ])
     return _table(
-        ["msg/s", "tradeloop CPU µs/msg", "ccxt.pro CPU µs/msg", "CPU ratio", "tradeloop latency ms p50/p99/max",
+        ["msg/s", "tradeloop CPU µs/msg", "ccxt.pro CPU µs/msg", "tradeloop on trio-websocket CPU µs/msg",
+         "CPU ratio tradeloop / ccxt.pro", "tradeloop latency ms p50/p99/max",
          "ccxt.pro latency ms p50/p99/max", "pushes ccxt.pro consumers saw"],
         rows,
     )
@@ -150,11 +154,17 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     burst, live, floor = results["burst"], results["live"], results["floor"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
-    names = ["decoding floor", "tradeloop", "ccxt.pro", "trio-websocket\n(receive only)",
-             "wsproto on Trio\n(receive only)"]
-    rates = [burst["floor_msgs_per_s"]] + [burst["summary"][c]["msgs_per_s"] for c in _NAMES]
-    colors = ["#999999", "#1f77b4", "#ff7f0e", "#aec7e8", "#98df8a"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.4))
+    labels = {
+        "tradeloop": "tradeloop",
+        "ccxt": "ccxt.pro",
+        "tradeloop_trio_websocket": "tradeloop on\ntrio-websocket",
+        "trio_websocket": "trio-websocket\n(receive only)",
+        "wsproto": "wsproto on Trio\n(receive only)",
+    }
+    names = ["decoding floor", *labels.values()]
+    rates = [burst["floor_msgs_per_s"]] + [burst["summary"][c]["msgs_per_s"] for c in labels]
+    colors = ["#999999", "#1f77b4", "#ff7f0e", "#9edae5", "#aec7e8", "#98df8a"]
     bars = left.barh(names[::-1], [r / 1000 for r in rates[::-1]], color=colors[::-1])
     left.bar_label(bars, labels=[f"{r / 1000:,.0f}k" for r in rates[::-1]], padding=3)
     left.set_xlabel("thousand messages per second (higher is better)")
@@ -178,7 +188,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     right.set_xticks(list(x), conditions)
     right.set_ylabel("CPU µs per message (lower is better)")
     right.set_title("CPU per message: burst and paced over 100 topics")
-    right.legend()
+    right.set_ylim(0, max(tradeloop + ccxt) * 1.4)  # room for the legend above the bars
+    right.legend(loc="upper right")
     m = results["machine"]
     fig.suptitle(f"tradeloop vs ccxt.pro on BingX swap klines — {m['cpu']}, {m['cores']} cores, loopback", fontsize=10)
     fig.tight_layout()

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import ClassVar, Protocol
 
 import httpx
+import msgspec
 
 from ..models import Kline, Tick
 from ..symbols import Market, parse_symbol, validate_timeframe
@@ -106,20 +107,17 @@ class RateLimitedError(ExchangeError):
     """The exchange asked us to slow down (HTTP 429, BingX code 100410)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
+class Heartbeat(msgspec.Struct, frozen=True, gc=False):
     """The server pinged; send ``reply`` back as a text frame at once."""
 
     reply: str
 
 
-@dataclass(frozen=True, slots=True)
-class SubscriptionAck:
+class SubscriptionAck(msgspec.Struct, frozen=True, gc=False):
     request_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class ErrorReply:
+class ErrorReply(msgspec.Struct, frozen=True, gc=False):
     """The server rejected a request (``request_id`` may be empty)."""
 
     request_id: str
@@ -127,20 +125,19 @@ class ErrorReply:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class KlineBatch:
+class KlineBatch(msgspec.Struct, frozen=True, gc=False):
     """Updates of one kline topic, oldest first; ``closed`` is always False (the stream decides)."""
 
     topic: Topic
     klines: tuple[Kline, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class TickUpdate:
+class TickUpdate(msgspec.Struct, frozen=True, gc=False):
     topic: Topic
     tick: Tick
 
 
+# Events are msgspec Structs, like Kline and Tick: one is built per frame.
 Event = Heartbeat | SubscriptionAck | ErrorReply | KlineBatch | TickUpdate
 
 

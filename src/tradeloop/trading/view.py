@@ -53,13 +53,15 @@ def status_line(status: EngineStatus) -> str:
     held = " ".join(
         f"{p.symbol}={_number(p.quantity)}@{_number(p.mark)}" for p in portfolio.positions if p.quantity
     )
+    prices = " ".join(f"{t.symbol}={_number(t.last)}" for t in sorted(status.prices, key=lambda t: t.symbol))
     health = status.health
     reconnects = 0 if health is None else health.total_reconnects
+    modes = "-" if health is None else ",".join(sorted({t.mode for t in health.topics})) or "-"
     return (
-        f"t={status.elapsed:.0f}s equity={_money(portfolio.equity)} pnl={_signed(_pnl(portfolio))} "
-        f"(realised {_signed(portfolio.realised_pnl)}, unrealised {_signed(portfolio.unrealised_pnl)}, "
-        f"fees {_money(portfolio.fees)}) trades={status.trades} positions=[{held or 'flat'}] "
-        f"reconnects={reconnects} risk={_risk_text(status)}"
+        f"t={status.elapsed:.0f}s prices=[{prices}] equity={_money(portfolio.equity)} "
+        f"pnl={_signed(_pnl(portfolio))} (realised {_signed(portfolio.realised_pnl)}, "
+        f"unrealised {_signed(portfolio.unrealised_pnl)}, fees {_money(portfolio.fees)}) trades={status.trades} "
+        f"positions=[{held or 'flat'}] streams={modes} reconnects={reconnects} risk={_risk_text(status)}"
     )
 
 

@@ -29,16 +29,17 @@ def _n(value: float, digits: int = 0) -> str:
 def _burst(r: dict[str, Any], floor: dict[str, Any]) -> str:
     ccxt = r["summary"]["ccxt"]["msgs_per_s"]
     rows = [["decoding floor (gunzip + msgspec + Kline)", _n(r["floor_msgs_per_s"]), _n(floor["floor"], 2),
-             _n(r["floor_msgs_per_s"] / ccxt, 2), "1.00"]]
+             _n(r["floor_msgs_per_s"] / ccxt, 2), "1.00", ""]]
     for client, s in r["summary"].items():
+        wakeups = sorted(run["consumer_wakeups"][0] for run in r["runs"][client])[len(r["runs"][client]) // 2]
         rows.append([_NAMES[client], _n(s["msgs_per_s"]), _n(s["cpu_us_per_msg"], 1), _n(s["msgs_per_s"] / ccxt, 2),
-                     _n(s["msgs_per_s"] / r["floor_msgs_per_s"], 2)])
+                     _n(s["msgs_per_s"] / r["floor_msgs_per_s"], 2), _n(wakeups)])
     simulator = r.get("simulator_burst_to_wsproto")
     if simulator:
         rows.append([f"simulator's `sim.burst` ({_n(simulator['pushes'])} pushes) → wsproto receive (reference)",
                      _n(simulator["msgs_per_s"]), "", _n(simulator["msgs_per_s"] / ccxt, 2),
-                     _n(simulator["msgs_per_s"] / r["floor_msgs_per_s"], 2)])
-    return _table(["path", "msgs/s", "CPU µs/msg", "× ccxt.pro", "× floor"], rows)
+                     _n(simulator["msgs_per_s"] / r["floor_msgs_per_s"], 2), ""])
+    return _table(["path", "msgs/s", "CPU µs/msg", "× ccxt.pro", "× floor", "wake-ups of one consumer"], rows)
 
 
 def _live(r: dict[str, Any]) -> str:

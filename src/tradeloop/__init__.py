@@ -1,4 +1,10 @@
-"""tradeloop: crypto market data over WebSockets into a Trio trading loop."""
+"""tradeloop: crypto market data over WebSockets into a Trio trading loop.
+
+The names most programs need are here; each subpackage has the rest:
+:mod:`tradeloop.exchanges` (registry, BingX), :mod:`tradeloop.streams` (StreamManager, health),
+:mod:`tradeloop.trading` (strategies, risk, portfolio, engine), :mod:`tradeloop.sim` (the
+embedded BingX-compatible exchange).
+"""
 
 from __future__ import annotations
 
@@ -12,21 +18,39 @@ from .exchanges import (
     create_exchange,
     register_exchange,
 )
-from .models import Kline, Tick
+from .exchanges.bingx import BingX
+from .models import Fill, Kline, Order, Position, Side, Signal, Tick
+from .streams import SlowConsumerPolicy, StreamConfig, StreamHealth, StreamManager
 from .symbols import TIMEFRAMES, Market, parse_symbol
+from .trading import EngineConfig, RiskLimits, Strategy, TradingEngine, load_config
 
 __all__ = [
     "TIMEFRAMES",
+    "BingX",
+    "EngineConfig",
     "Exchange",
     "ExchangeError",
+    "Fill",
     "Kline",
     "Market",
+    "Order",
+    "Position",
     "ProtocolError",
+    "RiskLimits",
+    "Side",
+    "Signal",
+    "SlowConsumerPolicy",
+    "Strategy",
+    "StreamConfig",
+    "StreamHealth",
+    "StreamManager",
     "Tick",
     "Topic",
     "TopicKind",
+    "TradingEngine",
     "available_exchanges",
     "create_exchange",
+    "load_config",
     "parse_symbol",
     "register_exchange",
 ]

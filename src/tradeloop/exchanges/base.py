@@ -81,6 +81,16 @@ class ErrorKind(StrEnum):
     """A field is missing or has the wrong type or value."""
 
 
+_MAX_QUOTED = 200
+"""Longest text an error message takes from the wire (a field, a dataType, the server's ``msg``)."""
+
+
+def _bounded(text: str) -> str:
+    """``text`` cut to a readable length: an error quoting a 1 MB field must not be a 1 MB log
+    line, nor a 1 MB entry in an error history."""
+    return text if len(text) <= _MAX_QUOTED else f"{text[:_MAX_QUOTED]}… ({len(text)} characters)"
+
+
 class ProtocolError(Exception):
     """A frame or response body that does not follow the exchange's protocol.
 
@@ -89,7 +99,7 @@ class ProtocolError(Exception):
     """
 
     def __init__(self, kind: ErrorKind, message: str, *, topic: str | None = None) -> None:
-        super().__init__(f"{kind.value}: {message}" + (f" (topic {topic})" if topic else ""))
+        super().__init__(f"{kind.value}: {_bounded(message)}" + (f" (topic {_bounded(topic)})" if topic else ""))
         self.kind = kind
         self.topic = topic
 
@@ -98,6 +108,7 @@ class ExchangeError(Exception):
     """The exchange answered a request with an error code (REST or WebSocket)."""
 
     def __init__(self, code: int, message: str) -> None:
+        message = _bounded(message)
         super().__init__(f"exchange error {code}: {message}")
         self.code = code
         self.message = message

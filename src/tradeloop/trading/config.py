@@ -132,6 +132,10 @@ def load_config(path: str | Path, **overrides: Any) -> EngineConfig:
         raise ValueError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:  # tomllib decodes the whole file before parsing
+        raise ValueError(f"config file {path} is not valid TOML: not UTF-8 text (byte {exc.start})") from None
+    except RecursionError:  # tomllib parses nested arrays and tables recursively
+        raise ValueError(f"config file {path} is not valid TOML: values nested too deeply") from None
     config = config_from_mapping(data, base_dir=path.parent)
     return dataclasses.replace(config, **overrides) if overrides else config
 

@@ -203,26 +203,34 @@ STRATEGY_TYPES: Mapping[str, Callable[..., PriceSeriesStrategy]] = {
 def create_strategy(kind: str, params: Mapping[str, Any]) -> PriceSeriesStrategy:
     """Build a reference strategy from its ``type`` and parameters (a config table).
 
-    ValueError names an unknown type or parameter and what is allowed.
+    ValueError names an unknown type, an unknown or missing parameter, and what is allowed.
     """
     factory = STRATEGY_TYPES.get(kind)
     if factory is None:
         raise ValueError(f"unknown strategy type {kind!r}: expected one of {', '.join(STRATEGY_TYPES)}")
-    allowed = _parameters(factory)
+    allowed, required = _parameters(factory)
     unknown = sorted(set(params) - allowed)
     if unknown:
         raise ValueError(
             f"strategy type {kind!r}: unknown parameter {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}"
         )
+    missing = sorted(required - set(params))
+    if missing:
+        raise ValueError(f"strategy type {kind!r}: parameter {missing[0]!r} is missing")
     return factory(**params)
 
 
-def _parameters(factory: Callable[..., PriceSeriesStrategy]) -> set[str]:
-    """Keyword parameters a strategy class accepts: its own and its bases' (``history`` is derived)."""
+def _parameters(factory: Callable[..., PriceSeriesStrategy]) -> tuple[set[str], set[str]]:
+    """Keyword parameters a strategy class accepts, and those without a default: its own and its
+    bases' (``history`` is derived)."""
     names: set[str] = set()
+    required: set[str] = set()
     for cls in inspect.getmro(factory) if isinstance(factory, type) else ():
         if "__init__" in cls.__dict__:
             parameters = inspect.signature(cls.__dict__["__init__"]).parameters.values()
-            names.update(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+            keywords = [p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+            names.update(p.name for p in keywords)
+            required.update(p.name for p in keywords if p.default is inspect.Parameter.empty)
     names.discard("history")
-    return names
+    required.discard("history")
+    return names, required

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
 from .transport import TransportName
@@ -52,9 +53,18 @@ class StreamConfig:
     def __post_init__(self) -> None:
         if self.transport not in ("wsproto", "trio-websocket"):
             raise ValueError(f"invalid transport {self.transport!r}: expected 'wsproto' or 'trio-websocket'")
+        # Checked by declared type: a config file can put any TOML value here, and a bool is an
+        # int to Python, a NaN compares false to everything, a float buffer size fails only later.
         for field in fields(self):
             value = getattr(self, field.name)
-            if isinstance(value, bool | str) or value is None:
-                continue
-            if value <= 0:
-                raise ValueError(f"StreamConfig.{field.name} must be positive, got {value!r}")
+            if field.type == "bool":
+                if not isinstance(value, bool):
+                    raise ValueError(f"StreamConfig.{field.name} must be true or false, got {value!r}")
+            elif field.type in ("int", "int | None"):
+                if value is None and field.type == "int | None":
+                    continue
+                if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                    raise ValueError(f"StreamConfig.{field.name} must be positive, a whole number, got {value!r}")
+            elif field.type == "float":
+                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+                    raise ValueError(f"StreamConfig.{field.name} must be positive, a finite number, got {value!r}")

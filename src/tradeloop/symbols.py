@@ -106,7 +106,7 @@ def normalize_symbol(text: str) -> str:
 
 def validate_timeframe(timeframe: str) -> str:
     """Return ``timeframe`` if supported, else raise ValueError listing the supported ones."""
-    if timeframe not in TIMEFRAMES:
+    if not isinstance(timeframe, str) or timeframe not in TIMEFRAMES:
         raise ValueError(f"invalid timeframe {timeframe!r}: expected one of {', '.join(TIMEFRAMES)}")
     return timeframe
 

@@ -57,14 +57,23 @@ class StreamConfig:
         # int to Python, a NaN compares false to everything, a float buffer size fails only later.
         for field in fields(self):
             value = getattr(self, field.name)
-            if field.type == "bool":
-                if not isinstance(value, bool):
-                    raise ValueError(f"StreamConfig.{field.name} must be true or false, got {value!r}")
-            elif field.type in ("int", "int | None"):
-                if value is None and field.type == "int | None":
-                    continue
-                if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                    raise ValueError(f"StreamConfig.{field.name} must be positive, a whole number, got {value!r}")
-            elif field.type == "float":
-                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-                    raise ValueError(f"StreamConfig.{field.name} must be positive, a finite number, got {value!r}")
+            problem = _problem(str(field.type), value)
+            if problem is not None:
+                raise ValueError(f"StreamConfig.{field.name} must be {problem}, got {value!r}")
+
+
+def _problem(declared: str, value: object) -> str | None:
+    """What ``value`` fails to be as a field declared ``declared``, None if it is fine."""
+    if declared == "bool":
+        return None if isinstance(value, bool) else "true or false"
+    if declared == "int | None" and value is None:
+        return None
+    if declared in ("int", "int | None"):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return None
+        return "positive, a whole number"
+    if declared == "float":
+        if isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < math.inf:
+            return None
+        return "positive, a finite number"
+    return None

@@ -157,6 +157,7 @@ class Connection:
                         log.warning(
                             "%s %s socket #%d failed: %r", self.exchange_name, self.market, self.connection_id, exc
                         )
+                self._interrupt_topics()
                 if trio.current_time() - started >= self.config.healthy_after:
                     attempt = 0
                 attempt += 1
@@ -273,11 +274,16 @@ class Connection:
         self.parse_frame_errors[exc.kind.value] += 1
         self.error_history.record(f"parse:{exc.kind.value}", exc)
         self._consecutive_parse_errors += 1
+        self._interrupt_topics()  # the lost frame names no reliable topic
         self._good_frames_since_fallback = 0
         log.warning("%s: skipped a malformed frame: %s", self.url, exc)
         if self._consecutive_parse_errors > self.max_parse_frame_retries and not self._parse_fallback:
             self._parse_fallback = True
             self._fallback_changed()
+
+    def _interrupt_topics(self) -> None:
+        for stream in self.topics.values():
+            stream.interrupted()
 
     def _on_good_data(self) -> None:
         self.last_data_time = self.last_message_time

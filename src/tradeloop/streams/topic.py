@@ -34,6 +34,8 @@ __all__ = ["TopicStream"]
 log = logging.getLogger(__name__)
 
 _REST_PAGE = 1440
+_Batch = tuple[int, Sequence[Kline]]
+"""Klines as they arrived, with the feed epoch they arrived in."""
 RestError = (ExchangeError, ProtocolError, httpx.HTTPError)
 
 
@@ -69,12 +71,17 @@ class TopicStream:
         self.error_history = ErrorHistory()
         self.current: Kline | None = None
         self.last_closed_open: int | None = None
+        self._feed_epoch = 0
+        """Interruptions of the feed so far: between pushes of two epochs, updates may have been lost."""
+        self._current_epoch = 0
+        """The epoch ``current`` arrived in."""
         self.poll_scope: trio.CancelScope | None = None
         self._queued = 0
         """Batches in the inbox or being applied: later updates must wait behind them."""
         self._rng = random.Random()
         inbox_size = max(config.kline_buffer, 1)
-        self._inbox_send, self._inbox_receive = trio.open_memory_channel[Sequence[Kline]](inbox_size)
+        # Each batch carries the epoch it arrived in: an interruption is placed in arrival order.
+        self._inbox_send, self._inbox_receive = trio.open_memory_channel[_Batch](inbox_size)
 
     @property
     def is_kline(self) -> bool:
@@ -89,6 +96,15 @@ class TopicStream:
 
     # -- klines: queued to the topic's own task, which may wait on REST --------------------------
 
+    def interrupted(self) -> None:
+        """The feed may have lost pushes: its socket failed, or a frame could not be read.
+
+        The candle forming then may have moved on unseen, up to its final value, so its last
+        update is no close to fall back on when REST cannot confirm it: closing it needs REST,
+        as a gap does.
+        """
+        self._feed_epoch += 1
+
     async def offer_klines(self, klines: Sequence[Kline]) -> None:
         """Queue updates (WebSocket: ``closed`` False) or REST rows (``closed`` True = final)."""
         self.messages += 1
@@ -102,13 +118,14 @@ class TopicStream:
             # The common case, an update of the open candle with nothing queued ahead of it:
             # deliver inline rather than pay a task switch through the topic's inbox.
             for kline in klines:
-                await self._publish_update(kline)
+                await self._publish_update(kline, self._feed_epoch)
             return
         self._queued += 1
+        batch = (self._feed_epoch, klines)
         try:
-            self._inbox_send.send_nowait(klines)
+            self._inbox_send.send_nowait(batch)
         except trio.WouldBlock:
-            await self._inbox_send.send(klines)
+            await self._inbox_send.send(batch)
         except trio.ClosedResourceError:
             # The topic was dropped (last subscriber left, or shutdown) after this frame was read.
             pass
@@ -117,20 +134,21 @@ class TopicStream:
         """The topic's task: apply queued klines in order. Lives until the topic is dropped."""
         inbox = self._inbox_receive
         async for first in inbox:
-            batch: Sequence[Kline] | None = first
+            batch: _Batch | None = first
             # Apply everything already queued before waiting again: one wake-up per backlog, not
             # per push, so a burst drains and updates go back to the inline path (measured: 32k
             # to 80k pushes/s on the burst benchmark).
             while batch is not None:
-                for kline in batch:
-                    await self._apply(kline)
+                epoch, klines = batch
+                for kline in klines:
+                    await self._apply(kline, epoch)
                 self._queued -= 1
                 try:
                     batch = inbox.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):
                     batch = None
 
-    async def _apply(self, kline: Kline) -> None:
+    async def _apply(self, kline: Kline, epoch: int) -> None:
         timeframe = self.topic.timeframe
         assert timeframe is not None
         if self.last_closed_open is not None and kline.open_time <= self.last_closed_open:
@@ -142,7 +160,8 @@ class TopicStream:
                 self.stale_updates += 1
                 return
             if kline.open_time > current.open_time:
-                await self._close_until(current.open_time, kline.open_time, current)
+                stale = epoch != self._current_epoch
+                await self._close_until(current.open_time, kline.open_time, current, stale=stale)
         elif self.last_closed_open is not None:
             expected = next_open_time(timeframe, self.last_closed_open)
             if kline.open_time > expected:
@@ -150,26 +169,28 @@ class TopicStream:
         if kline.closed:
             await self._deliver_closed(kline)
             return
-        await self._publish_update(kline)
+        await self._publish_update(kline, epoch)
 
-    async def _publish_update(self, kline: Kline) -> None:
+    async def _publish_update(self, kline: Kline, epoch: int) -> None:
+        self._current_epoch = epoch  # a repeat after an interruption shows the candle is current too
         if self.current == kline:
             self.duplicate_updates += 1
             return
         self.current = kline
         await self.kline_fanout.publish(kline)
 
-    async def _close_until(self, start: int, until: int, streamed: Kline | None) -> None:
+    async def _close_until(self, start: int, until: int, streamed: Kline | None, *, stale: bool = False) -> None:
         """Deliver, closed and in order, every candle opening in ``[start, until)``.
 
-        ``streamed`` is the last pushed update of the candle opening at ``start``, if we have one.
-        REST provides the final values; a gap (missed candles) must come from REST, so it is
-        retried until it succeeds, while a mere confirmation gives up after a few attempts and
-        delivers the streamed values.
+        ``streamed`` is the last pushed update of the candle opening at ``start``, if we have one;
+        ``stale`` says the feed was interrupted after it. REST provides the final values; a gap
+        (missed candles, or a stale update) must come from REST, so it is retried until it
+        succeeds, while a mere confirmation gives up after a few attempts and delivers the
+        streamed values.
         """
         timeframe = self.topic.timeframe
         assert timeframe is not None
-        gap = streamed is None or next_open_time(timeframe, start) < until
+        gap = streamed is None or stale or next_open_time(timeframe, start) < until
         if not gap and not self.config.confirm_closed_candles:
             assert streamed is not None
             await self._deliver_closed(streamed)

@@ -215,7 +215,7 @@ class TopicStream:
         while True:
             try:
                 return await self._fetch_pages(start, until)
-            except RestError as exc:
+            except (*RestError, trio.TooSlowError) as exc:  # no answer within rest_timeout, too
                 attempt += 1
                 self.rest_errors += 1
                 self.error_history.record("rest", exc)

@@ -3,10 +3,12 @@
 A connection needs three things of a socket: a batch of received messages, sending text, and a
 close that never leaks the TCP stream. Two implementations:
 
-- :class:`WsprotoSocket` (the default) drives wsproto, the sans-IO protocol engine, directly on a
-  Trio stream. One ``receive_some`` often carries dozens of frames, and they are returned as one
-  batch: no reader task and no channel hop per message. On the burst benchmark this receive path
-  is about twice as fast as trio-websocket's (see benchmarks/README section in README.md).
+- :class:`WsprotoSocket` (the default) works directly on a Trio stream: wsproto, the sans-IO
+  protocol engine, for the opening handshake and the frames we send, and our own
+  :class:`~tradeloop.streams.frames.FrameDecoder` for the frames we receive. One ``receive_some``
+  often carries dozens of frames, and they are returned as one batch: no reader task and no
+  channel hop per message. On the burst benchmark this receive path is about twice as fast as
+  trio-websocket's (see the Benchmarks section in README.md).
 - :class:`TrioWebsocketSocket` wraps trio-websocket, the reference implementation, kept selectable
   (``StreamConfig.transport = "trio-websocket"``) and tested against the same simulator.
 
@@ -18,7 +20,9 @@ connect cancelled during the opening handshake never closes the stream, and a cl
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -30,17 +34,10 @@ import trio
 import trio_websocket
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Ping,
-    RejectConnection,
-    RejectData,
-    Request,
-    TextMessage,
-)
+from wsproto.events import AcceptConnection, CloseConnection, Pong, RejectConnection, Request, TextMessage
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from .frames import Close, FrameDecoder, Ping, WebSocketProtocolError
 
 __all__ = [
     "ConnectionClosedError",
@@ -56,6 +53,12 @@ TransportName = Literal["wsproto", "trio-websocket"]
 
 _DEFAULT_PORTS = {"ws": 80, "wss": 443}
 _RECEIVE_SIZE = 65536
+_HEAD_END = re.compile(rb"\n\r?\n")
+"""The blank line ending an HTTP head, as h11 finds it (``h11._receivebuffer.blank_line_regex``)."""
+_MAX_RESPONSE_HEAD = 16 * 1024
+"""h11's default limit on an incomplete HTTP head."""
+
+log = logging.getLogger(__name__)
 
 
 class ConnectionClosedError(Exception):
@@ -109,51 +112,76 @@ async def _open_stream(target: _Target) -> trio.SocketStream | trio.SSLStream[tr
 
 
 class WsprotoSocket:
-    """A client WebSocket on wsproto: batches of messages, RFC 6455 pings answered inline."""
+    """A client WebSocket: wsproto for the handshake and what we send, :class:`FrameDecoder` for what we receive.
+
+    Receiving is the hot path (BingX pushes, we send a few requests), so the server's frames are
+    parsed by our own decoder, which returns a read's messages as plain ``bytes`` / ``str``.
+    wsproto keeps what it does well: the HTTP/1.1 upgrade (checking the server's accept token,
+    ``Upgrade``/``Connection`` headers and extensions) and masking the frames we send.
+
+    The handshake must hand the decoder every byte after the server's response head: a server may
+    send its first frames in the same TCP segment as the ``101`` response. Fed those bytes, wsproto
+    would bury them in its own frame parser, out of public reach; parsing the response with h11
+    ourselves would need the ``Sec-WebSocket-Key`` wsproto generated, which it keeps private. So
+    wsproto is fed exactly the response head: the bytes up to the first blank line, found by the
+    rule of h11 (wsproto's HTTP parser), ``\\n\\r?\\n``. h11 is left with no trailing data,
+    and the rest of the read goes to the decoder. No private attribute of wsproto or h11 is used.
+
+    After the handshake, pings are answered at once with a pong of the same payload. A close from
+    the server is answered (unless we started closing) and raised as ConnectionClosedError once the
+    messages before it have been returned. A protocol error fails the connection (RFC 6455 §7.1.7):
+    a close frame with the error's code, then ConnectionClosedError.
+    """
 
     def __init__(self, stream: trio.abc.Stream) -> None:
         self._stream = stream
         self._protocol = WSConnection(ConnectionType.CLIENT)
+        self._decoder = FrameDecoder()
         self._send_lock = trio.StrictFIFOLock()
-        self._fragments: list[str | bytes] = []
+        self._closed_by_server: str | None = None
 
     async def handshake(self, target: _Target) -> None:
         await self._send(self._protocol.send(Request(host=target.host_header, target=target.resource)))
-        while True:
-            for event in self._events():
-                if isinstance(event, AcceptConnection):
-                    return
-                if isinstance(event, RejectConnection | RejectData):
-                    raise HandshakeRejectedError(f"server refused the WebSocket at {target.resource!r}")
-            await self._receive_more()
+        received = bytearray()
+        while (head_end := _HEAD_END.search(received)) is None:
+            if len(received) > _MAX_RESPONSE_HEAD:
+                raise ConnectionClosedError(f"no end of the HTTP response head in {len(received)} bytes")
+            received += await self._receive_some()
+        try:
+            self._protocol.receive_data(bytes(received[: head_end.end()]))
+        except RemoteProtocolError as exc:
+            raise ConnectionClosedError(f"bad handshake response from the server: {exc}") from exc
+        # A complete head is one response: wsproto turns it into AcceptConnection or RejectConnection.
+        status = ""
+        for event in self._protocol.events():
+            if isinstance(event, AcceptConnection):
+                await self._feed(received[head_end.end() :])
+                return
+            if isinstance(event, RejectConnection):
+                status = f" (HTTP {event.status_code})"
+        raise HandshakeRejectedError(f"server refused the WebSocket at {target.resource!r}{status}")
 
     async def receive_batch(self) -> list[bytes | str]:
         while True:
             messages: list[bytes | str] = []
             replies: list[bytes] = []
-            for event in self._events():
-                if isinstance(event, TextMessage | BytesMessage):
-                    data = event.data if isinstance(event.data, str | bytes) else bytes(event.data)
-                    if event.message_finished and not self._fragments:
-                        messages.append(data)
-                    else:
-                        self._fragments.append(data)
-                        if event.message_finished:
-                            messages.append(_join(self._fragments))
-                            self._fragments = []
+            for event in self._decoder.events():
+                if type(event) is bytes or type(event) is str:
+                    messages.append(event)
                 elif isinstance(event, Ping):
-                    replies.append(self._protocol.send(event.response()))
-                elif isinstance(event, CloseConnection):
-                    if self._protocol.state is ConnectionState.REMOTE_CLOSING:
-                        replies.append(self._protocol.send(event.response()))
-                    if replies:
-                        await self._send(b"".join(replies))
-                    raise ConnectionClosedError(f"closed by the server: code {event.code} {event.reason}".strip())
+                    replies.append(self._protocol.send(Pong(event.payload)))
+                elif isinstance(event, Close):
+                    if self._protocol.state is ConnectionState.OPEN:
+                        replies.append(self._protocol.send(CloseConnection(code=event.code, reason=event.reason)))
+                    self._closed_by_server = f"closed by the server: code {event.code} {event.reason}".strip()
             if replies:
                 await self._send(b"".join(replies))
+            # Messages that came before the server's close frame are delivered first.
             if messages:
                 return messages
-            await self._receive_more()
+            if self._closed_by_server is not None:
+                raise ConnectionClosedError(self._closed_by_server)
+            await self._feed(await self._receive_some())
 
     async def send_text(self, text: str) -> None:
         try:
@@ -167,20 +195,27 @@ class WsprotoSocket:
         if self._protocol.state is not ConnectionState.OPEN:
             return
         await self._send(self._protocol.send(CloseConnection(code=1000)))
-        while not any(isinstance(event, CloseConnection) for event in self._events()):
-            await self._receive_more()
+        while not any(isinstance(event, Close) for event in self._decoder.events()):
+            await self._feed(await self._receive_some())
 
-    def _events(self) -> list[object]:
+    async def _feed(self, data: bytes | bytearray) -> None:
+        """Decode ``data``; on a protocol error, fail the connection (RFC 6455 §7.1.7)."""
         try:
-            return list(self._protocol.events())
-        except RemoteProtocolError as exc:
+            self._decoder.feed(data)
+        except WebSocketProtocolError as exc:
+            if self._protocol.state is ConnectionState.OPEN:
+                # Tell the server why, if it still listens; the protocol error is what we report.
+                try:
+                    await self._send(self._protocol.send(CloseConnection(code=exc.code)))
+                except ConnectionClosedError as send_error:
+                    log.debug("could not send the close frame after a protocol error: %s", send_error)
             raise ConnectionClosedError(f"protocol error from the server: {exc}") from exc
 
-    async def _receive_more(self) -> None:
+    async def _receive_some(self) -> bytes | bytearray:
         data = await self._stream.receive_some(_RECEIVE_SIZE)
         if not data:
             raise ConnectionClosedError("the server closed the TCP connection")
-        self._protocol.receive_data(bytes(data))
+        return data
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
@@ -188,12 +223,6 @@ class WsprotoSocket:
                 await self._stream.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 raise ConnectionClosedError(f"cannot send: {exc!r}") from exc
-
-
-def _join(fragments: list[str | bytes]) -> str | bytes:
-    if isinstance(fragments[0], str):
-        return "".join(str(f) for f in fragments)
-    return b"".join(bytes(f) for f in fragments if isinstance(f, bytes))
 
 
 class TrioWebsocketSocket:

@@ -172,8 +172,13 @@ class TopicStream:
         await self._publish_update(kline, epoch)
 
     async def _publish_update(self, kline: Kline, epoch: int) -> None:
+        current = self.current
+        if current is not None and kline.volume < current.volume and kline.open_time == current.open_time:
+            # A candle's volume only grows: this update is older than the one we have (reordered).
+            self.stale_updates += 1
+            return
         self._current_epoch = epoch  # a repeat after an interruption shows the candle is current too
-        if self.current == kline:
+        if current == kline:
             self.duplicate_updates += 1
             return
         self.current = kline

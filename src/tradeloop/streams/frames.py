@@ -159,10 +159,8 @@ class FrameDecoder:
             raise
 
     def events(self) -> list[Event]:
-        """Everything parsed since the last call, in the order the server sent it."""
-        events = self._events
-        if events:
-            self._events = []
+        """Everything parsed since the last call, in the order the server sent it (a list the caller owns)."""
+        events, self._events = self._events, []
         return events
 
     def _parse(self, data: bytes) -> None:

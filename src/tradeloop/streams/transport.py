@@ -8,7 +8,7 @@ close that never leaks the TCP stream. Two implementations:
   :class:`~tradeloop.streams.frames.FrameDecoder` for the frames we receive. One ``receive_some``
   often carries dozens of frames, and they are returned as one batch: no reader task and no
   channel hop per message. Decoding a 141-byte frame costs 0.3 µs here against about 6 µs in
-  wsproto's receive path (measured), and end to end tradeloop moves about four times as many
+  wsproto's receive path (measured), and end to end tradeloop moves several times as many
   pushes per second as on trio-websocket (see the Benchmarks section in README.md).
 - :class:`TrioWebsocketSocket` wraps trio-websocket, the reference implementation, kept selectable
   (``StreamConfig.transport = "trio-websocket"``) and tested against the same simulator.

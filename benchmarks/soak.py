@@ -46,7 +46,7 @@ from tradeloop.symbols import next_open_time, timeframe_ms
 
 from .harness import machine
 
-__all__ = ["main", "soak"]
+__all__ = ["QUICK", "main", "run", "soak"]
 
 _RESULTS = Path(__file__).resolve().parent / "results" / "soak.json"
 START_MS = 1_760_000_400_000
@@ -58,6 +58,8 @@ FAULT_SECONDS = 60.0
 QUIET_MINUTES = 3
 """Fault-free minutes at the end, so every candle closed in the window can arrive."""
 _MINUTE = 60.0
+QUICK = (12, 200)
+"""(minutes, topics) of ``--quick``: four faults, about half a minute."""
 _STEP_BYTES = 16
 """The simulator's memory per symbol per price step: a price and a volume, 8 bytes each."""
 
@@ -239,6 +241,16 @@ async def soak(minutes: int, topics: int) -> dict[str, Any]:
     }
 
 
+def run(minutes: int = 30, topics: int = 2000) -> dict[str, Any]:
+    """Run the soak (its own ``trio.run``, on a MockClock); the results, without the machine."""
+    if minutes < QUIET_MINUTES + FAULT_EVERY or topics < 1:
+        raise ValueError(
+            f"soak needs minutes >= {QUIET_MINUTES + FAULT_EVERY} and topics >= 1, got {minutes}, {topics}"
+        )
+    result: dict[str, Any] = trio.run(soak, minutes, topics, clock=MockClock(autojump_threshold=0.01))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=int, default=30, help="simulated minutes (default 30)")
@@ -246,11 +258,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a small run: 12 minutes, 200 topics (about 30 s)")
     parser.add_argument("--out", type=Path, default=_RESULTS, help=f"results file (default {_RESULTS})")
     args = parser.parse_args()
-    minutes, topics = (12, 200) if args.quick else (args.minutes, args.topics)
-    if minutes < QUIET_MINUTES + FAULT_EVERY or topics < 1:
-        parser.error(f"--minutes must be at least {QUIET_MINUTES + FAULT_EVERY} and --topics at least 1")
+    minutes, topics = QUICK if args.quick else (args.minutes, args.topics)
     logging.basicConfig(level=logging.ERROR)  # the faults make the stream layer warn by design
-    result = trio.run(soak, minutes, topics, clock=MockClock(autojump_threshold=0.01))
+    try:
+        result = run(minutes, topics)
+    except ValueError as exc:
+        parser.error(str(exc))
     result = {"mode": "quick" if args.quick else "full", "machine": machine(), **result}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -22,7 +22,7 @@ import trio
 from ..symbols import TIMEFRAMES, Market, next_open_time
 from .config import SimClock, SimStats
 from .faults import Faults, RestDown
-from .market import MarketModel
+from .market import MarketModel, SymbolSpec, TickerValues
 from .protocol import SPOT_ERROR, SWAP_ERROR, number, percent_text
 
 __all__ = ["RestServer"]
@@ -222,62 +222,59 @@ class RestServer:
 
     def _swap_ticker(self, params: _Params) -> Any:
         """One ticker object for a symbol, a list of all without one (BINGX.md §3)."""
-        now_ms = self.clock.now_ms()
-        tickers = []
         only = self._symbol(params, required=False)
-        for symbol_id in self.model.specs if only is None else [only]:
-            spec, t = self.model.spec(symbol_id), self.model.ticker(symbol_id, now_ms)
-            price, qty = spec.price_text, spec.qty_text
-            tickers.append(
-                {
-                    "symbol": symbol_id,
-                    "priceChange": price(t.last - t.open),
-                    "priceChangePercent": percent_text(t.last - t.open, t.open),
-                    "lastPrice": price(t.last),
-                    "lastQty": qty(t.last_qty),
-                    "highPrice": price(t.high),
-                    "lowPrice": price(t.low),
-                    "volume": qty(t.volume),
-                    "quoteVolume": spec.quote_text(t.quote),
-                    "openPrice": price(t.open),
-                    "openTime": t.open_time,
-                    "closeTime": t.last_time,
-                    "askPrice": price(t.ask),
-                    "askQty": qty(t.ask_qty),
-                    "bidPrice": price(t.bid),
-                    "bidQty": qty(t.bid_qty),
-                }
-            )
+        tickers = [
+            {
+                "symbol": symbol_id,
+                "priceChange": spec.price_text(t.last - t.open),
+                "priceChangePercent": percent_text(t.last - t.open, t.open),
+                "lastPrice": spec.price_text(t.last),
+                "lastQty": spec.qty_text(t.last_qty),
+                "highPrice": spec.price_text(t.high),
+                "lowPrice": spec.price_text(t.low),
+                "volume": spec.qty_text(t.volume),
+                "quoteVolume": spec.quote_text(t.quote),
+                "openPrice": spec.price_text(t.open),
+                "openTime": t.open_time,
+                "closeTime": t.last_time,
+                "askPrice": spec.price_text(t.ask),
+                "askQty": spec.qty_text(t.ask_qty),
+                "bidPrice": spec.price_text(t.bid),
+                "bidQty": spec.qty_text(t.bid_qty),
+            }
+            for symbol_id, spec, t, now_ms in self._tickers(only)
+        ]
         return tickers if only is None else tickers[0]
 
     def _spot_ticker(self, params: _Params) -> Any:
         """Always a list, of one symbol or all."""
+        return [
+            {
+                "symbol": symbol_id,
+                "openPrice": number(spec.price_text(t.open)),
+                "highPrice": number(spec.price_text(t.high)),
+                "lowPrice": number(spec.price_text(t.low)),
+                "lastPrice": number(spec.price_text(t.last)),
+                "priceChange": number(spec.price_text(t.last - t.open)),
+                "priceChangePercent": percent_text(t.last - t.open, t.open) + "%",
+                "volume": number(spec.qty_text(t.volume)),
+                "quoteVolume": number(spec.quote_text(t.quote)),
+                "openTime": now_ms - 86_400_000,
+                "closeTime": now_ms,
+                "askPrice": number(spec.price_text(t.ask)),
+                "askQty": number(spec.qty_text(t.ask_qty)),
+                "bidPrice": number(spec.price_text(t.bid)),
+                "bidQty": number(spec.qty_text(t.bid_qty)),
+            }
+            for symbol_id, spec, t, now_ms in self._tickers(self._symbol(params, required=False))
+        ]
+
+    def _tickers(self, only: str | None) -> Iterator[tuple[str, SymbolSpec, TickerValues, int]]:
+        """Each served symbol (or ``only``) with its spec, 24h ticker and the time: both markets'
+        ticker endpoints share the data and differ only in field names and number types."""
         now_ms = self.clock.now_ms()
-        tickers = []
-        only = self._symbol(params, required=False)
         for symbol_id in self.model.specs if only is None else [only]:
-            spec, t = self.model.spec(symbol_id), self.model.ticker(symbol_id, now_ms)
-            price, qty = spec.price_text, spec.qty_text
-            tickers.append(
-                {
-                    "symbol": symbol_id,
-                    "openPrice": number(price(t.open)),
-                    "highPrice": number(price(t.high)),
-                    "lowPrice": number(price(t.low)),
-                    "lastPrice": number(price(t.last)),
-                    "priceChange": number(price(t.last - t.open)),
-                    "priceChangePercent": percent_text(t.last - t.open, t.open) + "%",
-                    "volume": number(qty(t.volume)),
-                    "quoteVolume": number(spec.quote_text(t.quote)),
-                    "openTime": now_ms - 86_400_000,
-                    "closeTime": now_ms,
-                    "askPrice": number(price(t.ask)),
-                    "askQty": number(qty(t.ask_qty)),
-                    "bidPrice": number(price(t.bid)),
-                    "bidQty": number(qty(t.bid_qty)),
-                }
-            )
-        return tickers
+            yield symbol_id, self.model.spec(symbol_id), self.model.ticker(symbol_id, now_ms), now_ms
 
     def _server_time(self, params: _Params) -> Any:
         return {"serverTime": self.clock.now_ms()}

@@ -1,6 +1,6 @@
 """Soak: N simulated minutes at 2,000 kline topics with a fault every few minutes.
 
-``python -m benchmarks.soak [--minutes 30] [--topics 2000] [--quick] [--out FILE]``
+``python -m benchmarks.soak [--minutes 30] [--topics 2000] [--quick] [--trace-memory] [--out FILE]``
 
 Reports the process's memory over time (it must stay flat), reconnects, and the candles lost,
 duplicated, out of order or with wrong values (all must be 0), each closed candle checked the
@@ -11,10 +11,14 @@ Clock: Trio's MockClock (autojump), with the simulator and the StreamManager in 
 Simulated time then advances only when both sides have finished what was due, so a soak of 30
 simulated minutes takes as long as its work takes and the machine can never fall behind the
 clock: a sped-up wall clock at 2,000 topics would fire stall and pong timeouts whenever the
-host lagged, measuring the host rather than the code. Memory is the whole process: simulator,
-client, and the per-topic counters (a few numbers per topic: nothing here keeps the candles).
-The simulator keeps every price step it generated (16 bytes per symbol per second, by design:
-it serves them over REST), so its share of the growth is reported and taken out.
+host lagged, measuring the host rather than the code.
+
+Memory: the process's RSS, and with ``--trace-memory`` (three to four times the run time) the live
+Python heap from ``tracemalloc``, split by whose code allocated each block: the simulator's (it keeps
+every price step and candle it generated, by design: it serves them over REST, so it grows for
+the whole run) and the rest, tradeloop's client with its libraries and this benchmark's per-topic
+counters (a few numbers per topic: nothing here keeps the candles). The second is what must stay
+flat. RSS also keeps the allocator's high-water marks from the bursts each fault causes.
 
 The faults (one every ``FAULT_EVERY`` simulated minutes, each for a minute; REST never fails
 while the socket hides a candle's final value, which no client could recover):
@@ -29,7 +33,9 @@ import argparse
 import gc
 import json
 import logging
+import os
 import time
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +45,7 @@ import psutil  # type: ignore[import-untyped]
 import trio
 from trio.testing import MockClock
 
+import tradeloop.sim
 from tradeloop.models import Kline
 from tradeloop.sim import RestDown, SimConfig, Simulator, open_simulator
 from tradeloop.streams import StreamConfig, StreamManager, Subscription
@@ -60,8 +67,10 @@ QUIET_MINUTES = 3
 _MINUTE = 60.0
 QUICK = (12, 200)
 """(minutes, topics) of ``--quick``: four faults, about half a minute."""
-_STEP_BYTES = 16
-"""The simulator's memory per symbol per price step: a price and a volume, 8 bytes each."""
+_TRACE_FRAMES = 2
+"""Frames kept per allocation: enough to see the simulator's code behind a shared helper
+(``symbols.candle_open_time``); more frames cost far more time."""
+_SIMULATOR_CODE = str(Path(tradeloop.sim.__file__).parent) + os.sep
 
 Action = Callable[[Simulator], object]
 
@@ -163,24 +172,27 @@ async def _play_faults(sim: Simulator, soak: Soak, origin: float) -> None:
     sim.faults.clear()
 
 
-async def _sample_memory(soak: Soak, sim: Simulator, origin: float, process: psutil.Process) -> None:
+def _live_heap() -> dict[str, float]:
+    """The live Python heap in MiB: the simulator's blocks and everyone else's."""
+    total = simulator = 0
+    for trace in tracemalloc.take_snapshot().traces:
+        total += trace.size
+        if any(frame.filename.startswith(_SIMULATOR_CODE) for frame in trace.traceback):
+            simulator += trace.size
+    return {"heap_simulator_mib": round(simulator / 2**20, 1), "heap_client_mib": round((total - simulator) / 2**20, 1)}
+
+
+async def _sample_memory(soak: Soak, origin: float, process: psutil.Process) -> None:
     for minute in range(soak.minutes + 1):
         await trio.sleep_until(origin + minute * _MINUTE)
         gc.collect()
-        rss = process.memory_info().rss / 2**20
-        steps = minute * _MINUTE / sim.config.step_seconds
-        history = len(sim.config.symbols) * steps * _STEP_BYTES / 2**20
-        soak.memory.append(
-            {
-                "minute": minute,
-                "rss_mib": round(rss, 1),
-                "simulator_history_mib": round(history, 1),
-                "rss_without_simulator_history_mib": round(rss - history, 1),
-                "python_objects": len(gc.get_objects()),
-                "real_seconds": round(time.perf_counter() - soak.started, 1),
-            }
-        )
-        print(f"minute {minute:3d}: {soak.memory[-1]}", flush=True)
+        sample: dict[str, float] = {"minute": minute, "rss_mib": round(process.memory_info().rss / 2**20, 1)}
+        if tracemalloc.is_tracing():
+            sample.update(_live_heap())
+        sample["python_objects"] = len(gc.get_objects())
+        sample["real_seconds"] = round(time.perf_counter() - soak.started, 1)
+        soak.memory.append(sample)
+        print(f"minute {minute:3d}: {sample}", flush=True)
 
 
 async def soak(minutes: int, topics: int) -> dict[str, Any]:
@@ -203,7 +215,7 @@ async def soak(minutes: int, topics: int) -> dict[str, Any]:
                 state.checks.append(check)
                 nursery.start_soon(_consume, sim, channel, check)
         nursery.start_soon(_play_faults, sim, state, origin)
-        await _sample_memory(state, sim, origin, psutil.Process())
+        await _sample_memory(state, origin, psutil.Process())
         health = streams.health()
         nursery.cancel_scope.cancel()
     # Every candle closed a minute before the end has had a minute to be confirmed and delivered.
@@ -219,11 +231,9 @@ async def soak(minutes: int, topics: int) -> dict[str, Any]:
         "faults": state.faults,
         "memory": state.memory,
         "warmup_minutes": warm[0]["minute"],
-        "rss_growth_after_warmup_mib": round(warm[-1]["rss_mib"] - warm[0]["rss_mib"], 1),
-        "rss_growth_after_warmup_without_simulator_history_mib": round(
-            warm[-1]["rss_without_simulator_history_mib"] - warm[0]["rss_without_simulator_history_mib"], 1
-        ),
-        "python_objects_growth_after_warmup": warm[-1]["python_objects"] - warm[0]["python_objects"],
+        "growth_after_warmup": {
+            key: round(warm[-1][key] - warm[0][key], 1) for key in warm[0] if key not in ("minute", "real_seconds")
+        },
         "rss_max_mib": max(m["rss_mib"] for m in state.memory),
         "reconnects": health.total_reconnects,
         "parse_errors": health.total_parse_errors,
@@ -241,13 +251,21 @@ async def soak(minutes: int, topics: int) -> dict[str, Any]:
     }
 
 
-def run(minutes: int = 30, topics: int = 2000) -> dict[str, Any]:
-    """Run the soak (its own ``trio.run``, on a MockClock); the results, without the machine."""
+def run(minutes: int = 30, topics: int = 2000, *, trace: bool = False) -> dict[str, Any]:
+    """Run the soak (its own ``trio.run``, on a MockClock); the results, without the machine.
+
+    ``trace``: measure the live Python heap with tracemalloc (three to four times the run time).
+    """
     if minutes < QUIET_MINUTES + FAULT_EVERY or topics < 1:
         raise ValueError(
             f"soak needs minutes >= {QUIET_MINUTES + FAULT_EVERY} and topics >= 1, got {minutes}, {topics}"
         )
-    result: dict[str, Any] = trio.run(soak, minutes, topics, clock=MockClock(autojump_threshold=0.01))
+    if trace:
+        tracemalloc.start(_TRACE_FRAMES)
+    try:
+        result: dict[str, Any] = trio.run(soak, minutes, topics, clock=MockClock(autojump_threshold=0.01))
+    finally:
+        tracemalloc.stop()
     return result
 
 
@@ -256,18 +274,21 @@ def main() -> None:
     parser.add_argument("--minutes", type=int, default=30, help="simulated minutes (default 30)")
     parser.add_argument("--topics", type=int, default=2000, help="kline topics (default 2000)")
     parser.add_argument("--quick", action="store_true", help="a small run: 12 minutes, 200 topics (about 30 s)")
+    parser.add_argument(
+        "--trace-memory", action="store_true", help="also the live Python heap, by owner (3-4x the run time)"
+    )
     parser.add_argument("--out", type=Path, default=_RESULTS, help=f"results file (default {_RESULTS})")
     args = parser.parse_args()
     minutes, topics = QUICK if args.quick else (args.minutes, args.topics)
     logging.basicConfig(level=logging.ERROR)  # the faults make the stream layer warn by design
     try:
-        result = run(minutes, topics)
+        result = run(minutes, topics, trace=args.trace_memory)
     except ValueError as exc:
         parser.error(str(exc))
     result = {"mode": "quick" if args.quick else "full", "machine": machine(), **result}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    keys = ("topics", "sockets", "reconnects", "rss_growth_after_warmup_without_simulator_history_mib", "candles")
+    keys = ("topics", "sockets", "reconnects", "growth_after_warmup", "candles")
     summary = {key: result[key] for key in keys}
     print(json.dumps(summary, indent=1))
     print(f"results in {args.out} ({result['real_seconds']:.0f} s)")

@@ -8,6 +8,7 @@ embedded BingX-compatible exchange).
 
 from __future__ import annotations
 
+from .errors import InvalidValueError, SubscriptionError, TradeloopError
 from .exchanges import (
     Exchange,
     ExchangeError,
@@ -20,7 +21,8 @@ from .exchanges import (
 )
 from .exchanges.bingx import BingX
 from .models import Fill, Kline, Order, Position, Side, Signal, Tick
-from .streams import SlowConsumerPolicy, StreamConfig, StreamHealth, StreamManager
+from .sim import open_simulator
+from .streams import MarketData, SlowConsumerPolicy, StreamConfig, StreamHealth, StreamManager, Subscription
 from .symbols import TIMEFRAMES, Market, parse_symbol
 from .trading import EngineConfig, RiskLimits, Strategy, TradingEngine, load_config
 
@@ -31,8 +33,10 @@ __all__ = [
     "Exchange",
     "ExchangeError",
     "Fill",
+    "InvalidValueError",
     "Kline",
     "Market",
+    "MarketData",
     "Order",
     "Position",
     "ProtocolError",
@@ -44,13 +48,17 @@ __all__ = [
     "StreamConfig",
     "StreamHealth",
     "StreamManager",
+    "Subscription",
+    "SubscriptionError",
     "Tick",
     "Topic",
     "TopicKind",
+    "TradeloopError",
     "TradingEngine",
     "available_exchanges",
     "create_exchange",
     "load_config",
+    "open_simulator",
     "parse_symbol",
     "register_exchange",
 ]

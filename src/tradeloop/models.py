@@ -17,6 +17,8 @@ from enum import StrEnum
 
 import msgspec
 
+from .errors import InvalidValueError
+
 __all__ = ["Fill", "Kline", "Order", "Position", "Side", "Signal", "Tick"]
 
 
@@ -93,14 +95,14 @@ class Signal:
     def __post_init__(self) -> None:
         if self.target is None:
             if self.side is None or self.quantity is None or not self.quantity > 0:
-                raise ValueError(
+                raise InvalidValueError(
                     f"signal for {self.symbol!r} needs a target, or a side and a quantity > 0 "
                     f"(got side={self.side!r}, quantity={self.quantity!r})"
                 )
         elif self.side is not None or self.quantity is not None:
-            raise ValueError(f"signal for {self.symbol!r} gives both a target and a side/quantity")
+            raise InvalidValueError(f"signal for {self.symbol!r} gives both a target and a side/quantity")
         elif not self.target.is_finite():
-            raise ValueError(f"signal for {self.symbol!r}: target must be finite, got {self.target!r}")
+            raise InvalidValueError(f"signal for {self.symbol!r}: target must be finite, got {self.target!r}")
 
     @classmethod
     def buy(cls, market: Kline | Tick, quantity: Decimal, reason: str) -> Signal:

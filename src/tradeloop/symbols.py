@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
+from .errors import InvalidValueError
+
 __all__ = [
     "TIMEFRAMES",
     "Market",
@@ -85,7 +87,7 @@ def parse_symbol(symbol: str) -> SymbolInfo:
     """
     match = _UNIFIED.match(symbol) if isinstance(symbol, str) else None
     if match is None:
-        raise ValueError(
+        raise InvalidValueError(
             f"invalid symbol {symbol!r}: expected a unified symbol such as 'BTC/USDT' (spot) "
             "or 'BTC/USDT:USDT' (USDT-margined swap), upper-case letters and digits"
         )
@@ -107,7 +109,7 @@ def normalize_symbol(text: str) -> str:
 def validate_timeframe(timeframe: str) -> str:
     """Return ``timeframe`` if supported, else raise ValueError listing the supported ones."""
     if not isinstance(timeframe, str) or timeframe not in TIMEFRAMES:
-        raise ValueError(f"invalid timeframe {timeframe!r}: expected one of {', '.join(TIMEFRAMES)}")
+        raise InvalidValueError(f"invalid timeframe {timeframe!r}: expected one of {', '.join(TIMEFRAMES)}")
     return timeframe
 
 

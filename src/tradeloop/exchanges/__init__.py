@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from ..errors import InvalidValueError
 from .base import (
     ErrorKind,
     ErrorReply,
@@ -56,7 +57,7 @@ ExchangeT = TypeVar("ExchangeT", bound=type[Exchange])
 def normalize_exchange_name(name: str) -> str:
     """Lower-case and strip an exchange name; the one place names are normalised."""
     if not isinstance(name, str) or not name.strip():
-        raise ValueError(f"invalid exchange name {name!r}: expected one of {', '.join(available_exchanges())}")
+        raise InvalidValueError(f"invalid exchange name {name!r}: expected one of {', '.join(available_exchanges())}")
     return name.strip().lower()
 
 
@@ -65,7 +66,7 @@ def register_exchange(cls: ExchangeT) -> ExchangeT:
     key = normalize_exchange_name(cls.name)
     existing = _REGISTRY.get(key)
     if existing is not None and existing is not cls:
-        raise ValueError(f"exchange name {key!r} is already registered by {existing.__qualname__}")
+        raise InvalidValueError(f"exchange name {key!r} is already registered by {existing.__qualname__}")
     _REGISTRY[key] = cls
     return cls
 
@@ -80,7 +81,7 @@ def exchange_class(name: str) -> type[Exchange]:
     try:
         return _REGISTRY[key]
     except KeyError:
-        raise ValueError(
+        raise InvalidValueError(
             f"unknown exchange {name!r}: expected one of {', '.join(available_exchanges())}"
         ) from None
 

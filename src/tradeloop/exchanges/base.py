@@ -15,6 +15,7 @@ from typing import ClassVar, Protocol
 import httpx
 import msgspec
 
+from ..errors import InvalidValueError, TradeloopError
 from ..models import Kline, Tick
 from ..symbols import Market, parse_symbol, validate_timeframe
 
@@ -56,10 +57,10 @@ class Topic:
         parse_symbol(self.symbol)
         if self.kind is TopicKind.KLINE:
             if self.timeframe is None:
-                raise ValueError(f"kline topic for {self.symbol!r} needs a timeframe")
+                raise InvalidValueError(f"kline topic for {self.symbol!r} needs a timeframe")
             validate_timeframe(self.timeframe)
         elif self.timeframe is not None:
-            raise ValueError(f"{self.kind.value} topic takes no timeframe, got {self.timeframe!r}")
+            raise InvalidValueError(f"{self.kind.value} topic takes no timeframe, got {self.timeframe!r}")
 
     @property
     def market(self) -> Market:
@@ -91,7 +92,7 @@ def _bounded(text: str) -> str:
     return text if len(text) <= _MAX_QUOTED else f"{text[:_MAX_QUOTED]}… ({len(text)} characters)"
 
 
-class ProtocolError(Exception):
+class ProtocolError(TradeloopError):
     """A frame or response body that does not follow the exchange's protocol.
 
     The only exception a codec raises on bad input: the stream layer counts it by ``kind``, skips
@@ -104,7 +105,7 @@ class ProtocolError(Exception):
         self.topic = topic
 
 
-class ExchangeError(Exception):
+class ExchangeError(TradeloopError):
     """The exchange answered a request with an error code (REST or WebSocket)."""
 
     def __init__(self, code: int, message: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import trio
 
+from ..errors import InvalidValueError
 from .config import SimConfig
 from .faults import FAULT_NAMES, Faults
 from .server import Simulator, open_simulator
@@ -69,7 +70,7 @@ def _handle(args: argparse.Namespace) -> int:
     )
     for port in (args.ws_port, args.rest_port):
         if not 0 <= port <= 65535:
-            raise ValueError(f"invalid port {port!r}: expected 0 (any free port) to 65535")
+            raise InvalidValueError(f"invalid port {port!r}: expected 0 (any free port) to 65535")
     faults = [parse_fault(text) for text in args.fault]
     trio.run(_serve, config, args, faults)
     return 0

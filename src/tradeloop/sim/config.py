@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import trio
 
+from ..errors import InvalidValueError
 from .market import symbol_spec
 
 __all__ = ["SimClock", "SimConfig", "SimStats"]
@@ -51,26 +52,26 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.symbols, str) or not self.symbols:
-            raise ValueError(f"invalid symbols {self.symbols!r}: expected a non-empty list such as ['BTC-USDT']")
+            raise InvalidValueError(f"invalid symbols {self.symbols!r}: expected a non-empty list such as ['BTC-USDT']")
         self.symbols = tuple(dict.fromkeys(self.symbols))
         for symbol_id in self.symbols:
             symbol_spec(symbol_id)
         step_ms = round(self.step_seconds * 1000)
         if step_ms <= 0 or 60_000 % step_ms or not math.isclose(step_ms, self.step_seconds * 1000):
-            raise ValueError(
+            raise InvalidValueError(
                 f"invalid step_seconds {self.step_seconds!r}: expected a whole number of milliseconds "
                 "that divides one minute (e.g. 0.01, 0.5, 1, 5, 15, 60)"
             )
         for name in ("push_interval", "ping_interval", "pong_timeout", "send_timeout", "slow_client_timeout"):
             value = getattr(self, name)
             if not value >= 0.001:
-                raise ValueError(f"invalid {name} {value!r}: expected a number of seconds >= 0.001")
+                raise InvalidValueError(f"invalid {name} {value!r}: expected a number of seconds >= 0.001")
         if not self.history_seconds >= 0:
-            raise ValueError(f"invalid history_seconds {self.history_seconds!r}: expected >= 0")
+            raise InvalidValueError(f"invalid history_seconds {self.history_seconds!r}: expected >= 0")
         for name in ("max_topics_per_socket", "send_queue_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ValueError(f"invalid {name} {value!r}: expected a positive integer")
+                raise InvalidValueError(f"invalid {name} {value!r}: expected a positive integer")
 
     @property
     def step_ms(self) -> int:

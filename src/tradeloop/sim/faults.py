@@ -13,6 +13,7 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import overload
 
+from ..errors import InvalidValueError
 from .protocol import MalformedKind
 
 __all__ = ["FAULT_NAMES", "Faults", "RestDown"]
@@ -51,7 +52,7 @@ class _Rate:
 
     def __set__(self, instance: Faults, value: float) -> None:
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-            raise ValueError(f"invalid {self._name} {value!r}: expected a fraction between 0 and 1")
+            raise InvalidValueError(f"invalid {self._name} {value!r}: expected a fraction between 0 and 1")
         instance._rates[self._name] = float(value)
 
 
@@ -137,7 +138,7 @@ class Faults:
             try:
                 rate = float(text)
             except ValueError:
-                raise ValueError(f"invalid {name} {value!r}: expected a fraction between 0 and 1") from None
+                raise InvalidValueError(f"invalid {name} {value!r}: expected a fraction between 0 and 1") from None
             setattr(self, name, rate)
         elif name in _SWITCHES:
             setattr(self, name, _switch(name, text))
@@ -162,14 +163,14 @@ class Faults:
                 try:
                     self.rest_down = RestDown(text)
                 except ValueError:
-                    raise ValueError(f"invalid rest_down {value!r}: expected 503, close or off") from None
+                    raise InvalidValueError(f"invalid rest_down {value!r}: expected 503, close or off") from None
         elif name in ("drop_all", "clear") and value is None:
             if name == "drop_all":
                 self.drop_all()
             else:
                 self.clear()
         else:
-            raise ValueError(
+            raise InvalidValueError(
                 f"invalid fault {name if value is None else f'{name}={value}'!r}: "
                 f"expected one of {', '.join(FAULT_NAMES)} (drop_all and clear take no value)"
             )
@@ -194,4 +195,4 @@ def _switch(name: str, text: str, *, extra: str = "") -> bool:
     if text in _FALSE:
         return False
     allowed = "on or off" + (f" (or {extra})" if extra else "")
-    raise ValueError(f"invalid {name} value {text!r}: expected {allowed}")
+    raise InvalidValueError(f"invalid {name} value {text!r}: expected {allowed}")

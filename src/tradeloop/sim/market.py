@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from operator import mul
 
+from ..errors import InvalidValueError
 from ..symbols import candle_open_time, next_open_time, validate_timeframe
 
 __all__ = ["CandleValues", "MarketModel", "SimCandle", "SymbolSpec", "TickerValues", "symbol_spec"]
@@ -83,7 +84,9 @@ def symbol_spec(symbol_id: str) -> SymbolSpec:
     runs) and about six significant digits of price.
     """
     if not isinstance(symbol_id, str) or not _SYMBOL_ID.match(symbol_id):
-        raise ValueError(f"invalid BingX symbol id {symbol_id!r}: expected BASE-QUOTE in upper case, e.g. 'BTC-USDT'")
+        raise InvalidValueError(
+            f"invalid BingX symbol id {symbol_id!r}: expected BASE-QUOTE in upper case, e.g. 'BTC-USDT'"
+        )
     base = symbol_id.split("-")[0]
     known = _KNOWN.get(base)
     if known is not None:
@@ -239,11 +242,11 @@ class MarketModel:
 
     def __init__(self, symbol_ids: tuple[str, ...], *, seed: int, step_ms: int, first_step_ms: int) -> None:
         if step_ms <= 0 or _MINUTE_MS % step_ms:
-            raise ValueError(
+            raise InvalidValueError(
                 f"invalid step of {step_ms} ms: it must divide one minute (e.g. 0.01, 0.5, 1, 5, 15, 60 s)"
             )
         if first_step_ms % step_ms:
-            raise ValueError(f"first step time {first_step_ms} is not a multiple of the step {step_ms} ms")
+            raise InvalidValueError(f"first step time {first_step_ms} is not a multiple of the step {step_ms} ms")
         self.step_ms = step_ms
         self.first_step_ms = first_step_ms
         self._seed = seed
@@ -259,7 +262,9 @@ class MarketModel:
         try:
             return self.specs[symbol_id]
         except KeyError:
-            raise ValueError(f"unknown symbol {symbol_id!r}: the simulator serves {', '.join(self.specs)}") from None
+            raise InvalidValueError(
+                f"unknown symbol {symbol_id!r}: the simulator serves {', '.join(self.specs)}"
+            ) from None
 
     def _series_of(self, symbol_id: str) -> _Series:
         series = self._series.get(symbol_id)
@@ -394,7 +399,7 @@ class MarketModel:
         """
         last = self.step_index(now_ms)
         if last < 0:
-            raise ValueError(f"no market data before {self.first_step_ms} (asked for {now_ms})")
+            raise InvalidValueError(f"no market data before {self.first_step_ms} (asked for {now_ms})")
         cached = self._tickers.get(symbol_id)
         if cached is not None and cached.step == last:
             return cached

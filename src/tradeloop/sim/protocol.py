@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from ..errors import InvalidValueError
 from ..symbols import TIMEFRAMES, Market, next_open_time
 from .market import CandleValues, SymbolSpec, TickerValues
 
@@ -93,19 +94,19 @@ def parse_data_type(market: Market, data_type: str, symbols: frozenset[str]) -> 
     """The topic ``data_type`` names on ``market``; ValueError saying why it is not served."""
     symbol_id, _, channel = data_type.partition("@")
     if symbol_id not in symbols:
-        raise ValueError(f"unknown symbol {symbol_id!r}")
+        raise InvalidValueError(f"unknown symbol {symbol_id!r}")
     if channel.startswith("kline_"):
         interval = channel.removeprefix("kline_")
         timeframe = SPOT_INTERVALS.get(interval) if market is Market.SPOT else interval
         if timeframe not in TIMEFRAMES:
-            raise ValueError(f"unknown kline interval {interval!r}")
+            raise InvalidValueError(f"unknown kline interval {interval!r}")
         return SimTopic(market, data_type, PushKind.KLINE, symbol_id, timeframe)
     try:
         kind = PushKind(channel)
     except ValueError:
-        raise ValueError(f"unknown dataType {data_type!r}") from None
+        raise InvalidValueError(f"unknown dataType {data_type!r}") from None
     if kind is PushKind.KLINE or (kind is PushKind.MARK_PRICE and market is Market.SPOT):
-        raise ValueError(f"unknown dataType {data_type!r}")
+        raise InvalidValueError(f"unknown dataType {data_type!r}")
     return SimTopic(market, data_type, kind, symbol_id)
 
 
@@ -230,7 +231,7 @@ def tick_payload(topic: SimTopic, spec: SymbolSpec, t: TickerValues, event_ms: i
         data = {"e": "markPriceUpdate", "E": event_ms, "s": symbol, "p": price(t.last)}
         return {"code": 0, "dataType": data_type, "data": data}
     if topic.kind is not PushKind.BOOK_TICKER:
-        raise ValueError(f"{topic.kind} is not a tick topic")
+        raise InvalidValueError(f"{topic.kind} is not a tick topic")
     if swap:
         data = {
             "e": "bookTicker", "u": t.step, "E": event_ms, "T": event_ms, "s": symbol,

@@ -24,6 +24,7 @@ from typing import Any
 
 import trio
 
+from ..errors import InvalidValueError
 from ..symbols import Market, candle_open_time, validate_timeframe
 from .config import SimClock, SimConfig, SimStats
 from .faults import Faults
@@ -269,7 +270,7 @@ class WsHub:
         validate_timeframe(timeframe)
         spec = self.model.spec(symbol_id)
         if not isinstance(count, int) or count < 1:
-            raise ValueError(f"invalid burst count {count!r}: expected a positive integer")
+            raise InvalidValueError(f"invalid burst count {count!r}: expected a positive integer")
         states = [
             state
             for state in self._topics.values()

@@ -7,15 +7,19 @@ from .errors import ErrorRecord
 from .fanout import SlowConsumerPolicy, SubscriberHealth, Subscription
 from .health import ConnectionHealth, StreamHealth, TopicHealth
 from .manager import StreamManager
+from .source import MarketData, MarketDataFactory, TickKind
 
 __all__ = [
     "ConnectionHealth",
     "ErrorRecord",
+    "MarketData",
+    "MarketDataFactory",
     "SlowConsumerPolicy",
     "StreamConfig",
     "StreamHealth",
     "StreamManager",
     "SubscriberHealth",
     "Subscription",
+    "TickKind",
     "TopicHealth",
 ]

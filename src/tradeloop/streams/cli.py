@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import msgspec
 import trio
 
+from ..errors import InvalidValueError
 from ..exchanges import Exchange, create_exchange
 from ..models import Kline, Tick
 from ..symbols import Market, normalize_symbol, parse_symbol, validate_timeframe
@@ -86,9 +87,9 @@ def _handle(args: argparse.Namespace) -> int:
     if args.timeframe is not None:
         validate_timeframe(args.timeframe)
     if args.count is not None and args.count < 1:
-        raise ValueError(f"invalid --count {args.count!r}: must be at least 1")
+        raise InvalidValueError(f"invalid --count {args.count!r}: must be at least 1")
     if args.closed_only and args.ticker:
-        raise ValueError("--closed-only applies to klines, not to --ticker")
+        raise InvalidValueError("--closed-only applies to klines, not to --ticker")
     options: dict[str, str] = {}
     if args.ws_url:
         market = parse_symbol(symbol).market

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+from ..errors import InvalidValueError
 from .transport import TransportName
 
 __all__ = ["StreamConfig"]
@@ -52,14 +53,14 @@ class StreamConfig:
 
     def __post_init__(self) -> None:
         if self.transport not in ("wsproto", "trio-websocket"):
-            raise ValueError(f"invalid transport {self.transport!r}: expected 'wsproto' or 'trio-websocket'")
+            raise InvalidValueError(f"invalid transport {self.transport!r}: expected 'wsproto' or 'trio-websocket'")
         # Checked by declared type: a config file can put any TOML value here, and a bool is an
         # int to Python, a NaN compares false to everything, a float buffer size fails only later.
         for field in fields(self):
             value = getattr(self, field.name)
             problem = _problem(str(field.type), value)
             if problem is not None:
-                raise ValueError(f"StreamConfig.{field.name} must be {problem}, got {value!r}")
+                raise InvalidValueError(f"StreamConfig.{field.name} must be {problem}, got {value!r}")
 
 
 def _problem(declared: str, value: object) -> str | None:

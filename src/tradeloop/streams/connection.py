@@ -21,6 +21,7 @@ from collections.abc import Callable
 import trio
 import trio_websocket
 
+from ..errors import TradeloopError
 from ..exchanges.base import (
     ErrorReply,
     Exchange,
@@ -44,7 +45,7 @@ __all__ = ["Connection", "StallError"]
 log = logging.getLogger(__name__)
 
 
-class StallError(Exception):
+class StallError(TradeloopError):
     """No frame arrived for ``stall_timeout`` seconds: the socket is treated as dead."""
 
 

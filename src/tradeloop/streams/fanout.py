@@ -16,6 +16,8 @@ from typing import Generic, TypeVar
 
 import trio
 
+from ..errors import InvalidValueError
+
 __all__ = ["FanOut", "SlowConsumerPolicy", "SubscriberHealth", "Subscription"]
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,8 @@ class SlowConsumerPolicy(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class SubscriberHealth:
+    name: str
+    """The name given to ``klines()`` / ``ticks()``, or ``subscriber-N`` in subscription order."""
     policy: SlowConsumerPolicy
     lag: int
     """Items buffered and not yet received."""
@@ -80,7 +84,7 @@ class Subscription(trio.abc.ReceiveChannel[T]):
 
 
 class _Subscriber(Generic[T]):
-    __slots__ = ("accepts", "delivered", "dropped", "oldest", "policy", "sender", "subscription")
+    __slots__ = ("accepts", "delivered", "dropped", "name", "oldest", "policy", "sender", "subscription")
 
     def __init__(
         self,
@@ -88,7 +92,9 @@ class _Subscriber(Generic[T]):
         buffer: int,
         accepts: Callable[[T], bool] | None,
         on_close: Callable[[Subscription[T]], None],
+        name: str,
     ) -> None:
+        self.name = name
         sender, receiver = trio.open_memory_channel[T](buffer)
         self.sender = sender
         self.policy = policy
@@ -111,6 +117,7 @@ class FanOut(Generic[T]):
     def __init__(self, on_empty: Callable[[], None] | None = None) -> None:
         self._subscribers: list[_Subscriber[T]] = []
         self._on_empty = on_empty
+        self._subscribed = 0
 
     def __len__(self) -> int:
         return len(self._subscribers)
@@ -120,16 +127,19 @@ class FanOut(Generic[T]):
         policy: SlowConsumerPolicy | str,
         buffer: int,
         accepts: Callable[[T], bool] | None = None,
+        *,
+        name: str | None = None,
     ) -> Subscription[T]:
         """A new subscriber channel; ``accepts`` filters what it is sent (e.g. closed klines only)."""
         try:
             policy = SlowConsumerPolicy(policy)
         except ValueError:
             allowed = ", ".join(p.value for p in SlowConsumerPolicy)
-            raise ValueError(f"invalid slow-consumer policy {policy!r}: expected one of {allowed}") from None
+            raise InvalidValueError(f"invalid slow-consumer policy {policy!r}: expected one of {allowed}") from None
         if buffer < 1:
-            raise ValueError(f"invalid buffer size {buffer!r}: must be at least 1")
-        subscriber = _Subscriber(policy, buffer, accepts, self._unsubscribe)
+            raise InvalidValueError(f"invalid buffer size {buffer!r}: must be at least 1")
+        self._subscribed += 1
+        subscriber = _Subscriber(policy, buffer, accepts, self._unsubscribe, name or f"subscriber-{self._subscribed}")
         self._subscribers.append(subscriber)
         return subscriber.subscription
 
@@ -187,5 +197,5 @@ class FanOut(Generic[T]):
 
     def health(self) -> tuple[SubscriberHealth, ...]:
         return tuple(
-            SubscriberHealth(s.policy, s.subscription.lag, s.delivered, s.dropped) for s in self._subscribers
+            SubscriberHealth(s.name, s.policy, s.subscription.lag, s.delivered, s.dropped) for s in self._subscribers
         )

@@ -30,6 +30,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from ..errors import InvalidValueError
+
 __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "Close",
@@ -112,7 +114,7 @@ class FrameDecoder:
 
     def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
         if max_message_size < 0:
-            raise ValueError(f"max_message_size must be a byte count >= 0, got {max_message_size!r}")
+            raise InvalidValueError(f"max_message_size must be a byte count >= 0, got {max_message_size!r}")
         self._max_message_size = max_message_size
         self._events: list[Event] = []
         # Bytes received but not parsed yet: the start of a frame, kept as chunks so a large frame

@@ -14,11 +14,11 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
-from typing import Literal
 
 import httpx
 import trio
 
+from ..errors import InvalidValueError
 from ..exchanges import Exchange, normalize_exchange_name
 from ..exchanges.base import Topic, TopicKind
 from ..models import Kline, Tick
@@ -27,14 +27,12 @@ from .config import StreamConfig
 from .connection import Connection
 from .fanout import SlowConsumerPolicy, Subscription
 from .health import ConnectionHealth, StreamHealth, TopicHealth
+from .source import TickKind
 from .topic import TopicStream
 
 __all__ = ["StreamManager"]
 
 log = logging.getLogger(__name__)
-
-TickKind = Literal["ticker", "last_price", "mark_price", "book_ticker"]
-
 
 class StreamManager:
     """Subscriptions to market data of one or more exchanges. Create it with :meth:`open`."""
@@ -75,7 +73,7 @@ class StreamManager:
         else:
             named = {normalize_exchange_name(client.name): client for client in exchanges}
         if not named:
-            raise ValueError("StreamManager needs at least one exchange")
+            raise InvalidValueError("StreamManager needs at least one exchange")
         async with _http_client(http, config) as client, trio.open_nursery() as nursery:
             manager = cls(named, config, client, nursery)
             try:
@@ -95,11 +93,12 @@ class StreamManager:
         policy: SlowConsumerPolicy | str = SlowConsumerPolicy.BLOCK,
         closed_only: bool = False,
         buffer: int | None = None,
+        name: str | None = None,
     ) -> Subscription[Kline]:
         """Updates of each candle, then one ``closed=True`` kline per candle, in order, no gaps."""
         stream = self._stream(exchange, Topic(TopicKind.KLINE, symbol, timeframe))
         accepts = _is_closed if closed_only else None
-        return stream.kline_fanout.subscribe(policy, buffer or self.config.kline_buffer, accepts)
+        return stream.kline_fanout.subscribe(policy, buffer or self.config.kline_buffer, accepts, name=name)
 
     def ticks(
         self,
@@ -109,17 +108,18 @@ class StreamManager:
         kind: TickKind = "ticker",
         policy: SlowConsumerPolicy | str = SlowConsumerPolicy.LATEST,
         buffer: int | None = None,
+        name: str | None = None,
     ) -> Subscription[Tick]:
         """Ticks of ``symbol``: the 24h ticker by default, or last price, mark price, book ticker."""
         try:
             topic_kind = TopicKind(kind)
         except ValueError:
             allowed = ", ".join(k.value for k in TopicKind if k is not TopicKind.KLINE)
-            raise ValueError(f"invalid tick kind {kind!r}: expected one of {allowed}") from None
+            raise InvalidValueError(f"invalid tick kind {kind!r}: expected one of {allowed}") from None
         if topic_kind is TopicKind.KLINE:
-            raise ValueError("use klines() for kline streams")
+            raise InvalidValueError("use klines() for kline streams")
         stream = self._stream(exchange, Topic(topic_kind, symbol))
-        return stream.tick_fanout.subscribe(policy, buffer or self.config.tick_buffer)
+        return stream.tick_fanout.subscribe(policy, buffer or self.config.tick_buffer, name=name)
 
     async def fetch_klines(self, exchange: str, symbol: str, timeframe: str, *, limit: int = 100) -> list[Kline]:
         """The newest ``limit`` closed candles over REST, oldest first (strategy warm-up)."""
@@ -134,7 +134,7 @@ class StreamManager:
         try:
             return self._exchanges[key]
         except KeyError:
-            raise ValueError(
+            raise InvalidValueError(
                 f"unknown exchange {name!r}: this manager serves {', '.join(sorted(self._exchanges))}"
             ) from None
 

@@ -38,6 +38,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, CloseConnection, Pong, RejectConnection, Request, TextMessage
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from ..errors import InvalidValueError, TradeloopError
 from .frames import Close, FrameDecoder, Ping, WebSocketProtocolError
 
 __all__ = [
@@ -62,11 +63,11 @@ _MAX_RESPONSE_HEAD = 16 * 1024
 log = logging.getLogger(__name__)
 
 
-class ConnectionClosedError(Exception):
+class ConnectionClosedError(TradeloopError):
     """The peer closed the WebSocket (or the TCP stream under it)."""
 
 
-class HandshakeRejectedError(Exception):
+class HandshakeRejectedError(TradeloopError):
     """The server refused the WebSocket opening handshake."""
 
 
@@ -97,7 +98,7 @@ class _Target:
     def parse(cls, url: str) -> _Target:
         parts = urlsplit(url)
         if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-            raise ValueError(f"invalid WebSocket URL {url!r}: expected ws://host[:port]/path or wss://...")
+            raise InvalidValueError(f"invalid WebSocket URL {url!r}: expected ws://host[:port]/path or wss://...")
         resource = parts.path or "/"
         if parts.query:
             resource = f"{resource}?{parts.query}"

@@ -41,6 +41,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from ..errors import InvalidValueError
 from ..exchanges import Exchange, available_exchanges, exchange_class, normalize_exchange_name
 from ..streams import StreamConfig
 from .risk import RiskLimits
@@ -76,15 +77,15 @@ class EngineConfig:
         for name in ("starting_cash", "fee_rate", "slippage"):
             set_field(self, name, _non_negative(name, getattr(self, name)))
         if not isinstance(self.risk, RiskLimits):
-            raise ValueError(f"config field 'risk': expected RiskLimits, got {self.risk!r}")
+            raise InvalidValueError(f"config field 'risk': expected RiskLimits, got {self.risk!r}")
         if not isinstance(self.streams, StreamConfig):
-            raise ValueError(f"config field 'streams': expected StreamConfig, got {self.streams!r}")
+            raise InvalidValueError(f"config field 'streams': expected StreamConfig, got {self.streams!r}")
         if not isinstance(self.journal, str | Path) or not str(self.journal):
-            raise ValueError(f"config field 'journal': expected a file path, got {self.journal!r}")
+            raise InvalidValueError(f"config field 'journal': expected a file path, got {self.journal!r}")
         set_field(self, "journal", Path(self.journal))
         interval = self.snapshot_interval
         if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
-            raise ValueError(f"config field 'snapshot_interval': expected seconds > 0, got {interval!r}")
+            raise InvalidValueError(f"config field 'snapshot_interval': expected seconds > 0, got {interval!r}")
         set_field(self, "strategies", tuple(self.strategies))
         self._check_strategies()
 
@@ -99,27 +100,29 @@ class EngineConfig:
 
     def _check_strategies(self) -> None:
         if not self.strategies:
-            raise ValueError("config field 'strategies': at least one strategy is needed")
+            raise InvalidValueError("config field 'strategies': at least one strategy is needed")
         names: set[str] = set()
         for index, strategy in enumerate(self.strategies):
             where = f"config field 'strategies[{index}]'"
             if not isinstance(strategy, Strategy):
-                raise ValueError(f"{where}: {strategy!r} is not a Strategy (name, symbols, timeframe, warmup, ...)")
+                raise InvalidValueError(
+                    f"{where}: {strategy!r} is not a Strategy (name, symbols, timeframe, warmup, ...)"
+                )
             if strategy.name in names:
-                raise ValueError(f"{where}: strategy name {strategy.name!r} is used twice; names must be unique")
+                raise InvalidValueError(f"{where}: strategy name {strategy.name!r} is used twice; names must be unique")
             names.add(strategy.name)
             try:
                 exchange = strategy_exchange(strategy)
             except ValueError as exc:
-                raise ValueError(f"{where}: {exc}") from None
+                raise InvalidValueError(f"{where}: {exc}") from None
             if exchange is None and len(self.exchanges) > 1:
-                raise ValueError(f"{where}: set 'exchange' to one of {', '.join(self.exchanges)}")
+                raise InvalidValueError(f"{where}: set 'exchange' to one of {', '.join(self.exchanges)}")
             if exchange is not None and exchange not in self.exchanges:
-                raise ValueError(
+                raise InvalidValueError(
                     f"{where}: exchange {exchange!r} is not configured; configured: {', '.join(self.exchanges)}"
                 )
             if not isinstance(strategy.warmup, int) or strategy.warmup < 0:
-                raise ValueError(f"{where}: warmup must be an integer >= 0, got {strategy.warmup!r}")
+                raise InvalidValueError(f"{where}: warmup must be an integer >= 0, got {strategy.warmup!r}")
 
 
 def load_config(path: str | Path, **overrides: Any) -> EngineConfig:
@@ -129,13 +132,13 @@ def load_config(path: str | Path, **overrides: Any) -> EngineConfig:
         with path.open("rb") as file:
             data = tomllib.load(file)
     except OSError as exc:
-        raise ValueError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        raise InvalidValueError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"config file {path} is not valid TOML: {exc}") from None
+        raise InvalidValueError(f"config file {path} is not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:  # tomllib decodes the whole file before parsing
-        raise ValueError(f"config file {path} is not valid TOML: not UTF-8 text (byte {exc.start})") from None
+        raise InvalidValueError(f"config file {path} is not valid TOML: not UTF-8 text (byte {exc.start})") from None
     except RecursionError:  # tomllib parses nested arrays and tables recursively
-        raise ValueError(f"config file {path} is not valid TOML: values nested too deeply") from None
+        raise InvalidValueError(f"config file {path} is not valid TOML: values nested too deeply") from None
     config = config_from_mapping(data, base_dir=path.parent)
     return dataclasses.replace(config, **overrides) if overrides else config
 
@@ -146,19 +149,19 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path = Path()) -> 
     _check_keys("config", data, allowed)
     for required in ("exchanges", "strategies"):
         if required not in data:
-            raise ValueError(f"config: field {required!r} is missing")
+            raise InvalidValueError(f"config: field {required!r} is missing")
     exchanges = _table("exchanges", data["exchanges"])
     for name, options in exchanges.items():
         _table(f"exchanges.{name}", options)
     entries = data["strategies"]
     if not isinstance(entries, list):
-        raise ValueError("config field 'strategies': expected an array of tables ([[strategies]])")
+        raise InvalidValueError("config field 'strategies': expected an array of tables ([[strategies]])")
     strategies = [_strategy(index, entry) for index, entry in enumerate(entries)]
     scalars: dict[str, Any] = {key: data[key] for key in _SCALARS if key in data}
     if "journal" in scalars:
         journal = scalars["journal"]
         if not isinstance(journal, str) or not journal:
-            raise ValueError(f"config field 'journal': expected a file path, got {journal!r}")
+            raise InvalidValueError(f"config field 'journal': expected a file path, got {journal!r}")
         scalars["journal"] = base_dir / journal
     return EngineConfig(
         exchanges=exchanges,
@@ -177,11 +180,11 @@ def _strategy(index: int, entry: object) -> Strategy:
     params = dict(_table(f"strategies[{index}]", entry))
     kind = params.pop("type", None)
     if not isinstance(kind, str):
-        raise ValueError(f"{where}: 'type' is missing (e.g. type = \"sma_crossover\")")
+        raise InvalidValueError(f"{where}: 'type' is missing (e.g. type = \"sma_crossover\")")
     try:
         return create_strategy(kind, params)
     except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
+        raise InvalidValueError(f"{where}: {exc}") from None
 
 
 def _build(name: str, cls: type[Any], table: object) -> Any:
@@ -191,19 +194,19 @@ def _build(name: str, cls: type[Any], table: object) -> Any:
     try:
         return cls(**values)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"config [{name}]: {exc}") from None
+        raise InvalidValueError(f"config [{name}]: {exc}") from None
 
 
 def _table(name: str, value: object) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise ValueError(f"config field {name!r}: expected a table, got {value!r}")
+        raise InvalidValueError(f"config field {name!r}: expected a table, got {value!r}")
     return value
 
 
 def _check_keys(where: str, table: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise ValueError(f"{where}: unknown field {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+        raise InvalidValueError(f"{where}: unknown field {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
 
 
 def _non_negative(name: str, value: object) -> Decimal:
@@ -212,13 +215,13 @@ def _non_negative(name: str, value: object) -> Decimal:
     except InvalidOperation:
         number = None
     if isinstance(value, bool) or number is None or not number.is_finite() or number < 0:
-        raise ValueError(f"config field {name!r}: expected a number >= 0, got {value!r}")
+        raise InvalidValueError(f"config field {name!r}: expected a number >= 0, got {value!r}")
     return number
 
 
 def _build_exchanges(exchanges: Mapping[str, Exchange | Mapping[str, Any]]) -> dict[str, Exchange]:
     if not isinstance(exchanges, Mapping) or not exchanges:
-        raise ValueError(f"config field 'exchanges': name at least one of {', '.join(available_exchanges())}")
+        raise InvalidValueError(f"config field 'exchanges': name at least one of {', '.join(available_exchanges())}")
     built: dict[str, Exchange] = {}
     for raw_name, spec in exchanges.items():
         where = f"config field 'exchanges.{raw_name}'"
@@ -226,9 +229,9 @@ def _build_exchanges(exchanges: Mapping[str, Exchange | Mapping[str, Any]]) -> d
             name = normalize_exchange_name(raw_name)
             cls = exchange_class(name)
         except ValueError as exc:
-            raise ValueError(f"{where}: {exc}") from None
+            raise InvalidValueError(f"{where}: {exc}") from None
         if name in built:
-            raise ValueError(f"{where}: exchange {name!r} is configured twice")
+            raise InvalidValueError(f"{where}: exchange {name!r} is configured twice")
         if isinstance(spec, Exchange):
             built[name] = spec
             continue
@@ -239,6 +242,6 @@ def _build_exchanges(exchanges: Mapping[str, Exchange | Mapping[str, Any]]) -> d
         _check_keys(where, options, accepted)
         for key, value in options.items():
             if not isinstance(value, str) or not value:
-                raise ValueError(f"{where}: field {key!r} must be a URL string, got {value!r}")
+                raise InvalidValueError(f"{where}: field {key!r} must be a URL string, got {value!r}")
         built[name] = cls(**options)
     return built

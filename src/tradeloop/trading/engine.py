@@ -30,8 +30,9 @@ from pathlib import Path
 
 import trio
 
+from ..errors import InvalidValueError
 from ..models import Kline, Signal, Tick
-from ..streams import StreamHealth, StreamManager
+from ..streams import MarketData, MarketDataFactory, StreamHealth, StreamManager
 from .config import EngineConfig
 from .journal import Journal
 from .portfolio import PortfolioManager, PortfolioSnapshot
@@ -98,7 +99,7 @@ class _Run:
         self.coordinator = StrategyCoordinator(config.strategies, self.signals_tx)
         self.started = trio.current_time()
         self.fills_before = len(portfolio.fills)
-        self.streams: StreamManager | None = None
+        self.streams: MarketData | None = None
         self.health: StreamHealth | None = None
         self.warmup_failures = 0
 
@@ -108,10 +109,17 @@ class _Run:
 
 
 class TradingEngine:
-    """Paper-trades ``config``'s strategies on live (or simulated) market data. Runs once at a time."""
+    """Paper-trades ``config``'s strategies on live (or simulated) market data. Runs once at a time.
 
-    def __init__(self, config: EngineConfig) -> None:
+    ``market_data`` opens the data source (see :class:`~tradeloop.streams.MarketData`); by default a
+    :class:`~tradeloop.streams.StreamManager` on ``config``'s exchange clients and stream settings.
+    The engine only subscribes, warms up and reads health through it, so a Redis consumer or a
+    historical replay plugs in here without the engine knowing.
+    """
+
+    def __init__(self, config: EngineConfig, *, market_data: MarketDataFactory | None = None) -> None:
         self.config = config
+        self._market_data = market_data or (lambda: StreamManager.open(config.clients, config.streams))
         self._run: _Run | None = None
         self._scope: trio.CancelScope | None = None
         self._stop_reason: str | None = None
@@ -153,7 +161,7 @@ class TradingEngine:
         if self._scope is not None:
             raise RuntimeError("this engine is already running")
         if duration is not None and not duration > 0:
-            raise ValueError(f"duration must be a number of seconds > 0, got {duration!r}")
+            raise InvalidValueError(f"duration must be a number of seconds > 0, got {duration!r}")
         config = self.config
         # The scope exists before it is entered so that stop() works from the first moment: a
         # scope cancelled before it is entered cancels its body at once.
@@ -188,8 +196,7 @@ class TradingEngine:
         )
 
     async def _serve(self, run: _Run, scope: trio.CancelScope, task_status: trio.TaskStatus[None]) -> None:
-        config = self.config
-        async with StreamManager.open(config.clients, config.streams) as streams:
+        async with self._market_data() as streams:
             run.streams = streams
             # The subscriptions belong to this function, not to the pumps reading them: they stay
             # open until the health snapshot below has seen every topic with its final counters.

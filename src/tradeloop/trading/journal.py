@@ -32,6 +32,7 @@ from typing import TypeVar, TypeVarTuple
 
 import trio
 
+from ..errors import TradeloopError
 from ..models import Fill, Order, Side
 
 __all__ = ["SCHEMA_VERSION", "Journal", "JournalError", "JournalSnapshot"]
@@ -66,7 +67,7 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 
-class JournalError(Exception):
+class JournalError(TradeloopError):
     """The journal file cannot be used: not a journal, corrupt, in use, or for another account."""
 
 

@@ -19,6 +19,7 @@ from decimal import Decimal
 
 import trio
 
+from ..errors import InvalidValueError
 from ..models import Fill, Order, Position, Side, Tick
 from .journal import Journal, JournalSnapshot
 
@@ -152,7 +153,7 @@ class PortfolioManager:
     ) -> None:
         for name, value in (("starting_cash", starting_cash), ("fee_rate", fee_rate), ("slippage", slippage)):
             if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
-                raise ValueError(f"{name} must be a finite Decimal >= 0, got {value!r}")
+                raise InvalidValueError(f"{name} must be a finite Decimal >= 0, got {value!r}")
         self.starting_cash = starting_cash
         self.fee_rate = fee_rate
         self.slippage = slippage

@@ -30,6 +30,7 @@ from enum import StrEnum
 
 import trio
 
+from ..errors import InvalidValueError
 from ..models import Fill, Order, Side, Signal
 from .portfolio import PortfolioManager
 
@@ -72,15 +73,15 @@ class RiskLimits:
                 continue
             if field.name == "max_orders_per_minute":
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ValueError(f"risk limit {field.name!r} must be an integer >= 1, got {value!r}")
+                    raise InvalidValueError(f"risk limit {field.name!r} must be an integer >= 1, got {value!r}")
                 continue
             if field.name == "max_tick_age":
                 if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                    raise ValueError(f"risk limit {field.name!r} must be a number of seconds > 0, got {value!r}")
+                    raise InvalidValueError(f"risk limit {field.name!r} must be a number of seconds > 0, got {value!r}")
                 continue
             number = _decimal(field.name, value)
             if field.name == "max_drawdown" and not 0 < number <= 1:
-                raise ValueError(f"risk limit 'max_drawdown' must be a fraction in (0, 1], got {value!r}")
+                raise InvalidValueError(f"risk limit 'max_drawdown' must be a fraction in (0, 1], got {value!r}")
             object.__setattr__(self, field.name, number)
 
 
@@ -91,7 +92,7 @@ def _decimal(name: str, value: object) -> Decimal:
     except InvalidOperation:
         number = None
     if isinstance(value, bool) or number is None or not number.is_finite() or number < 0:
-        raise ValueError(f"risk limit {name!r} must be a number >= 0, got {value!r}")
+        raise InvalidValueError(f"risk limit {name!r} must be a number >= 0, got {value!r}")
     return number
 
 

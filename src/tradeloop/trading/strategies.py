@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
 
+from ..errors import InvalidValueError
 from ..exchanges import normalize_exchange_name
 from ..models import Kline, Signal, Tick
 from ..symbols import parse_symbol, validate_timeframe
@@ -84,7 +85,7 @@ class PriceSeriesStrategy(ABC):
         try:
             validate_timeframe(timeframe)
         except ValueError as exc:
-            raise ValueError(f"{owner}: parameter 'timeframe': {exc}") from None
+            raise InvalidValueError(f"{owner}: parameter 'timeframe': {exc}") from None
         if not isinstance(allow_short, bool):
             raise _param_error(owner, "allow_short", "true or false", allow_short)
         if name is not None and (not isinstance(name, str) or not name):
@@ -207,16 +208,16 @@ def create_strategy(kind: str, params: Mapping[str, Any]) -> PriceSeriesStrategy
     """
     factory = STRATEGY_TYPES.get(kind)
     if factory is None:
-        raise ValueError(f"unknown strategy type {kind!r}: expected one of {', '.join(STRATEGY_TYPES)}")
+        raise InvalidValueError(f"unknown strategy type {kind!r}: expected one of {', '.join(STRATEGY_TYPES)}")
     allowed, required = _parameters(factory)
     unknown = sorted(set(params) - allowed)
     if unknown:
-        raise ValueError(
+        raise InvalidValueError(
             f"strategy type {kind!r}: unknown parameter {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}"
         )
     missing = sorted(required - set(params))
     if missing:
-        raise ValueError(f"strategy type {kind!r}: parameter {missing[0]!r} is missing")
+        raise InvalidValueError(f"strategy type {kind!r}: parameter {missing[0]!r} is missing")
     return factory(**params)
 
 

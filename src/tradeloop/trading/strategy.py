@@ -47,6 +47,7 @@ from typing import Protocol, runtime_checkable
 
 import trio
 
+from ..errors import InvalidValueError
 from ..exchanges import normalize_exchange_name
 from ..models import Kline, Signal, Tick
 
@@ -146,7 +147,7 @@ class StrategyCoordinator:
         names = [strategy.name for strategy in strategies]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ValueError(f"strategy names must be unique, repeated: {', '.join(duplicates)}")
+            raise InvalidValueError(f"strategy names must be unique, repeated: {', '.join(duplicates)}")
         self._slots = [_Slot(strategy) for strategy in strategies]
         self._signals = signals
         self._last_closed: dict[tuple[str, str, str], int] = {}
@@ -203,7 +204,7 @@ class StrategyCoordinator:
                 if not isinstance(signal, Signal):
                     raise TypeError(f"returned {signal!r}, not a Signal")
                 if signal.symbol not in slot.symbols or slot.exchange not in (None, signal.exchange):
-                    raise ValueError(f"signalled {signal.exchange}:{signal.symbol}, which it does not trade")
+                    raise InvalidValueError(f"signalled {signal.exchange}:{signal.symbol}, which it does not trade")
         except Exception as exc:
             slot.enabled = False
             slot.errors += 1

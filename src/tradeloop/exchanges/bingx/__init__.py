@@ -12,6 +12,7 @@ from typing import Final
 
 import httpx
 
+from ...errors import InvalidValueError
 from ...models import Kline, Tick
 from ...symbols import Market, validate_timeframe
 from .. import register_exchange
@@ -67,9 +68,9 @@ class BingX(Exchange):
         market, symbol_id = bingx_id(symbol)
         validate_timeframe(timeframe)
         if not 1 <= limit <= MAX_KLINES:
-            raise ValueError(f"invalid limit {limit!r}: BingX returns 1 to {MAX_KLINES} candles per request")
+            raise InvalidValueError(f"invalid limit {limit!r}: BingX returns 1 to {MAX_KLINES} candles per request")
         if start_ms is not None and end_ms is not None and start_ms > end_ms:
-            raise ValueError(f"invalid range: start_ms {start_ms} is after end_ms {end_ms}")
+            raise InvalidValueError(f"invalid range: start_ms {start_ms} is after end_ms {end_ms}")
         params: _Params = {"symbol": symbol_id, "interval": timeframe, "limit": limit}
         if start_ms is not None:
             params["startTime"] = start_ms

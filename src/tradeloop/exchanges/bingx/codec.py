@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import msgspec
 
+from ...errors import InvalidValueError
 from ...models import Kline, Tick
 from ...symbols import Market, candle_open_time
 from ..base import (
@@ -81,7 +82,7 @@ def data_type(topic: Topic) -> str:
         assert topic.timeframe is not None  # Topic guarantees a timeframe for klines
         return f"{symbol_id}@{_KLINE_PREFIX}{ws_interval(market, topic.timeframe)}"
     if topic.kind is TopicKind.MARK_PRICE and market is Market.SPOT:
-        raise ValueError(f"topic {topic}: mark_price is a swap feed, BingX has no mark price for spot symbols")
+        raise InvalidValueError(f"topic {topic}: mark_price is a swap feed, BingX has no mark price for spot symbols")
     return f"{symbol_id}@{_SUFFIXES[topic.kind]}"
 
 
@@ -112,7 +113,9 @@ class BingXCodec:
     def _request(self, req_type: str, topic: Topic) -> tuple[str, str]:
         channel = data_type(topic)
         if topic.market is not self.market:
-            raise ValueError(f"topic {topic} is a {topic.market.value} topic, this socket is {self.market.value}")
+            raise InvalidValueError(
+                f"topic {topic} is a {topic.market.value} topic, this socket is {self.market.value}"
+            )
         if channel not in self._routes:
             self._routes[channel] = self._route(topic)
         request_id = str(next(_REQUEST_IDS))
@@ -175,13 +178,13 @@ class BingXCodec:
     def _topic_of(self, channel: str) -> Topic:
         symbol_id, at, suffix = channel.partition("@")
         if not at:
-            raise ValueError(f"dataType {channel!r} has no '@'")
+            raise InvalidValueError(f"dataType {channel!r} has no '@'")
         symbol = unified_symbol(self.market, symbol_id)
         if suffix.startswith(_KLINE_PREFIX):
             return Topic(TopicKind.KLINE, symbol, timeframe_from_ws(self.market, suffix[len(_KLINE_PREFIX) :]))
         topic_kind = _KINDS.get(suffix)
         if topic_kind is None or (topic_kind is TopicKind.MARK_PRICE and self.market is Market.SPOT):
-            raise ValueError(f"dataType {channel!r} is not a {self.market.value} feed tradeloop decodes")
+            raise InvalidValueError(f"dataType {channel!r} is not a {self.market.value} feed tradeloop decodes")
         return Topic(topic_kind, symbol)
 
     def _route(self, topic: Topic) -> Route:
@@ -209,7 +212,7 @@ def _swap_klines(topic: Topic, timeframe: str, message: dict[str, Any]) -> Kline
         candle = data[0]
         return KlineBatch(topic, (_swap_candle(symbol, timeframe, candle, to_time(candle["T"], "T")),))
     if not data:
-        raise ValueError("kline push with an empty data list")
+        raise InvalidValueError("kline push with an empty data list")
     klines = [_swap_candle(symbol, timeframe, candle, to_time(candle["T"], "T")) for candle in data]
     klines.sort(key=_open_time)
     return KlineBatch(topic, tuple(klines))

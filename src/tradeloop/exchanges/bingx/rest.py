@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import msgspec
 
+from ...errors import InvalidValueError
 from ...models import Kline, Tick
 from ...symbols import Market, next_open_time
 from ..base import ErrorKind, ExchangeError, ProtocolError, RateLimitedError
@@ -156,7 +157,7 @@ def parse_ticker(market: Market, body: bytes, symbol: str, *, status: int = 200)
         rows = data if type(data) is list else [data]
         row = next((row for row in rows if type(row) is dict and row.get("symbol") == symbol_id), None)
         if row is None:
-            raise ValueError(f"no ticker for {symbol_id!r} in the reply")
+            raise InvalidValueError(f"no ticker for {symbol_id!r} in the reply")
         if "timestamp" in envelope:
             time = to_time(envelope["timestamp"], "timestamp")
         else:

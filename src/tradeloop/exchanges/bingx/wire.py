@@ -19,6 +19,7 @@ from typing import Final
 
 import msgspec
 
+from ...errors import InvalidValueError
 from ...symbols import TIMEFRAMES, Market, parse_symbol, validate_timeframe
 
 __all__ = [
@@ -70,7 +71,7 @@ def bingx_id(symbol: str) -> tuple[Market, str]:
     """
     info = parse_symbol(symbol)
     if info.settle is not None and info.settle != info.quote:
-        raise ValueError(
+        raise InvalidValueError(
             f"unsupported symbol {symbol!r}: BingX is supported for spot pairs such as 'BTC/USDT' and "
             "USDT-margined swaps settled in their quote currency such as 'BTC/USDT:USDT'; "
             "coin-margined swaps are not"
@@ -97,7 +98,9 @@ def timeframe_from_ws(market: Market, interval: str) -> str:
         return _WS_TIMEFRAMES[market][interval]
     except KeyError:
         allowed = ", ".join(_WS_TIMEFRAMES[market])
-        raise ValueError(f"unknown {market.value} kline interval {interval!r}: expected one of {allowed}") from None
+        raise InvalidValueError(
+            f"unknown {market.value} kline interval {interval!r}: expected one of {allowed}"
+        ) from None
 
 
 def to_decimal(value: object, name: str) -> Decimal:
@@ -109,7 +112,7 @@ def to_decimal(value: object, name: str) -> Decimal:
         try:
             number = Decimal(value)
         except InvalidOperation:
-            raise ValueError(f"field {name!r} is not a number: {value!r}") from None
+            raise InvalidValueError(f"field {name!r} is not a number: {value!r}") from None
     elif isinstance(value, Decimal):
         number = value
     elif isinstance(value, int) and not isinstance(value, bool):
@@ -118,7 +121,7 @@ def to_decimal(value: object, name: str) -> Decimal:
         raise TypeError(f"field {name!r} should be a number, got {value!r}")
     if number.is_finite():
         return number
-    raise ValueError(f"field {name!r} is not finite: {value!r}")
+    raise InvalidValueError(f"field {name!r} is not finite: {value!r}")
 
 
 _MAX_TIME_MS: Final = 253_402_300_799_999
@@ -129,7 +132,7 @@ def to_time(value: object, name: str) -> int:
     """A time in epoch milliseconds: a JSON integer from 0 to year 9999, nothing else."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_TIME_MS:
         return value
-    raise ValueError(f"field {name!r} should be epoch milliseconds (an integer up to year 9999), got {value!r}")
+    raise InvalidValueError(f"field {name!r} should be epoch milliseconds (an integer up to year 9999), got {value!r}")
 
 
 def preview(text: bytes | str, limit: int = 120) -> str:

@@ -1,0 +1,65 @@
+"""The seam between the trading engine and wherever its market data comes from.
+
+The engine consumes exactly this: subscriptions to klines and ticks, a REST-like history call for
+warm-up, and a health snapshot. :class:`~tradeloop.streams.StreamManager` is the live
+implementation; a Redis consumer or a historical replay provides the same four calls, and the
+engine cannot tell them apart. A source is opened by a :data:`MarketDataFactory`, an async context
+manager whose exit ends every subscription it handed out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Literal, Protocol
+
+from ..models import Kline, Tick
+from .fanout import SlowConsumerPolicy, Subscription
+from .health import StreamHealth
+
+__all__ = ["MarketData", "MarketDataFactory", "TickKind"]
+
+TickKind = Literal["ticker", "last_price", "mark_price", "book_ticker"]
+
+
+class MarketData(Protocol):
+    """What the engine needs of a market-data source."""
+
+    def klines(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        *,
+        policy: SlowConsumerPolicy | str = ...,
+        closed_only: bool = ...,
+        buffer: int | None = ...,
+        name: str | None = ...,
+    ) -> Subscription[Kline]:
+        """Each candle's updates, then exactly one ``closed=True`` kline per candle, in order."""
+        ...
+
+    def ticks(
+        self,
+        exchange: str,
+        symbol: str,
+        *,
+        kind: TickKind = ...,
+        policy: SlowConsumerPolicy | str = ...,
+        buffer: int | None = ...,
+        name: str | None = ...,
+    ) -> Subscription[Tick]:
+        """Ticks of ``symbol``."""
+        ...
+
+    async def fetch_klines(self, exchange: str, symbol: str, timeframe: str, *, limit: int = ...) -> list[Kline]:
+        """The newest ``limit`` closed candles, oldest first (strategy warm-up)."""
+        ...
+
+    def health(self) -> StreamHealth:
+        """A typed snapshot of the source's streams."""
+        ...
+
+
+MarketDataFactory = Callable[[], AbstractAsyncContextManager[MarketData]]
+"""Opens a source; leaving the context ends every subscription and task of the source."""

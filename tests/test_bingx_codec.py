@@ -170,7 +170,7 @@ def test_acks_of_both_shapes(market: Market) -> None:
 @pytest.mark.parametrize("market", [SWAP, SPOT])
 def test_error_replies(market: Market) -> None:
     assert decode_all(market, frames.SWAP_ERROR) == [ErrorReply("", 80014, "invalid params")] * 2
-    spot_error = ErrorReply("9cd37d32-da98-440b-bd04-37e7dbcf51ad", 100500, "")
+    spot_error = ErrorReply("9cd37d32-da98-440b-bd04-37e7dbcf51ad", 100500, "", transient=True)  # internal error
     assert decode_all(market, frames.SPOT_ERROR) == [spot_error] * 2
     too_many = '{"id":"7","code":80403,"msg":"too many topics","dataType":"","data":null}'
     assert decode_all(market, too_many) == [ErrorReply("7", 80403, "too many topics")] * 2

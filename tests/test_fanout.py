@@ -1,4 +1,4 @@
-"""Fan-out policies, with real Trio memory channels."""
+"""Fan-out policies: every subscriber's buffer is its own, and publishing never waits."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import pytest
 import trio
 import trio.testing
 
+from tradeloop import SubscriptionError
 from tradeloop.streams import SlowConsumerPolicy
 from tradeloop.streams.fanout import FanOut
 
@@ -14,34 +15,45 @@ async def test_every_subscriber_gets_every_item_in_order() -> None:
     fanout: FanOut[int] = FanOut()
     channels = [fanout.subscribe("block", 100) for _ in range(3)]
     for i in range(50):
-        await fanout.publish(i)
+        fanout.publish(i)
     for channel in channels:
         assert [channel.receive_nowait() for _ in range(50)] == list(range(50))
 
 
-async def test_block_policy_waits_for_the_consumer_and_loses_nothing() -> None:
+async def test_block_ticks_never_hold_up_the_publisher_and_drop_the_oldest() -> None:
     fanout: FanOut[int] = FanOut()
-    channel = fanout.subscribe(SlowConsumerPolicy.BLOCK, 2)
+    channel = fanout.subscribe(SlowConsumerPolicy.BLOCK, 4)
+    for i in range(20):
+        fanout.publish(i)  # never waits, whatever the consumer does
+    assert [channel.receive_nowait() for _ in range(4)] == [16, 17, 18, 19]
+    (health,) = fanout.health()
+    assert (health.dropped, health.delivered, health.lag) == (16, 4, 0)
+
+
+async def test_a_waiting_consumer_is_woken_by_each_item() -> None:
+    fanout: FanOut[int] = FanOut()
+    channel = fanout.subscribe("block", 8)
     received: list[int] = []
 
-    async def slow_consumer() -> None:
+    async def consumer() -> None:
         async for item in channel:
             received.append(item)
-            await trio.sleep(0.01)
 
     async with trio.open_nursery() as nursery:
-        nursery.start_soon(slow_consumer)
-        for i in range(20):
-            await fanout.publish(i)
+        nursery.start_soon(consumer)
+        for i in range(5):
+            await trio.testing.wait_all_tasks_blocked()
+            fanout.publish(i)
+        await trio.testing.wait_all_tasks_blocked()
         fanout.close()
-    assert received == list(range(20))
+    assert received == [0, 1, 2, 3, 4]
 
 
 async def test_latest_policy_keeps_the_newest_items() -> None:
     fanout: FanOut[int] = FanOut()
     channel = fanout.subscribe("latest", 3)
     for i in range(10):
-        await fanout.publish(i)
+        fanout.publish(i)
     assert [channel.receive_nowait() for _ in range(3)] == [7, 8, 9]
     (health,) = fanout.health()
     assert health.dropped == 7
@@ -52,10 +64,12 @@ async def test_drop_policy_drops_new_items_and_counts_them() -> None:
     fanout: FanOut[int] = FanOut()
     channel = fanout.subscribe("drop", 3)
     for i in range(10):
-        await fanout.publish(i)
+        fanout.publish(i)
     (health,) = fanout.health()
-    assert (health.lag, health.dropped, health.delivered) == (3, 7, 3)
+    assert (health.lag, health.dropped, health.delivered) == (3, 7, 0)
     assert [channel.receive_nowait() for _ in range(3)] == [0, 1, 2]
+    (health,) = fanout.health()
+    assert (health.lag, health.delivered) == (0, 3)
 
 
 async def test_a_slow_latest_consumer_does_not_hold_up_a_fast_one() -> None:
@@ -63,7 +77,7 @@ async def test_a_slow_latest_consumer_does_not_hold_up_a_fast_one() -> None:
     fast = fanout.subscribe("block", 1000)
     fanout.subscribe("latest", 1)
     for i in range(500):
-        await fanout.publish(i)
+        fanout.publish(i)
     assert fast.receive_nowait() == 0
     assert len(fanout) == 2
 
@@ -72,7 +86,7 @@ async def test_filter_selects_what_a_subscriber_receives() -> None:
     fanout: FanOut[int] = FanOut()
     evens = fanout.subscribe("block", 10, accepts=lambda i: i % 2 == 0)
     for i in range(6):
-        await fanout.publish(i)
+        fanout.publish(i)
     assert [evens.receive_nowait() for _ in range(3)] == [0, 2, 4]
     with pytest.raises(trio.WouldBlock):
         evens.receive_nowait()
@@ -91,21 +105,35 @@ async def test_last_subscriber_closing_reports_empty_once() -> None:
     assert len(fanout) == 0
 
 
-async def test_a_consumer_leaving_while_publish_waits_unblocks_it() -> None:
+async def test_a_failed_stream_raises_its_error_at_once_from_receive() -> None:
     fanout: FanOut[int] = FanOut()
-    stuck = fanout.subscribe("block", 1)
-    await fanout.publish(0)
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(fanout.publish, 1)
-        await trio.testing.wait_all_tasks_blocked()
-        stuck.close()
-    assert len(fanout) == 0
+    channel = fanout.subscribe("block", 10)
+    fanout.publish(1)
+    error = SubscriptionError("bingx", "kline:DOGE/USDT:USDT:1m", 80014, "invalid params")
+    fanout.close(error)
+    with pytest.raises(SubscriptionError, match="80014"):
+        await channel.receive()
+    with pytest.raises(SubscriptionError):
+        async for _ in channel:
+            pass
+
+
+async def test_counters_stay_readable_after_the_subscription_closed() -> None:
+    fanout: FanOut[int] = FanOut()
+    channel = fanout.subscribe("drop", 1, name="audit")
+    fanout.publish(1)
+    fanout.publish(2)
+    assert channel.receive_nowait() == 1
+    channel.close()
+    assert (channel.name, channel.delivered, channel.dropped) == ("audit", 1, 1)
+    with pytest.raises(trio.ClosedResourceError):
+        channel.receive_nowait()
 
 
 async def test_close_ends_consumers_iteration() -> None:
     fanout: FanOut[int] = FanOut()
     channel = fanout.subscribe("block", 10)
-    await fanout.publish(1)
+    fanout.publish(1)
     fanout.close()
     assert [item async for item in channel] == [1]
 

@@ -34,7 +34,7 @@ from tradeloop.streams.frames import (
     WebSocketProtocolError,
 )
 from tradeloop.streams.frames import Event as DecodedEvent
-from tradeloop.streams.transport import ConnectionClosedError, HandshakeRejectedError, WebSocket, websocket_session
+from tradeloop.streams.transport import ConnectionClosedError, HandshakeRejectedError, Transport, WebSocket
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -393,7 +393,7 @@ async def loopback_server(script: Callable[[Peer], Awaitable[None]]) -> AsyncIte
 
 
 def client(url: str) -> AbstractAsyncContextManager[WebSocket]:
-    return websocket_session(url, transport="wsproto", connect_timeout=5, close_timeout=5, message_queue_size=1)
+    return Transport("wsproto", connect_timeout=5, close_timeout=5, message_queue_size=1).connect(url)
 
 
 async def test_frames_sent_with_the_handshake_response_are_not_lost() -> None:

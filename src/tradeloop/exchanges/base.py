@@ -135,6 +135,8 @@ class ErrorReply(msgspec.Struct, frozen=True, gc=False):
     request_id: str
     code: int
     message: str
+    transient: bool = False
+    """The refusal says "not now" (rate limit, server busy): the request is sent again later."""
 
 
 class KlineBatch(msgspec.Struct, frozen=True, gc=False):
@@ -178,6 +180,21 @@ class Exchange(ABC):
     max_subscriptions_per_second: ClassVar[float] = 10.0
     supports_push: ClassVar[bool] = True
     """False for a fetch-only client: its streams are served by a REST poller."""
+    pushes_closed_flag: ClassVar[bool] = False
+    """True when a kline push says that its candle closed (Binance's ``"x": true``): closes then
+    need no REST confirmation. BingX has no such flag."""
+
+    def kline_page_size(self, market: Market) -> int:
+        """Most klines one REST request returns in ``market`` (pages of backfills)."""
+        return 1440
+
+    async def validate_topic(self, http: httpx.AsyncClient, topic: Topic) -> None:  # noqa: B027 - optional hook
+        """Raise InvalidValueError (naming what is wrong) if the exchange does not list ``topic``'s symbol.
+
+        For exchanges that acknowledge a subscription to an unknown symbol and then stay silent;
+        one that rejects it on the socket needs nothing here. Any other exception is a failed call,
+        retried by the stream layer.
+        """
 
     @abstractmethod
     def ws_url(self, market: Market) -> str:

@@ -4,23 +4,27 @@ The connection task loops: connect (bounded) â†’ subscribe every topic (paced) â
 failure close (shielded, bounded), back off with full jitter, reconnect and resubscribe. Within a
 session three tasks share one nursery, so ending the session ends them all:
 
-- the reader drains trio-websocket's queue at once, answers heartbeats and hands data to topics;
-- the writer sends sub/unsub requests, at most ``subscribe_rate`` per second;
-- the watchdog ends the session when no frame (pings included) arrived for ``stall_timeout``.
+- the reader decodes each batch of frames, answers heartbeats at once and hands data to topics;
+  handing over never waits on a consumer (each subscriber's buffer applies its own policy), so
+  one stuck consumer cannot stall the socket, its heartbeats or its other topics;
+- the writer sends sub/unsub requests, at most the exchange's (and the config's) rate per second;
+- the watchdog ends the session when no frame (pings included), or no market data while topics
+  are subscribed, arrived for ``stall_timeout``.
 
-The exchange supplies the URL and a sans-IO codec; this module never parses a frame itself.
+The exchange supplies the URL and a sans-IO codec; the :class:`~tradeloop.streams.transport.Transport`
+supplies sockets and maps every library error to ``TransportError``. This module never parses a
+frame itself.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 from collections import Counter
 from collections.abc import Callable
 
 import trio
-import trio_websocket
 
+from .._groups import leaves
 from ..errors import TradeloopError
 from ..exchanges.base import (
     ErrorReply,
@@ -34,11 +38,11 @@ from ..exchanges.base import (
     WsCodec,
 )
 from ..symbols import Market
-from .backoff import full_jitter_delay
+from .backoff import Backoff
 from .config import StreamConfig
-from .errors import ErrorHistory
-from .topic import TopicStream
-from .transport import ConnectionClosedError, HandshakeRejectedError, WebSocket, websocket_session
+from .errors import ErrorHistory, LogThrottle
+from .topic import KlineTopic, TickTopic
+from .transport import Transport, TransportError, WebSocket
 
 __all__ = ["Connection", "StallError"]
 
@@ -46,27 +50,11 @@ log = logging.getLogger(__name__)
 
 
 class StallError(TradeloopError):
-    """No frame arrived for ``stall_timeout`` seconds: the socket is treated as dead."""
+    """No frame (or no market data) arrived for ``stall_timeout`` seconds: the socket is treated as dead."""
 
 
 # What ends a session and is answered with a reconnect; anything else is a bug and propagates.
-_SESSION_ERRORS = (
-    ConnectionClosedError,
-    HandshakeRejectedError,
-    trio_websocket.HandshakeError,
-    OSError,
-    trio.TooSlowError,
-    trio.BrokenResourceError,
-    StallError,
-)
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    """The exceptions inside nested groups (each nursery level adds one)."""
-    leaves: list[BaseException] = []
-    for exc in group.exceptions:
-        leaves.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return leaves
+_SESSION_ERRORS = (TransportError, StallError)
 
 
 class Connection:
@@ -78,7 +66,9 @@ class Connection:
         exchange: Exchange,
         market: Market,
         config: StreamConfig,
+        transport: Transport,
         on_fallback_change: Callable[[Connection], None],
+        on_rejected: Callable[[Connection, Topic, ErrorReply], None],
         connection_id: int = 0,
     ) -> None:
         self.exchange_name = exchange_name
@@ -87,13 +77,11 @@ class Connection:
         self.config = config
         self.url = exchange.ws_url(market)
         self.connection_id = connection_id
-        self.topics: dict[Topic, TopicStream] = {}
+        self.topics: dict[Topic, KlineTopic | TickTopic] = {}
         self.state = "idle"
         # Diagnostics: all initialised here, never lazily.
         self.error_history = ErrorHistory(100)
         self.parse_frame_errors: Counter[str] = Counter()
-        self.max_parse_frame_retries = config.max_parse_frame_retries
-        self.reconnect_delay = config.reconnect_delay
         self.reconnect_count = 0
         self.last_reconnect: float | None = None
         """trio.current_time() of the last reconnect attempt."""
@@ -103,13 +91,16 @@ class Connection:
         self.last_data_time: float | None = None
         """Last market-data push: a socket that only pings is stalled too."""
         self.error_replies = 0
-        self.sessions = 0
+        self._transport = transport
+        self._subscribe_interval = 1.0 / min(config.subscribe_rate, exchange.max_subscriptions_per_second)
+        self._log_throttle = LogThrottle()
         self._consecutive_parse_errors = 0
         self._good_frames_since_fallback = 0
         self._parse_fallback = False
         self._connect_fallback = False
         self._consecutive_failures = 0
         self._on_fallback_change = on_fallback_change
+        self._on_rejected = on_rejected
         # Ordered sets of requests still to send in this session (dicts keep insertion order).
         self._to_subscribe: dict[Topic, None] = {}
         self._to_unsubscribe: dict[Topic, None] = {}
@@ -117,7 +108,6 @@ class Connection:
         self._pending_acks: dict[str, Topic] = {}
         self._requests_waiting = trio.Event()
         self._cancel_scope = trio.CancelScope()
-        self._rng = random.Random()
 
     # -- topics -----------------------------------------------------------------------------------
 
@@ -125,7 +115,7 @@ class Connection:
     def capacity(self) -> int:
         return self.config.max_topics_per_socket or self.exchange.max_topics_per_socket
 
-    def add_topic(self, stream: TopicStream) -> None:
+    def add_topic(self, stream: KlineTopic | TickTopic) -> None:
         self.topics[stream.topic] = stream
         self._to_unsubscribe.pop(stream.topic, None)
         if stream.topic not in self._subscribed:
@@ -146,46 +136,35 @@ class Connection:
     # -- the task ---------------------------------------------------------------------------------
 
     async def run(self) -> None:
+        backoff = Backoff(self.config.reconnect_delay, self.config.reconnect_delay_max)
         with self._cancel_scope:
-            attempt = 0
             while True:
                 started = trio.current_time()
                 try:
                     await self._session()
                 except* _SESSION_ERRORS as group:
-                    for exc in _leaves(group):
+                    for exc in leaves(group):
                         self.error_history.record(type(exc).__name__, exc)
-                        log.warning(
-                            "%s %s socket #%d failed: %r", self.exchange_name, self.market, self.connection_id, exc
-                        )
+                        covered = self._log_throttle.admit(f"session:{type(exc).__name__}")
+                        if covered is not None:
+                            log.warning(
+                                "%s %s socket #%d failed (%d time(s) since the last report): %s",
+                                self.exchange_name, self.market, self.connection_id, covered, exc,
+                            )
                 self._interrupt_topics()
                 if trio.current_time() - started >= self.config.healthy_after:
-                    attempt = 0
-                attempt += 1
+                    backoff.reset()
                 self._consecutive_failures += 1
                 if self._consecutive_failures > self.config.fallback_after_failures:
                     self._set_connect_fallback(True)
                 self.state = "backoff"
-                delay = full_jitter_delay(
-                    attempt, self.config.reconnect_delay, self.config.reconnect_delay_max, self._rng
-                )
-                await trio.sleep(delay)
+                await backoff.sleep_after_failure()
                 self.reconnect_count += 1
                 self.last_reconnect = trio.current_time()
 
     async def _session(self) -> None:
         self.state = "connecting"
-        self.sessions += 1
-        async with (
-            websocket_session(
-                self.url,
-                transport=self.config.transport,
-                connect_timeout=self.config.connect_timeout,
-                close_timeout=self.config.close_timeout,
-                message_queue_size=self.config.message_queue_size,
-            ) as ws,
-            trio.open_nursery() as nursery,
-        ):
+        async with self._transport.connect(self.url) as ws, trio.open_nursery() as nursery:
             try:
                 self.state = "open"
                 self.last_message_time = self.last_data_time = trio.current_time()
@@ -215,14 +194,14 @@ class Connection:
                     continue
                 if isinstance(event, KlineBatch):
                     stream = topics.get(event.topic)
-                    if stream is not None:
+                    if isinstance(stream, KlineTopic):
                         self._on_good_data()
-                        await stream.offer_klines(event.klines)
+                        stream.offer(event.klines)
                 elif isinstance(event, TickUpdate):
                     stream = topics.get(event.topic)
-                    if stream is not None:
+                    if isinstance(stream, TickTopic):
                         self._on_good_data()
-                        await stream.publish_tick(event.tick)
+                        stream.publish(event.tick)
                 elif isinstance(event, Heartbeat):
                     await ws.send_text(event.reply)
                 elif isinstance(event, SubscriptionAck):
@@ -231,7 +210,6 @@ class Connection:
                     self._on_error_reply(event)
 
     async def _write_requests(self, ws: WebSocket, codec: WsCodec) -> None:
-        interval = 1.0 / self.config.subscribe_rate
         while True:
             if not (self._to_subscribe or self._to_unsubscribe):
                 self._requests_waiting = trio.Event()
@@ -251,7 +229,7 @@ class Connection:
                 request_id, text = codec.subscribe(topic)
                 self._pending_acks[request_id] = topic
             await ws.send_text(text)
-            await trio.sleep(interval)
+            await trio.sleep(self._subscribe_interval)
 
     async def _watchdog(self) -> None:
         """End the session when no frame arrived for ``stall_timeout``, or no market data did
@@ -272,13 +250,17 @@ class Connection:
     # -- diagnostics and fallback -----------------------------------------------------------------
 
     def _on_parse_error(self, exc: ProtocolError) -> None:
-        self.parse_frame_errors[exc.kind.value] += 1
-        self.error_history.record(f"parse:{exc.kind.value}", exc)
+        kind = exc.kind.value
+        self.parse_frame_errors[kind] += 1
+        self.error_history.record(f"parse:{kind}", exc)
         self._consecutive_parse_errors += 1
         self._interrupt_topics()  # the lost frame names no reliable topic
         self._good_frames_since_fallback = 0
-        log.warning("%s: skipped a malformed frame: %s", self.url, exc)
-        if self._consecutive_parse_errors > self.max_parse_frame_retries and not self._parse_fallback:
+        covered = self._log_throttle.admit(f"parse:{kind}")
+        if covered is not None:
+            log.warning("%s: skipped %d malformed frame(s) (%s) since the last report: %s", self.url, covered, kind,
+                        exc)
+        if self._consecutive_parse_errors > self.config.max_parse_frame_retries and not self._parse_fallback:
             self._parse_fallback = True
             self._fallback_changed()
 
@@ -303,7 +285,18 @@ class Connection:
         topic = self._pending_acks.pop(reply.request_id, None)
         where = f" for {topic}" if topic else ""
         self.error_history.record(f"error_reply:{reply.code}", f"{reply.message}{where}")
-        log.error("%s rejected a request%s: code %d %s", self.url, where, reply.code, reply.message)
+        if topic is None or topic not in self.topics:
+            log.error("%s rejected a request%s: code %d %s", self.url, where, reply.code, reply.message)
+            return
+        self._subscribed.discard(topic)
+        if reply.transient:
+            log.warning("%s: subscription to %s refused for now (code %d %s); asking again", self.url, topic,
+                        reply.code, reply.message)
+            self._to_subscribe[topic] = None
+            self._requests_waiting.set()
+            return
+        self.topics.pop(topic)
+        self._on_rejected(self, topic, reply)
 
     def _set_connect_fallback(self, enabled: bool) -> None:
         if self._connect_fallback != enabled:

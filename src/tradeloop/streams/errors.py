@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 
 import trio
 
-__all__ = ["ErrorHistory", "ErrorRecord"]
+__all__ = ["ErrorHistory", "ErrorRecord", "LogThrottle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,3 +33,25 @@ class ErrorHistory:
 
     def recent(self, count: int = 10) -> tuple[ErrorRecord, ...]:
         return tuple(self._records)[-count:]
+
+
+class LogThrottle:
+    """At most one log line per key per ``interval`` seconds, carrying the count since the last one.
+
+    A flood of bad input (a malformed frame many times a second) must not become a flood of log
+    lines: the first occurrence is logged at once, later ones are counted and summarised.
+    """
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._next_allowed: dict[str, float] = {}
+        self._suppressed: dict[str, int] = {}
+
+    def admit(self, key: str) -> int | None:
+        """None to stay quiet; else how many occurrences this line covers (1 + those suppressed)."""
+        now = trio.current_time()
+        if now < self._next_allowed.get(key, -math.inf):
+            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+            return None
+        self._next_allowed[key] = now + self.interval
+        return 1 + self._suppressed.pop(key, 0)

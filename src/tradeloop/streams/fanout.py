@@ -1,14 +1,15 @@
-"""Fan-out of one upstream topic to any number of subscriber channels.
+"""Fan-out of one upstream topic to any number of subscribers, none of which can hold up the others.
 
-Each subscriber gets its own Trio memory channel and a slow-consumer policy. The hot path is
-``send_nowait``: awaiting every send costs a scheduling point per subscriber per message (about
-four times slower, measured), so :meth:`FanOut.publish` awaits only when a ``block`` subscriber's
-buffer is full, which is exactly the backpressure that policy asks for.
+:meth:`FanOut.publish` never waits: each :class:`Subscription` keeps its own bounded buffer and
+applies its own slow-consumer policy when it is full. So the socket's reader, which publishes
+inline, answers heartbeats and serves every other topic on time whatever one consumer does, and a
+slow consumer costs only its own buffer (and, for ``block`` klines, a REST re-fetch in its own task
+when it resumes; see :mod:`tradeloop.streams.backlog`).
 """
 
 from __future__ import annotations
 
-import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -18,22 +19,31 @@ import trio
 
 from ..errors import InvalidValueError
 
-__all__ = ["FanOut", "SlowConsumerPolicy", "SubscriberHealth", "Subscription"]
-
-log = logging.getLogger(__name__)
+__all__ = ["FanOut", "SlowConsumerPolicy", "SubscriberHealth", "Subscription", "parse_policy"]
 
 T = TypeVar("T")
 
 
 class SlowConsumerPolicy(StrEnum):
-    """What happens when a subscriber's buffer is full."""
+    """What a subscriber's buffer does when its consumer falls behind. The socket never waits."""
 
     BLOCK = "block"
-    """Wait for the consumer: nothing is dropped (the default for klines)."""
+    """Lose nothing a strategy needs (the default for klines): every closed candle exactly once, in
+    order (re-fetched over REST if the backlog outgrew the buffer), open-candle updates coalesced
+    to the newest. For ticks, which cannot be re-fetched: a bounded buffer dropping the oldest."""
     LATEST = "latest"
-    """Drop the oldest buffered item so the consumer always catches up to the newest (ticks)."""
+    """Drop the oldest buffered item so the consumer always catches up to the newest (ticks' default)."""
     DROP = "drop"
     """Drop the new item and count it."""
+
+
+def parse_policy(policy: SlowConsumerPolicy | str) -> SlowConsumerPolicy:
+    """The policy named ``policy``; InvalidValueError naming the allowed ones."""
+    try:
+        return SlowConsumerPolicy(policy)
+    except ValueError:
+        allowed = ", ".join(p.value for p in SlowConsumerPolicy)
+        raise InvalidValueError(f"invalid slow-consumer policy {policy!r}: expected one of {allowed}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,35 +54,101 @@ class SubscriberHealth:
     lag: int
     """Items buffered and not yet received."""
     delivered: int
+    """Items the consumer received."""
     dropped: int
+    """Items this subscriber will never see (``latest``, ``drop``, ``block`` ticks)."""
+    refetched: int = 0
+    """Closed candles evicted from a ``block`` backlog and fetched again over REST."""
 
 
 class Subscription(trio.abc.ReceiveChannel[T]):
     """The receive end a consumer holds: iterate it with ``async for``; close it to unsubscribe.
 
-    A thin wrapper over a memory channel so that closing it tells the owning :class:`FanOut` at
-    once (the last subscriber leaving releases the upstream subscription).
+    ``receive()`` raises :class:`~tradeloop.errors.SubscriptionError` if the exchange rejected the
+    subscription, and ``trio.EndOfChannel`` (which ``async for`` turns into the loop's end) once
+    the stream is over and the buffer drained. Its counters stay readable after it closed.
     """
 
-    def __init__(
-        self,
-        receiver: trio.MemoryReceiveChannel[T],
-        on_close: Callable[[Subscription[T]], None],
-    ) -> None:
-        self._receiver = receiver
-        self._on_close: Callable[[Subscription[T]], None] | None = on_close
+    def __init__(self, name: str, policy: SlowConsumerPolicy, buffer: int, accepts: Callable[[T], bool] | None) -> None:
+        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+            raise InvalidValueError(f"invalid buffer size {buffer!r}: must be a whole number of at least 1")
+        self.name = name
+        self.policy = policy
+        self.buffer = buffer
+        self.accepts = accepts
+        """Filter of what this subscriber is sent (e.g. closed klines only)."""
+        self.delivered = 0
+        self.dropped = 0
+        self._items: deque[T] = deque()
+        self._waiters = trio.lowlevel.ParkingLot()
+        self._ended = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._on_close: Callable[[Subscription[T]], None] | None = None
 
-    async def receive(self) -> T:
-        return await self._receiver.receive()
+    # -- the publisher's side: never waits --------------------------------------------------------
+
+    def offer(self, item: T) -> None:
+        """Buffer ``item`` by this subscriber's policy."""
+        items = self._items
+        if len(items) >= self.buffer:
+            self.dropped += 1
+            if self.policy is SlowConsumerPolicy.DROP:
+                return
+            items.popleft()
+        items.append(item)
+        if self._waiters:
+            self._waiters.unpark_all()
+
+    def end(self, error: BaseException | None = None) -> None:
+        """The stream is over: the consumer drains what is buffered, then iteration ends.
+
+        With ``error`` the consumer's next ``receive()`` raises it at once instead.
+        """
+        self._ended = True
+        self._error = error
+        if error is not None:
+            self._items.clear()
+        self._on_close = None
+        self._waiters.unpark_all()
+
+    # -- the consumer's side ----------------------------------------------------------------------
+
+    def _take(self) -> T:
+        """The next item, or raise WouldBlock / EndOfChannel / the stream's error."""
+        if self._closed:
+            raise trio.ClosedResourceError("this subscription was closed")
+        if self._error is not None:
+            raise self._error
+        if self._items:
+            self.delivered += 1
+            return self._items.popleft()
+        if self._ended:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
 
     def receive_nowait(self) -> T:
-        return self._receiver.receive_nowait()
+        return self._take()
+
+    async def receive(self) -> T:
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while True:
+            try:
+                item = self._take()
+            except trio.WouldBlock:
+                await self._waiters.park()
+                continue
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return item
 
     def close(self) -> None:
-        self._receiver.close()
+        """Unsubscribe; the last subscriber leaving releases the upstream subscription."""
+        self._closed = self._ended = True
+        self._items.clear()
         on_close, self._on_close = self._on_close, None
         if on_close is not None:
             on_close(self)
+        self._waiters.unpark_all()
 
     async def aclose(self) -> None:
         self.close()
@@ -80,47 +156,28 @@ class Subscription(trio.abc.ReceiveChannel[T]):
 
     @property
     def lag(self) -> int:
-        return self._receiver.statistics().current_buffer_used
+        """Items buffered and not yet received."""
+        return len(self._items)
 
-
-class _Subscriber(Generic[T]):
-    __slots__ = ("accepts", "delivered", "dropped", "name", "oldest", "policy", "sender", "subscription")
-
-    def __init__(
-        self,
-        policy: SlowConsumerPolicy,
-        buffer: int,
-        accepts: Callable[[T], bool] | None,
-        on_close: Callable[[Subscription[T]], None],
-        name: str,
-    ) -> None:
-        self.name = name
-        sender, receiver = trio.open_memory_channel[T](buffer)
-        self.sender = sender
-        self.policy = policy
-        self.accepts = accepts
-        # A second handle on the buffer lets the LATEST policy discard the oldest item itself.
-        self.oldest = receiver.clone() if policy is SlowConsumerPolicy.LATEST else None
-        self.subscription = Subscription(receiver, on_close)
-        self.delivered = 0
-        self.dropped = 0
-
-    def close(self) -> None:
-        self.sender.close()
-        if self.oldest is not None:
-            self.oldest.close()
+    def health(self) -> SubscriberHealth:
+        return SubscriberHealth(self.name, self.policy, self.lag, self.delivered, self.dropped)
 
 
 class FanOut(Generic[T]):
-    """Delivers every published item to each subscriber according to its policy."""
+    """Delivers every published item to each subscriber according to its policy, without waiting."""
 
     def __init__(self, on_empty: Callable[[], None] | None = None) -> None:
-        self._subscribers: list[_Subscriber[T]] = []
+        self._subscribers: list[Subscription[T]] = []
         self._on_empty = on_empty
-        self._subscribed = 0
+        self._count = 0
 
     def __len__(self) -> int:
         return len(self._subscribers)
+
+    def next_name(self, name: str | None) -> str:
+        """``name``, or ``subscriber-N`` numbering this fan-out's subscribers."""
+        self._count += 1
+        return name or f"subscriber-{self._count}"
 
     def subscribe(
         self,
@@ -130,72 +187,31 @@ class FanOut(Generic[T]):
         *,
         name: str | None = None,
     ) -> Subscription[T]:
-        """A new subscriber channel; ``accepts`` filters what it is sent (e.g. closed klines only)."""
-        try:
-            policy = SlowConsumerPolicy(policy)
-        except ValueError:
-            allowed = ", ".join(p.value for p in SlowConsumerPolicy)
-            raise InvalidValueError(f"invalid slow-consumer policy {policy!r}: expected one of {allowed}") from None
-        if buffer < 1:
-            raise InvalidValueError(f"invalid buffer size {buffer!r}: must be at least 1")
-        self._subscribed += 1
-        subscriber = _Subscriber(policy, buffer, accepts, self._unsubscribe, name or f"subscriber-{self._subscribed}")
-        self._subscribers.append(subscriber)
-        return subscriber.subscription
+        """A new subscriber with its own ``buffer``; ``accepts`` filters what it is sent."""
+        return self.add(Subscription(self.next_name(name), parse_policy(policy), buffer, accepts))
+
+    def add(self, subscription: Subscription[T]) -> Subscription[T]:
+        """Start publishing to ``subscription`` (any subclass: its ``offer`` decides what it keeps)."""
+        subscription._on_close = self._unsubscribe
+        self._subscribers.append(subscription)
+        return subscription
 
     def _unsubscribe(self, subscription: Subscription[T]) -> None:
-        for index, subscriber in enumerate(self._subscribers):
-            if subscriber.subscription is subscription:
-                subscriber.close()
-                del self._subscribers[index]
-                break
+        self._subscribers.remove(subscription)
         if not self._subscribers and self._on_empty is not None:
             self._on_empty()
 
-    async def publish(self, item: T) -> None:
-        # Iterate over a snapshot: a consumer may unsubscribe while we wait on a full buffer.
-        for subscriber in tuple(self._subscribers):
-            if subscriber.accepts is not None and not subscriber.accepts(item):
-                continue
-            try:
-                subscriber.sender.send_nowait(item)
-            except trio.WouldBlock:
-                await self._deliver_to_full(subscriber, item)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                # The consumer left while we were publishing, or closed a clone of its channel.
-                self._unsubscribe(subscriber.subscription)
-                continue
-            else:
-                subscriber.delivered += 1
-
-    async def _deliver_to_full(self, subscriber: _Subscriber[T], item: T) -> None:
-        if subscriber.policy is SlowConsumerPolicy.DROP:
-            subscriber.dropped += 1
-            return
-        if subscriber.policy is SlowConsumerPolicy.LATEST:
-            assert subscriber.oldest is not None
-            try:
-                subscriber.oldest.receive_nowait()
-                subscriber.dropped += 1
-            except trio.WouldBlock:
-                pass  # the consumer took one in the meantime
-            subscriber.sender.send_nowait(item)
-            subscriber.delivered += 1
-            return
-        try:
-            await subscriber.sender.send(item)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            self._unsubscribe(subscriber.subscription)
-        else:
-            subscriber.delivered += 1
-
-    def close(self) -> None:
-        """End every subscriber's iteration (the upstream is gone)."""
+    def publish(self, item: T) -> None:
         for subscriber in self._subscribers:
-            subscriber.close()
-        self._subscribers.clear()
+            accepts = subscriber.accepts
+            if accepts is None or accepts(item):
+                subscriber.offer(item)
+
+    def close(self, error: BaseException | None = None) -> None:
+        """End every subscriber's stream (the upstream is gone), with ``error`` if it failed."""
+        subscribers, self._subscribers = self._subscribers, []
+        for subscriber in subscribers:
+            subscriber.end(error)
 
     def health(self) -> tuple[SubscriberHealth, ...]:
-        return tuple(
-            SubscriberHealth(s.name, s.policy, s.subscription.lag, s.delivered, s.dropped) for s in self._subscribers
-        )
+        return tuple(s.health() for s in self._subscribers)

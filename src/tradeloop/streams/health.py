@@ -53,6 +53,8 @@ class TopicHealth:
     rest_errors: int
     recent_errors: tuple[ErrorRecord, ...]
     subscribers: tuple[SubscriberHealth, ...]
+    queue_overflows: int = 0
+    """Times pushes piled up behind a REST fetch past their bound and were dropped (then fetched)."""
 
     @property
     def lag(self) -> int:
@@ -62,6 +64,10 @@ class TopicHealth:
     @property
     def dropped(self) -> int:
         return sum(s.dropped for s in self.subscribers)
+
+    @property
+    def refetched(self) -> int:
+        return sum(s.refetched for s in self.subscribers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,9 @@ StreamManager.open(...)`` (or an error in any stream task) ends every stream, cl
 within the connection's close bound, and ends every subscriber's iteration.
 
 Several subscribers to the same topic share one upstream subscription; the last one closing its
-channel unsubscribes upstream and, when a socket has no topic left, closes it.
+channel unsubscribes upstream and, when a socket has no topic left, closes it. A topic the exchange
+rejects is released upstream, and each of its subscribers' ``receive()`` raises
+:class:`~tradeloop.errors.SubscriptionError`.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import trio
 
 from ..errors import InvalidValueError
 from ..exchanges import Exchange, normalize_exchange_name
-from ..exchanges.base import Topic, TopicKind
+from ..exchanges.base import ErrorReply, Topic, TopicKind
 from ..models import Kline, Tick
 from ..symbols import Market, parse_symbol
 from .config import StreamConfig
@@ -28,7 +30,8 @@ from .connection import Connection
 from .fanout import SlowConsumerPolicy, Subscription
 from .health import ConnectionHealth, StreamHealth, TopicHealth
 from .source import TickKind
-from .topic import TopicStream
+from .topic import KlineTopic, TickTopic
+from .transport import Transport
 
 __all__ = ["StreamManager"]
 
@@ -43,12 +46,19 @@ class StreamManager:
         config: StreamConfig,
         http: httpx.AsyncClient,
         nursery: trio.Nursery,
+        transport: Transport | None = None,
     ) -> None:
         self._exchanges = dict(exchanges)
         self.config = config
         self._http = http
         self._nursery = nursery
-        self._topics: dict[tuple[str, Topic], TopicStream] = {}
+        self._transport = transport or Transport(
+            config.transport,
+            connect_timeout=config.connect_timeout,
+            close_timeout=config.close_timeout,
+            message_queue_size=config.message_queue_size,
+        )
+        self._topics: dict[tuple[str, Topic], KlineTopic | TickTopic] = {}
         self._topic_scopes: dict[tuple[str, Topic], trio.CancelScope] = {}
         self._connections: dict[tuple[str, Market], list[Connection]] = {}
         self._topic_connection: dict[tuple[str, Topic], Connection] = {}
@@ -95,10 +105,19 @@ class StreamManager:
         buffer: int | None = None,
         name: str | None = None,
     ) -> Subscription[Kline]:
-        """Updates of each candle, then one ``closed=True`` kline per candle, in order, no gaps."""
+        """Updates of each candle, then one ``closed=True`` kline per candle, in order, no gaps.
+
+        ``policy`` says what happens when this consumer falls behind (it never holds up the
+        socket or other consumers): ``block`` (default) keeps every closed candle, re-fetching over
+        REST what outgrew ``buffer``, and coalesces open-candle updates to the newest; ``latest``
+        keeps the newest ``buffer`` items; ``drop`` drops new items while full. ``name`` labels the
+        subscriber in :meth:`health`. Raises InvalidValueError for a bad exchange, symbol,
+        timeframe, policy or buffer; the subscription raises SubscriptionError if the exchange
+        rejects it.
+        """
         stream = self._stream(exchange, Topic(TopicKind.KLINE, symbol, timeframe))
-        accepts = _is_closed if closed_only else None
-        return stream.kline_fanout.subscribe(policy, buffer or self.config.kline_buffer, accepts, name=name)
+        assert isinstance(stream, KlineTopic)
+        return stream.subscribe(policy, buffer or self.config.kline_buffer, closed_only, name)
 
     def ticks(
         self,
@@ -110,16 +129,23 @@ class StreamManager:
         buffer: int | None = None,
         name: str | None = None,
     ) -> Subscription[Tick]:
-        """Ticks of ``symbol``: the 24h ticker by default, or last price, mark price, book ticker."""
+        """Ticks of ``symbol``: the 24h ticker by default, or last price, mark price, book ticker.
+
+        ``policy``: ``latest`` (default) keeps the newest ``buffer`` ticks; ``block`` is a bounded
+        buffer too (a tick cannot be re-fetched) that drops the oldest when full; ``drop`` drops new
+        ticks while full. Every drop is counted in :meth:`health`. Raises InvalidValueError for a
+        bad argument; the subscription raises SubscriptionError if the exchange rejects it.
+        """
+        allowed = ", ".join(k.value for k in TopicKind if k is not TopicKind.KLINE)
         try:
             topic_kind = TopicKind(kind)
         except ValueError:
-            allowed = ", ".join(k.value for k in TopicKind if k is not TopicKind.KLINE)
             raise InvalidValueError(f"invalid tick kind {kind!r}: expected one of {allowed}") from None
         if topic_kind is TopicKind.KLINE:
-            raise InvalidValueError("use klines() for kline streams")
+            raise InvalidValueError(f"invalid tick kind 'kline': use klines() for candles, or one of {allowed}")
         stream = self._stream(exchange, Topic(topic_kind, symbol))
-        return stream.tick_fanout.subscribe(policy, buffer or self.config.tick_buffer, name=name)
+        assert isinstance(stream, TickTopic)
+        return stream.subscribe(policy, buffer or self.config.tick_buffer, name)
 
     async def fetch_klines(self, exchange: str, symbol: str, timeframe: str, *, limit: int = 100) -> list[Kline]:
         """The newest ``limit`` closed candles over REST, oldest first (strategy warm-up)."""
@@ -138,7 +164,7 @@ class StreamManager:
                 f"unknown exchange {name!r}: this manager serves {', '.join(sorted(self._exchanges))}"
             ) from None
 
-    def _stream(self, exchange_name: str, topic: Topic) -> TopicStream:
+    def _stream(self, exchange_name: str, topic: Topic) -> KlineTopic | TickTopic:
         name = normalize_exchange_name(exchange_name)
         client = self._exchange(name)
         key = (name, topic)
@@ -147,12 +173,14 @@ class StreamManager:
             return stream
         client.check_topic(topic)
         parse_symbol(topic.symbol)
-        stream = TopicStream(name, client, topic, self.config, self._http, lambda: self._drop(key))
+        if client.supports_push:
+            Transport.check_url(client.ws_url(topic.market))
+        kind = KlineTopic if topic.kind is TopicKind.KLINE else TickTopic
+        stream = kind(name, client, topic, self.config, self._http, lambda: self._release(key))
         self._topics[key] = stream
         scope = trio.CancelScope()
         self._topic_scopes[key] = scope
-        if stream.is_kline:
-            self._nursery.start_soon(_run_in_scope, scope, stream.run_klines)
+        self._nursery.start_soon(self._run_topic, scope, key, stream)
         if client.supports_push:
             log.info("%s %s: streaming over WebSocket", name, topic)
             self._assign_connection(stream)
@@ -161,7 +189,19 @@ class StreamManager:
             self._start_polling(stream)
         return stream
 
-    def _assign_connection(self, stream: TopicStream) -> None:
+    async def _run_topic(
+        self, scope: trio.CancelScope, key: tuple[str, Topic], stream: KlineTopic | TickTopic
+    ) -> None:
+        """The topic's task: ask the exchange whether it lists the topic, then do the closer's REST work."""
+        with scope:
+            await stream.validate()
+            if stream.rejection is not None:
+                self._release(key)
+                return
+            if isinstance(stream, KlineTopic):
+                await stream.run()
+
+    def _assign_connection(self, stream: KlineTopic | TickTopic) -> None:
         market = stream.topic.market
         pool = self._connections.setdefault((stream.exchange_name, market), [])
         connection = next((c for c in pool if len(c.topics) < c.capacity), None)
@@ -171,7 +211,9 @@ class StreamManager:
                 stream.exchange,
                 market,
                 self.config,
+                self._transport,
                 self._on_fallback_change,
+                self._on_rejected,
                 next(self._connection_ids),
             )
             pool.append(connection)
@@ -181,9 +223,17 @@ class StreamManager:
         if connection.use_rest_fallback:
             self._start_polling(stream)
 
-    def _drop(self, key: tuple[str, Topic]) -> None:
-        """The last subscriber left: release the upstream subscription."""
-        stream = self._topics.pop(key)
+    def _on_rejected(self, connection: Connection, topic: Topic, reply: ErrorReply) -> None:
+        stream = self._topics.get((connection.exchange_name, topic))
+        if stream is not None:
+            stream.reject(reply.code, reply.message)
+            self._release((connection.exchange_name, topic))
+
+    def _release(self, key: tuple[str, Topic]) -> None:
+        """Release the upstream subscription: the last subscriber left, or the exchange rejected it."""
+        stream = self._topics.pop(key, None)
+        if stream is None:
+            return
         self._topic_scopes.pop(key).cancel()
         self._stop_polling(stream)
         stream.close()
@@ -203,14 +253,14 @@ class StreamManager:
             else:
                 self._stop_polling(stream)
 
-    def _start_polling(self, stream: TopicStream) -> None:
+    def _start_polling(self, stream: KlineTopic | TickTopic) -> None:
         if stream.poll_scope is not None:
             return
         stream.mode = "rest"
         stream.poll_scope = trio.CancelScope()
         self._nursery.start_soon(_run_in_scope, stream.poll_scope, stream.poll, self.config.rest_poll_interval)
 
-    def _stop_polling(self, stream: TopicStream) -> None:
+    def _stop_polling(self, stream: KlineTopic | TickTopic) -> None:
         if stream.poll_scope is None or not stream.exchange.supports_push:
             return
         stream.poll_scope.cancel()
@@ -232,10 +282,6 @@ class StreamManager:
     def _close_all(self) -> None:
         for stream in self._topics.values():
             stream.close()
-
-
-def _is_closed(kline: Kline) -> bool:
-    return kline.closed
 
 
 async def _run_in_scope(scope: trio.CancelScope, function: Callable[..., Awaitable[object]], *args: object) -> None:
@@ -275,10 +321,11 @@ def _connection_health(connection: Connection, now: float) -> ConnectionHealth:
     )
 
 
-def _topic_health(stream: TopicStream, connection: Connection | None, now: float) -> TopicHealth:
+def _topic_health(stream: KlineTopic | TickTopic, connection: Connection | None, now: float) -> TopicHealth:
     errors = stream.error_history.recent()
     if connection is not None:
         errors = tuple(sorted(errors + connection.error_history.recent(), key=lambda e: e.time))[-10:]
+    closer = stream.closer if isinstance(stream, KlineTopic) else None
     return TopicHealth(
         exchange=stream.exchange_name,
         topic=stream.topic,
@@ -288,12 +335,13 @@ def _topic_health(stream: TopicStream, connection: Connection | None, now: float
         last_message_age=_age(now, stream.last_message_time),
         reconnects=connection.reconnect_count if connection is not None else 0,
         parse_errors=dict(connection.parse_frame_errors) if connection is not None else {},
-        closed_candles=stream.closed_candles,
-        backfilled_candles=stream.backfilled_candles,
-        stale_updates=stream.stale_updates,
-        duplicate_updates=stream.duplicate_updates,
-        unconfirmed_closes=stream.unconfirmed_closes,
+        closed_candles=closer.closed_candles if closer else 0,
+        backfilled_candles=closer.backfilled_candles if closer else 0,
+        stale_updates=closer.stale_updates if closer else 0,
+        duplicate_updates=closer.duplicate_updates if closer else 0,
+        unconfirmed_closes=closer.unconfirmed_closes if closer else 0,
         rest_errors=stream.rest_errors,
         recent_errors=errors,
-        subscribers=stream.kline_fanout.health() + stream.tick_fanout.health(),
+        subscribers=stream.fanout.health(),
+        queue_overflows=closer.queue_overflows if closer else 0,
     )

@@ -1,7 +1,12 @@
 """Client WebSocket transports: the seam between a connection and the WebSocket library.
 
 A connection needs three things of a socket: a batch of received messages, sending text, and a
-close that never leaks the TCP stream. Two implementations:
+close that never leaks the TCP stream. A :class:`Transport` opens such sockets and is the one
+place where the libraries' errors (OSError, DNS, TLS, Trio's broken streams, trio-websocket's
+exceptions, timeouts) become ours, all under :class:`TransportError`, in the manner of httpx's
+``map_exceptions``: the connection above handles one family of errors, and a test can hand a
+Transport any stream opener (an in-memory stream pair) to run a connection with no network.
+Two implementations of the socket:
 
 - :class:`WsprotoSocket` (the default) works directly on a Trio stream: wsproto, the sans-IO
   protocol engine, for the opening handshake and the frames we send, and our own
@@ -24,9 +29,10 @@ from __future__ import annotations
 import logging
 import math
 import re
+import socket
 import ssl
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
@@ -42,13 +48,17 @@ from ..errors import InvalidValueError, TradeloopError
 from .frames import Close, FrameDecoder, Ping, WebSocketProtocolError
 
 __all__ = [
+    "ConnectError",
+    "ConnectTimeoutError",
     "ConnectionClosedError",
     "HandshakeRejectedError",
+    "StreamOpener",
+    "Transport",
+    "TransportError",
     "TransportName",
     "TrioWebsocketSocket",
     "WebSocket",
     "WsprotoSocket",
-    "websocket_session",
 ]
 
 TransportName = Literal["wsproto", "trio-websocket"]
@@ -63,12 +73,24 @@ _MAX_RESPONSE_HEAD = 16 * 1024
 log = logging.getLogger(__name__)
 
 
-class ConnectionClosedError(TradeloopError):
+class TransportError(TradeloopError):
+    """A WebSocket could not be opened, or broke: the connection reconnects."""
+
+
+class ConnectionClosedError(TransportError):
     """The peer closed the WebSocket (or the TCP stream under it)."""
 
 
-class HandshakeRejectedError(TradeloopError):
+class HandshakeRejectedError(TransportError):
     """The server refused the WebSocket opening handshake."""
+
+
+class ConnectError(TransportError):
+    """No connection: DNS lookup failed, the connection was refused or reset, TLS failed."""
+
+
+class ConnectTimeoutError(TransportError):
+    """The socket was not open (TCP, TLS and handshake) within the connect timeout."""
 
 
 class WebSocket(Protocol):
@@ -103,14 +125,6 @@ class _Target:
         if parts.query:
             resource = f"{resource}?{parts.query}"
         return cls(parts.scheme, parts.hostname, parts.port or _DEFAULT_PORTS[parts.scheme], resource)
-
-
-async def _open_stream(target: _Target) -> trio.SocketStream | trio.SSLStream[trio.SocketStream]:
-    if target.scheme == "wss":
-        return await trio.open_ssl_over_tcp_stream(
-            target.hostname, target.port, ssl_context=ssl.create_default_context(), https_compatible=True
-        )
-    return await trio.open_tcp_stream(target.hostname, target.port)
 
 
 class WsprotoSocket:
@@ -214,7 +228,10 @@ class WsprotoSocket:
             raise ConnectionClosedError(f"protocol error from the server: {exc}") from exc
 
     async def _receive_some(self) -> bytes | bytearray:
-        data = await self._stream.receive_some(_RECEIVE_SIZE)
+        try:
+            data = await self._stream.receive_some(_RECEIVE_SIZE)
+        except (trio.BrokenResourceError, OSError) as exc:
+            raise ConnectionClosedError(f"the connection broke: {exc!r}") from exc
         if not data:
             raise ConnectionClosedError("the server closed the TCP connection")
         return data
@@ -223,7 +240,7 @@ class WsprotoSocket:
         async with self._send_lock:
             try:
                 await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
                 raise ConnectionClosedError(f"cannot send: {exc!r}") from exc
 
 
@@ -249,46 +266,117 @@ class TrioWebsocketSocket:
         await self._connection.aclose()
 
 
-@asynccontextmanager
-async def websocket_session(
-    url: str,
-    *,
-    transport: TransportName = "wsproto",
-    connect_timeout: float,
-    close_timeout: float,
-    message_queue_size: int,
-) -> AsyncIterator[WebSocket]:
-    """Connect to ``url`` (ws:// or wss://) within ``connect_timeout``; close on exit.
+StreamOpener = Callable[[str, int, bool], Awaitable[trio.abc.Stream]]
+"""Opens the byte stream under a socket: ``(host, port, tls)``; TCP (and TLS) by default."""
 
-    On exit the closing handshake is attempted (shielded, within ``close_timeout``) unless we are
-    being cancelled: then the stream is closed at once (shutdown must not wait on a peer).
+
+async def open_tcp(host: str, port: int, tls: bool) -> trio.abc.Stream:
+    if tls:
+        return await trio.open_ssl_over_tcp_stream(
+            host, port, ssl_context=ssl.create_default_context(), https_compatible=True
+        )
+    return await trio.open_tcp_stream(host, port)
+
+
+class Transport:
+    """Opens client WebSockets of one kind with the given bounds; see the module docstring.
+
+    ``connect_timeout`` bounds opening (TCP, TLS and the handshake: TLS failures can hang);
+    ``close_timeout`` bounds the closing handshake, after which the stream is closed regardless.
     """
-    target = _Target.parse(url)
-    async with trio.open_nursery() as nursery:
-        stream: trio.SocketStream | trio.SSLStream[trio.SocketStream] | None = None
-        try:
-            with trio.fail_after(connect_timeout):
-                stream = await _open_stream(target)
-                socket: WsprotoSocket | TrioWebsocketSocket
-                if transport == "wsproto":
-                    socket = WsprotoSocket(stream)
-                    await socket.handshake(target)
-                else:
-                    connection = await trio_websocket.wrap_client_stream(
-                        nursery, stream, target.host_header, target.resource, message_queue_size=message_queue_size
-                    )
-                    socket = TrioWebsocketSocket(connection)
+
+    def __init__(
+        self,
+        kind: TransportName = "wsproto",
+        *,
+        connect_timeout: float = 10.0,
+        close_timeout: float = 2.0,
+        message_queue_size: int = 1024,
+        open_stream: StreamOpener = open_tcp,
+    ) -> None:
+        if kind not in ("wsproto", "trio-websocket"):
+            raise InvalidValueError(f"invalid transport {kind!r}: expected 'wsproto' or 'trio-websocket'")
+        self.kind = kind
+        self.connect_timeout = connect_timeout
+        self.close_timeout = close_timeout
+        self.message_queue_size = message_queue_size
+        self._open_stream = open_stream
+
+    @staticmethod
+    def check_url(url: str) -> None:
+        """Raise InvalidValueError unless ``url`` is a ws:// or wss:// URL with a host."""
+        _Target.parse(url)
+
+    @asynccontextmanager
+    async def connect(self, url: str) -> AsyncIterator[WebSocket]:
+        """Connect to ``url`` within ``connect_timeout``; close on exit.
+
+        On exit the closing handshake is attempted (shielded, within ``close_timeout``) unless we
+        are being cancelled: then the stream is closed at once (shutdown must not wait on a peer).
+        Raises :class:`TransportError` (a subclass of it) for every way opening can fail, and
+        InvalidValueError for a URL that is not ws:// or wss://.
+        """
+        target = _Target.parse(url)
+        async with trio.open_nursery() as nursery:
+            stream: trio.abc.Stream | None = None
             try:
-                yield socket
+                with _connect_errors(target, self.connect_timeout), trio.fail_after(self.connect_timeout):
+                    stream = await self._open_stream(target.hostname, target.port, target.scheme == "wss")
+                    socket: WsprotoSocket | TrioWebsocketSocket
+                    if self.kind == "wsproto":
+                        socket = WsprotoSocket(stream)
+                        await socket.handshake(target)
+                    else:
+                        if not isinstance(stream, trio.SocketStream | trio.SSLStream):
+                            raise InvalidValueError("the trio-websocket transport runs only on TCP or TLS streams")
+                        connection = await trio_websocket.wrap_client_stream(
+                            nursery,
+                            stream,
+                            target.host_header,
+                            target.resource,
+                            message_queue_size=self.message_queue_size,
+                        )
+                        socket = TrioWebsocketSocket(connection)
+                try:
+                    yield socket
+                finally:
+                    if trio.current_effective_deadline() != -math.inf:
+                        with (
+                            trio.move_on_after(self.close_timeout, shield=True),
+                            # The peer may have gone first: then only the stream is left to close.
+                            suppress(TransportError, trio.BrokenResourceError, trio.ClosedResourceError),
+                        ):
+                            await socket.close()
             finally:
-                if trio.current_effective_deadline() != -math.inf:
-                    with (
-                        trio.move_on_after(close_timeout, shield=True),
-                        # The peer may have gone first: then only the stream is left to close.
-                        suppress(ConnectionClosedError, trio.BrokenResourceError, trio.ClosedResourceError),
-                    ):
-                        await socket.close()
-        finally:
-            if stream is not None:
-                await trio.aclose_forcefully(stream)
-            nursery.cancel_scope.cancel()
+                if stream is not None:
+                    await trio.aclose_forcefully(stream)
+                nursery.cancel_scope.cancel()
+
+
+@contextmanager
+def _connect_errors(target: _Target, timeout: float) -> Iterator[None]:
+    """Map what opening a socket can raise to :class:`TransportError` subclasses."""
+    where = f"{target.hostname}:{target.port}"
+    try:
+        yield
+    except trio.TooSlowError as exc:
+        raise ConnectTimeoutError(f"timeout: no WebSocket open to {where} within {timeout:g} s") from exc
+    except socket.gaierror as exc:
+        raise ConnectError(f"DNS: cannot resolve {target.hostname!r}: {exc.strerror or exc}") from exc
+    except ConnectionRefusedError as exc:
+        raise ConnectError(f"refused: nothing accepts connections on {where}") from exc
+    except trio_websocket.HandshakeError as exc:
+        raise HandshakeRejectedError(f"server at {where} refused the WebSocket: {exc!r}") from exc
+    except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
+        raise ConnectError(f"cannot connect to {where}: {_root_cause(exc)}") from exc
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The first concrete cause: trio.open_tcp_stream raises OSError("all attempts ... failed")
+    whose cause groups the per-address errors (refused, unreachable)."""
+    cause = exc.__cause__
+    while isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+        cause = cause.exceptions[0]
+    if isinstance(cause, ConnectionRefusedError):
+        return f"refused ({cause.strerror})"
+    return str(cause or exc) or type(exc).__name__

@@ -338,7 +338,11 @@ def _error_reply(message: dict[str, Any], code: object) -> ErrorReply:
     text = message.get("msg") or ""
     if type(code) is not int or type(request_id) is not str or type(text) is not str:
         raise ProtocolError(ErrorKind.BAD_FIELD, f"malformed error reply: code={code!r} id={request_id!r}")
-    return ErrorReply(request_id, code, text)
+    return ErrorReply(request_id, code, text, transient=code in _TRANSIENT_CODES)
+
+
+_TRANSIENT_CODES = frozenset({80012, 100410, 100500})
+"""Service unavailable, frequency limit, internal error (BINGX.md §3): worth asking again."""
 
 
 def _undecodable(text: bytes | str, exc: Exception) -> ProtocolError:

@@ -1,0 +1,40 @@
+"""One error out of an ``async with``, not an ExceptionGroup.
+
+Trio's nurseries wrap whatever their tasks (and the body of an ``async with`` around one) raise in
+an ExceptionGroup, so ``except ValueError`` around ``StreamManager.open`` would miss a ValueError
+its body raised, and Ctrl-C would arrive as nested groups. trio-websocket 0.12 solved the same
+problem for its context managers the same way: when a group holds exactly one real error (the
+``Cancelled`` exceptions a cancellation adds alongside it do not count), that error leaves as
+itself; several real errors still leave as the group, since none of them may be hidden.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import trio
+
+__all__ = ["leaves", "single_error"]
+
+
+def leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The exceptions inside nested groups, in order (each nursery level adds one)."""
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
+
+
+@contextmanager
+def single_error() -> Iterator[None]:
+    """Re-raise a group holding one real error as that error (see the module docstring)."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        real = [exc for exc in leaves(group) if not isinstance(exc, trio.Cancelled)]
+        if len({id(exc) for exc in real}) != 1:
+            raise
+        error = real[0]
+        # Keep the error's own cause; the group it came in adds nothing a reader needs.
+        raise error from error.__cause__

@@ -10,12 +10,17 @@ itself; several real errors still leave as the group, since none of them may be 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from typing import ParamSpec, TypeVar
 
 import trio
 
-__all__ = ["leaves", "single_error"]
+__all__ = ["leaves", "single_error", "single_error_context"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
@@ -38,3 +43,18 @@ def single_error() -> Iterator[None]:
         error = real[0]
         # Keep the error's own cause; the group it came in adds nothing a reader needs.
         raise error from error.__cause__
+
+
+def single_error_context(
+    function: Callable[P, AbstractAsyncContextManager[T]],
+) -> Callable[P, AbstractAsyncContextManager[T]]:
+    """Decorate a function returning an async context manager so that one error leaves it as itself."""
+
+    @functools.wraps(function)
+    @asynccontextmanager
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> AsyncIterator[T]:
+        with single_error():
+            async with function(*args, **kwargs) as value:
+                yield value
+
+    return wrapper

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from .._groups import single_error_context
 from ..symbols import Market, validate_timeframe
 from .config import SimClock, SimConfig, SimStats
 from .faults import Faults
@@ -47,6 +48,10 @@ class Simulator:
     @property
     def faults(self) -> Faults:
         return self._hub.faults
+
+    async def handle_websocket(self, stream: trio.abc.Stream) -> None:
+        """Serve one WebSocket client on ``stream`` (any byte stream: an in-memory pair in tests)."""
+        await self._hub.handle(stream)
 
     @property
     def stats(self) -> SimStats:
@@ -98,13 +103,15 @@ def _port(listeners: list[trio.SocketListener]) -> int:
     return port
 
 
+@single_error_context
 @asynccontextmanager
 async def open_simulator(
     config: SimConfig | None = None, *, host: str = "127.0.0.1", ws_port: int = 0, rest_port: int = 0
 ) -> AsyncIterator[Simulator]:
     """Run a BingX-compatible exchange on ``host`` for the duration of the ``async with``.
 
-    Port 0 picks a free port; the real URLs are on the yielded :class:`Simulator`.
+    Port 0 picks a free port; the real URLs are on the yielded :class:`Simulator`. An exception
+    raised in the body leaves as itself, not wrapped in an ExceptionGroup; Ctrl-C as KeyboardInterrupt.
     """
     config = config or SimConfig()
     clock = SimClock.starting_now(config.start_ms)

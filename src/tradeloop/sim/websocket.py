@@ -40,7 +40,7 @@ class WebSocketClosed(Exception):
 class ServerWebSocket:
     """One server-side WebSocket. One task reads (:meth:`receive_message`); any task may send."""
 
-    def __init__(self, stream: trio.SocketStream) -> None:
+    def __init__(self, stream: trio.abc.Stream) -> None:
         self._stream = stream
         self._ws = WSConnection(ConnectionType.SERVER)
         self._send_lock = trio.StrictFIFOLock()
@@ -131,7 +131,7 @@ class ServerWebSocket:
         if not data:
             return False
         try:
-            self._ws.receive_data(data)
+            self._ws.receive_data(bytes(data))
         except RemoteProtocolError as exc:  # not a WebSocket upgrade: answer it (e.g. 400) and stop
             if exc.event_hint is not None:
                 await self._send_event(exc.event_hint)

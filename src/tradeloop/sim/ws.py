@@ -96,11 +96,12 @@ class WsHub:
         """Accept connections until cancelled; :meth:`close_all` stops accepting first."""
         async with trio.open_nursery() as connections, trio.open_nursery() as accepting:
             self._stop_accepting = accepting.cancel_scope.cancel
-            serve = partial(trio.serve_listeners, self._handle, listeners, handler_nursery=connections)
+            serve = partial(trio.serve_listeners, self.handle, listeners, handler_nursery=connections)
             await accepting.start(serve)
             task_status.started()
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """Serve one client: handshake, then the session, until it or the simulator ends."""
         ws = ServerWebSocket(stream)
         try:
             try:

@@ -44,6 +44,7 @@ from wsproto.connection import ConnectionState
 from wsproto.events import AcceptConnection, CloseConnection, Pong, RejectConnection, Request, TextMessage
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from .._groups import single_error_context
 from ..errors import InvalidValueError, TradeloopError
 from .frames import Close, FrameDecoder, Ping, WebSocketProtocolError
 
@@ -307,6 +308,7 @@ class Transport:
         """Raise InvalidValueError unless ``url`` is a ws:// or wss:// URL with a host."""
         _Target.parse(url)
 
+    @single_error_context
     @asynccontextmanager
     async def connect(self, url: str) -> AsyncIterator[WebSocket]:
         """Connect to ``url`` within ``connect_timeout``; close on exit.

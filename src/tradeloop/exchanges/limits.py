@@ -1,0 +1,259 @@
+"""Bounds on what an exchange, or anything posing as one, can make tradeloop allocate or compute.
+
+A peer controls every byte tradeloop decodes, and a few bytes are enough to end or freeze a
+process that trusts them: a gzip stream of 1 MB inflates to 1 GiB (deflate reaches 1032:1), a JSON
+document of a few dozen bytes (``[[[[…``) nested deeper than Python's recursion limit makes
+msgspec and ``json`` raise RecursionError, and a REST body has no size at all until it ends. So
+every exchange decodes through the three functions here, with the bounds of one
+:class:`PeerLimits`:
+
+- :func:`gunzip`: a gzip stream (a BingX WebSocket frame) inflated to at most ``max_frame_size``
+  bytes, incrementally: the inflater stops at the cap, it never inflates the rest to see how big it is;
+- :func:`check_json_depth`: refuses a JSON document nested deeper than ``max_json_depth``,
+  found without recursion before the decoder (which recurses) sees it;
+- :func:`get_body`: a REST GET whose body is read as it streams in and given up at ``max_body_size``
+  bytes, as received and as decoded (httpx would inflate a gzip body whole; here it is inflated
+  by the same bounded inflater as frames).
+
+Each refusal is a :class:`~tradeloop.exchanges.base.ProtocolError` (kind ``TOO_LARGE``,
+``TOO_DEEP`` or ``BAD_GZIP``): the one error a codec raises on bad input, so the stream layer
+counts it, logs it and skips the frame (a REST call is retried), exactly like any malformed frame.
+The work per frame is bounded by the same caps: inflating, scanning and decoding are each linear
+in the inflated size. The size of a WebSocket message *on the wire* is bounded earlier, by the
+transport (:class:`~tradeloop.streams.frames.FrameDecoder`'s ``max_message_size``), which fails
+the connection before buffering an oversized message.
+
+An exchange client takes a ``PeerLimits`` at construction and hands it to its codecs and REST
+parsers; the defaults fit BingX and Binance market data with two orders of magnitude to spare::
+
+    limits = PeerLimits(max_body_size=16 * 1024 * 1024)   # e.g. for a large exchangeInfo
+    text = gunzip(frame, limits.max_frame_size)              # bytes, or ProtocolError
+    check_json_depth(text, limits.max_json_depth)            # None, or ProtocolError
+    message = decoder.decode(text)                           # now safe: no RecursionError
+    body = await get_body(http, url, params=params, max_size=limits.max_body_size)
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+import re
+import zlib
+from dataclasses import dataclass, fields
+from typing import Final
+
+import httpx
+
+from ..errors import InvalidValueError
+from .base import ErrorKind, ProtocolError
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "MAX_JSON_DEPTH_CEILING",
+    "PeerLimits",
+    "RestBody",
+    "check_json_depth",
+    "get_body",
+    "gunzip",
+    "json_depth",
+]
+
+MAX_JSON_DEPTH_CEILING: Final = 256
+"""Highest ``max_json_depth`` accepted: msgspec and ``json`` recurse once per level, and Python's
+recursion limit (1000) must stay out of reach however deep the caller's own stack is."""
+
+_MiB: Final = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLimits:
+    """How much of a peer's input tradeloop accepts; every field a byte count or a depth, > 0.
+
+    The defaults leave room for any market-data message and refuse what no exchange sends.
+    """
+
+    max_frame_size: int = _MiB
+    """Bytes of one WebSocket message after decompression. BingX pushes are under 1 KB; a gzip
+    frame inflating beyond this is refused (``TOO_LARGE``) once the inflater reaches it."""
+    max_body_size: int = 8 * _MiB
+    """Bytes of one REST response body, as received and after decompression. 1440 BingX candles
+    are about 160 KB; a larger body is refused (``TOO_LARGE``) without reading the rest."""
+    max_json_depth: int = 32
+    """Nesting of arrays and objects in one JSON document (BingX and Binance use at most 4);
+    at most :data:`MAX_JSON_DEPTH_CEILING`. Deeper is refused (``TOO_DEEP``)."""
+
+    def __post_init__(self) -> None:
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InvalidValueError(f"PeerLimits.{field.name} must be a positive whole number, got {value!r}")
+        if self.max_json_depth > MAX_JSON_DEPTH_CEILING:
+            raise InvalidValueError(
+                f"PeerLimits.max_json_depth must be at most {MAX_JSON_DEPTH_CEILING} (JSON decoders recurse per "
+                f"level and Python's recursion limit is 1000), got {self.max_json_depth!r}"
+            )
+
+
+DEFAULT_LIMITS: Final = PeerLimits()
+
+
+# -- gzip ------------------------------------------------------------------------------------------
+
+_MAX_DEFLATE_RATIO: Final = 1032
+"""Deflate's largest possible expansion, 1032:1 (zlib's technical details: a 258-byte match coded
+in 2 bits). A stream of n bytes cannot inflate beyond 1032 n bytes, whatever it claims."""
+_GZIP: Final = 31
+"""zlib's ``wbits`` for a gzip wrapper (16 + the 15-bit window)."""
+
+
+class _Inflater:
+    """A gzip stream inflated piece by piece, never past ``max_size`` bytes of output in total."""
+
+    __slots__ = ("_inflater", "_max_size", "size")
+
+    def __init__(self, max_size: int) -> None:
+        self._inflater = zlib.decompressobj(_GZIP)
+        self._max_size = max_size
+        self.size = 0
+
+    def inflate(self, data: bytes) -> bytes:
+        """The output of ``data``; ProtocolError (TOO_LARGE) as soon as the total passes the cap.
+
+        Asking zlib for one byte more than the room left is what bounds the work: zlib stops
+        there and keeps the rest of the input unprocessed. Getting less means all of ``data``
+        was consumed (or the stream ended; bytes after it are ignored, like ``zlib.decompress``).
+        """
+        room = self._max_size - self.size
+        try:
+            output = self._inflater.decompress(data, room + 1)
+        except zlib.error as exc:
+            raise ProtocolError(ErrorKind.BAD_GZIP, f"not a gzip stream ({exc})") from None
+        self.size += len(output)
+        if len(output) > room:
+            raise ProtocolError(ErrorKind.TOO_LARGE, f"gzip stream inflates beyond the limit of {self._max_size} bytes")
+        return output
+
+    def finish(self) -> None:
+        """Raise ProtocolError (BAD_GZIP) unless the gzip stream ended."""
+        if not self._inflater.eof:
+            raise ProtocolError(ErrorKind.BAD_GZIP, "not a gzip stream (incomplete or truncated stream)")
+
+
+def gunzip(data: bytes, max_size: int) -> bytes:
+    """The content of the gzip stream ``data``, at most ``max_size`` bytes; bytes after the
+    stream's end are ignored.
+
+    Raises ProtocolError: ``TOO_LARGE`` past ``max_size`` (found after inflating ``max_size + 1``
+    bytes, no more), ``BAD_GZIP`` for anything that is not one complete gzip stream.
+
+    A stream too short to reach the cap, whatever it holds (every push of a market-data feed),
+    takes the one-call path ``zlib.decompress``, which costs a quarter less than an inflater object.
+    """
+    if len(data) * _MAX_DEFLATE_RATIO <= max_size:
+        try:
+            return zlib.decompress(data, _GZIP)
+        except zlib.error as exc:
+            raise ProtocolError(ErrorKind.BAD_GZIP, f"not a gzip stream ({exc})") from None
+    inflater = _Inflater(max_size)
+    text = inflater.inflate(data)
+    inflater.finish()
+    return text
+
+
+# -- JSON depth ------------------------------------------------------------------------------------
+
+_ESCAPE: Final = re.compile(rb"\\.", re.DOTALL)
+"""A backslash escape inside a JSON string (matched left to right, so ``\\\\`` is one escape)."""
+_STRING: Final = re.compile(rb'"[^"]*"')
+"""A JSON string once its escapes are gone: no quote inside."""
+_DEPTH_STEPS: Final = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+_NOT_A_BRACKET: Final = bytes(byte for byte in range(256) if byte not in b"[]{}")
+
+
+def json_depth(document: bytes | str) -> int:
+    """How deep a JSON decoder recurses reading ``document``: the most arrays and objects open
+    at one point, brackets inside strings not counted. 0 for a scalar.
+
+    Exact for valid JSON and never below what a decoder would reach on invalid JSON (it stops at
+    the first error, and everything before the error is read here as the decoder reads it). No
+    recursion and no Python loop over the bytes: escapes and strings are cut out by regular
+    expressions, the brackets left are turned into steps of +1 (opening) and -1 (closing) whose
+    running sum is the depth, all inside C: about 1 ms per MB.
+    """
+    data = document.encode("utf-8", "surrogatepass") if isinstance(document, str) else document
+    if b"\\" in data:
+        data = _ESCAPE.sub(b"", data)
+    if b'"' in data:
+        data = _STRING.sub(b"", data)
+    # Opening brackets count 2 and closing ones 0, so after n brackets the running sum minus n is
+    # (openings - closings): the depth there, computed by C iterators.
+    steps = data.translate(_DEPTH_STEPS, _NOT_A_BRACKET)
+    return max(map(operator.sub, itertools.accumulate(steps), itertools.count(1)), default=0)
+
+
+def check_json_depth(document: bytes | str, max_depth: int) -> None:
+    """Raise ProtocolError (``TOO_DEEP``) if ``document`` nests arrays and objects deeper than ``max_depth``.
+
+    Call it before decoding. A document with no more opening brackets than ``max_depth`` cannot
+    nest deeper, so the usual frame is cleared by two ``count`` calls (about 0.1 µs for a
+    150-byte push); only larger documents are scanned by :func:`json_depth`.
+    """
+    if isinstance(document, str):
+        openings = document.count("[") + document.count("{")
+    else:
+        openings = document.count(b"[") + document.count(b"{")
+    if openings > max_depth and (depth := json_depth(document)) > max_depth:
+        raise ProtocolError(ErrorKind.TOO_DEEP, f"JSON nested {depth} levels deep, beyond the limit of {max_depth}")
+
+
+# -- REST ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RestBody:
+    """A REST response: its HTTP status and its body, decompressed."""
+
+    status: int
+    content: bytes
+
+
+_IDENTITY: Final = frozenset({"", "identity"})
+
+
+async def get_body(
+    http: httpx.AsyncClient,
+    url: str,
+    *,
+    params: dict[str, str | int] | None = None,
+    max_size: int = DEFAULT_LIMITS.max_body_size,
+) -> RestBody:
+    """GET ``url`` and read its body, at most ``max_size`` bytes, as received and as decoded.
+
+    Only gzip is asked for (``Accept-Encoding: gzip``), and inflated by the bounded inflater of
+    :func:`gunzip`; httpx's own decoding (``aiter_bytes``) would inflate each received chunk
+    whole. A ``Content-Length`` above the cap is refused before reading; otherwise the body is
+    read as it streams in and the connection dropped at the cap, so a body of any size costs at
+    most ``max_size`` bytes of memory and the time to receive them.
+
+    Raises ProtocolError: ``TOO_LARGE`` past the cap, ``BAD_GZIP`` for a broken gzip body,
+    ``BAD_FIELD`` for a ``Content-Encoding`` other than gzip; and httpx errors on transport
+    failure, which the caller bounds in time (httpx's timeouts are per read, not per body).
+    """
+    async with http.stream("GET", url, params=params, headers={"Accept-Encoding": "gzip"}) as response:
+        encoding = response.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in _IDENTITY and encoding != "gzip":
+            raise ProtocolError(ErrorKind.BAD_FIELD, f"Content-Encoding {encoding!r} from {url}: gzip was asked for")
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_size:
+            raise ProtocolError(ErrorKind.TOO_LARGE, f"body of {declared} bytes from {url}, limit {max_size}")
+        inflater = _Inflater(max_size) if encoding == "gzip" else None
+        chunks: list[bytes] = []
+        received = 0
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            if received > max_size:
+                raise ProtocolError(ErrorKind.TOO_LARGE, f"body from {url} passes the limit of {max_size} bytes")
+            chunks.append(chunk if inflater is None else inflater.inflate(chunk))
+        if inflater is not None:
+            inflater.finish()
+        return RestBody(response.status_code, b"".join(chunks))

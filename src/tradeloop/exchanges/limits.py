@@ -188,7 +188,7 @@ def json_depth(document: bytes | str) -> int:
     # Opening brackets count 2 and closing ones 0, so after n brackets the running sum minus n is
     # (openings - closings): the depth there, computed by C iterators.
     steps = data.translate(_DEPTH_STEPS, _NOT_A_BRACKET)
-    return max(map(operator.sub, itertools.accumulate(steps), itertools.count(1)), default=0)
+    return max(0, max(map(operator.sub, itertools.accumulate(steps), itertools.count(1)), default=0))
 
 
 def check_json_depth(document: bytes | str, max_depth: int) -> None:
@@ -246,14 +246,37 @@ async def get_body(
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > max_size:
             raise ProtocolError(ErrorKind.TOO_LARGE, f"body of {declared} bytes from {url}, limit {max_size}")
-        inflater = _Inflater(max_size) if encoding == "gzip" else None
-        chunks: list[bytes] = []
-        received = 0
+        content = await _read_body(response, max_size, _Inflater(max_size) if encoding == "gzip" else None)
+        return RestBody(response.status_code, content)
+
+
+async def _read_body(response: httpx.Response, max_size: int, inflater: _Inflater | None) -> bytes:
+    """The body of ``response`` (inflated if ``inflater``), or ProtocolError at the first byte over
+    ``max_size`` received or decoded, or at broken gzip.
+
+    On a ProtocolError the loop does not break: leaving httpx's body iterator early leaves the
+    async generators nested inside it suspended, and trio warns when they are collected
+    (encode/httpx#3686). The response is closed instead, so the next read fails with ReadError,
+    which unwinds them all; then the ProtocolError is raised.
+    """
+    chunks: list[bytes] = []
+    received = 0
+    refusal: ProtocolError | None = None
+    try:
         async for chunk in response.aiter_raw():
             received += len(chunk)
-            if received > max_size:
-                raise ProtocolError(ErrorKind.TOO_LARGE, f"body from {url} passes the limit of {max_size} bytes")
-            chunks.append(chunk if inflater is None else inflater.inflate(chunk))
-        if inflater is not None:
+            try:
+                if received > max_size:
+                    raise ProtocolError(ErrorKind.TOO_LARGE, f"body from {response.url} passes {max_size} bytes")
+                chunks.append(chunk if inflater is None else inflater.inflate(chunk))
+            except ProtocolError as exc:
+                refusal = exc
+                await response.aclose()
+        if inflater is not None and refusal is None:
             inflater.finish()
-        return RestBody(response.status_code, b"".join(chunks))
+    except httpx.ReadError:
+        if refusal is None:
+            raise
+    if refusal is not None:
+        raise refusal
+    return b"".join(chunks)

@@ -253,8 +253,8 @@ def nested_json() -> bytes:
 
 
 @cache
-def gzip_bomb() -> bytes:
-    """One valid gzip stream of :data:`BOMB_SIZE` zero bytes, built in a fraction of a second.
+def gzip_bomb(size: int = BOMB_SIZE) -> bytes:
+    """One valid gzip stream of ``size`` zero bytes (a multiple of 4 MiB), built in a fraction of a second.
 
     Compressing 1 GiB takes seconds, so 4 MiB are compressed and the block they give is repeated:
     a full flush ends it on a byte boundary with no reference to earlier data, so copies of it
@@ -262,15 +262,17 @@ def gzip_bomb() -> bytes:
     1,045,780 bytes it fits in a WebSocket message of 1 MiB, the transport's default limit.
     """
     chunk = bytes(4 << 20)
+    copies, rest = divmod(size, len(chunk))
+    if rest:
+        raise InvalidValueError(f"gzip bomb size {size} is not a multiple of {len(chunk)}")
     compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
     block = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
-    copies = BOMB_SIZE // len(chunk)
     crc = 0
     for _ in range(copies):
         crc = zlib.crc32(chunk, crc)
     final_block = zlib.compressobj(9, zlib.DEFLATED, -15).flush()
     header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
-    return header + block * copies + final_block + struct.pack("<II", crc, BOMB_SIZE & 0xFFFFFFFF)
+    return header + block * copies + final_block + struct.pack("<II", crc, size & 0xFFFFFFFF)
 
 
 @cache

@@ -21,6 +21,7 @@ import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_bingx_codec import structure_depth
 from test_bingx_rest import RestServer, serve_rest
 
 from tradeloop.exchanges import DEFAULT_LIMITS, ErrorKind, PeerLimits, ProtocolError
@@ -117,14 +118,6 @@ json_documents = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(tricky_text, inner, max_size=4),
     max_leaves=40,
 )
-
-
-def structure_depth(value: Any) -> int:
-    if isinstance(value, list):
-        return 1 + max(map(structure_depth, value), default=0)
-    if isinstance(value, dict):
-        return 1 + max(map(structure_depth, value.values()), default=0)
-    return 0
 
 
 def reference_depth(text: str) -> int:

@@ -48,6 +48,8 @@ class _Response:
     """Bytes are sent with a Content-Length; an iterable is sent chunked, as it is produced."""
     content_type: str = "application/json"
     content_encoding: str | None = None
+    close: bool = False
+    """Tell the client the connection ends after this response (``Connection: close``)."""
 
 
 class _BadParameter(Exception):
@@ -111,7 +113,8 @@ class RestServer:
             if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 status = exc.error_status_hint
                 with trio.move_on_after(SEND_TIMEOUT):
-                    await _send(connection, stream, _Response(status, f"{status} {exc}".encode(), "text/plain"))
+                    refusal = _Response(status, f"{status} {exc}".encode(), "text/plain", close=True)
+                    await _send(connection, stream, refusal)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
             logger.debug("REST connection ended: %r", exc)
         finally:
@@ -373,6 +376,8 @@ async def _send(connection: h11.Connection, stream: trio.SocketStream, response:
     headers = [("Content-Type", response.content_type)]
     if response.content_encoding is not None:
         headers.append(("Content-Encoding", response.content_encoding))
+    if response.close:
+        headers.append(("Connection", "close"))
     chunks = response.body
     if isinstance(chunks, bytes):
         headers.append(("Content-Length", str(len(chunks))))

@@ -5,16 +5,20 @@
     python hostile_client.py rest REST_URL        fetch_klines, retried on ProtocolError until one
                                                   succeeds after 2 failures
 
-Exits 0 once the stream recovered, after printing one JSON line: ``maxrss_kib`` (peak resident
-memory, ``ru_maxrss``) and ``errors`` (ProtocolError kinds counted). The parent bounds its time.
+Exits 0 once the stream recovered, after printing one JSON line: ``peak_rss_kib`` (peak resident
+memory) and ``errors`` (ProtocolError kinds counted). The parent bounds its time.
+
+The peak is ``VmHWM`` of /proc/self/status, the high-water mark of this program's own memory.
+Not ``ru_maxrss``: Linux carries it over ``execve`` from the forked copy of the parent, so a
+client started by a large pytest process would report the parent's size.
 """
 
 from __future__ import annotations
 
 import json
-import resource
 import sys
 from collections import Counter
+from pathlib import Path
 
 import httpx
 import trio
@@ -60,11 +64,17 @@ async def fetch_klines(rest_url: str) -> Counter[str]:
                 return errors
 
 
+def peak_rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
 def main() -> None:
     mode, *urls = sys.argv[1:]
     errors = trio.run(watch_ticks, *urls) if mode == "ws" else trio.run(fetch_klines, *urls)
-    maxrss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"maxrss_kib": maxrss_kib, "errors": errors}))
+    print(json.dumps({"peak_rss_kib": peak_rss_kib(), "errors": errors}))
 
 
 if __name__ == "__main__":

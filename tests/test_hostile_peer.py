@@ -57,7 +57,7 @@ async def test_hostile_websocket_frames(hostile: Hostile, kind: str) -> None:
         sim.faults.set("hostile_ws", hostile.value)
         report = await run_against(sim, ["ws", sim.ws_url, sim.rest_url])
     assert report["errors"].get(kind, 0) >= 2, report
-    assert report["maxrss_kib"] < MAX_RSS_MIB * 1024, report
+    assert report["peak_rss_kib"] < MAX_RSS_MIB * 1024, report
 
 
 @pytest.mark.parametrize(
@@ -69,4 +69,4 @@ async def test_hostile_rest_bodies(hostile: Hostile, kind: str) -> None:
         sim.faults.set("hostile_rest", hostile.value)
         report = await run_against(sim, ["rest", sim.rest_url])
     assert set(report["errors"]) == {kind} and report["errors"][kind] >= 2, report
-    assert report["maxrss_kib"] < MAX_RSS_MIB * 1024, report
+    assert report["peak_rss_kib"] < MAX_RSS_MIB * 1024, report

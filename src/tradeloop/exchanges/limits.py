@@ -18,8 +18,9 @@ every exchange decodes through the three functions here, with the bounds of one
 Each refusal is a :class:`~tradeloop.exchanges.base.ProtocolError` (kind ``TOO_LARGE``,
 ``TOO_DEEP`` or ``BAD_GZIP``): the one error a codec raises on bad input, so the stream layer
 counts it, logs it and skips the frame (a REST call is retried), exactly like any malformed frame.
-The work per frame is bounded by the same caps: inflating, scanning and decoding are each linear
-in the inflated size. The size of a WebSocket message *on the wire* is bounded earlier, by the
+The work per frame is bounded by the same caps: inflating and decoding are linear in the inflated
+size, the depth check at most ``max_json_depth`` passes over its brackets (tens of milliseconds
+for a hostile megabyte, microseconds for a push). The size of a message *on the wire* is bounded earlier, by the
 transport (:class:`~tradeloop.streams.frames.FrameDecoder`'s ``max_message_size``), which fails
 the connection before buffering an oversized message.
 
@@ -28,6 +29,7 @@ parsers; the defaults fit BingX and Binance market data with two orders of magni
 
     limits = PeerLimits(max_body_size=16 * 1024 * 1024)   # e.g. for a large exchangeInfo
     text = gunzip(frame, limits.max_frame_size)              # bytes, or ProtocolError
+    # (a text frame is not compressed: refuse len(frame) > limits.max_frame_size as TOO_LARGE)
     check_json_depth(text, limits.max_json_depth)            # None, or ProtocolError
     message = decoder.decode(text)                           # now safe: no RecursionError
     body = await get_body(http, url, params=params, max_size=limits.max_body_size)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tradeloop.exchanges import ErrorKind, ProtocolError
+from tradeloop.exchanges import DEFAULT_LIMITS, ErrorKind, PeerLimits, ProtocolError
 from tradeloop.exchanges.base import (
     ErrorReply,
     Heartbeat,
@@ -25,6 +25,7 @@ from tradeloop.exchanges.base import (
 )
 from tradeloop.exchanges.bingx import BingX, BingXCodec
 from tradeloop.models import Kline, Tick
+from tradeloop.sim.faults import gzip_bomb
 from tradeloop.symbols import TIMEFRAMES, Market
 
 SWAP, SPOT = Market.SWAP, Market.SPOT
@@ -433,6 +434,15 @@ def paths(value: Any, prefix: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]
         yield from paths(child, (*prefix, key))
 
 
+def structure_depth(value: Any) -> int:
+    """How many arrays and objects are open at the deepest point of a JSON value."""
+    if isinstance(value, list):
+        return 1 + max(map(structure_depth, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(structure_depth, value.values()), default=0)
+    return 0
+
+
 def mutate(value: Any, path: tuple[Any, ...], replacement: Any, delete: bool) -> Any:
     parent = value
     for key in path[:-1]:
@@ -481,3 +491,84 @@ def test_fuzz_truncated_and_flipped_frames(market: Market, name: str, data: st.D
             st.integers(min_value=1, max_value=255)
         )
         decode_or_protocol_error(market, bytes(flipped) if blob is packed else gzip.compress(flipped))
+
+
+# --- bounds: a hostile server ---------------------------------------------------------------------
+
+
+def test_a_hostile_server_gets_protocol_errors_not_a_crash() -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    assert_protocol_error(SWAP, deep, ErrorKind.TOO_DEEP)
+    assert_protocol_error(SWAP, gzip.compress(deep.encode()), ErrorKind.TOO_DEEP)  # 200 bytes on the wire
+    assert_protocol_error(SWAP, '{"code":0,"dataType":' + deep + "}", ErrorKind.TOO_DEEP)
+    assert_protocol_error(SWAP, gzip_bomb(), ErrorKind.TOO_LARGE)  # 1 MB inflating to 1 GiB
+    assert_protocol_error(SWAP, " " * (DEFAULT_LIMITS.max_frame_size + 1), ErrorKind.TOO_LARGE)
+
+
+def padded(text: str, size: int, filler: str) -> str:
+    """``text`` followed by whitespace (still the same JSON) up to ``size`` characters."""
+    return text + (filler * size)[: max(0, size - len(text))]
+
+
+@FUZZ
+@given(
+    market=st.sampled_from(Market),
+    name=st.sampled_from(sorted(frames.SERVER_FRAMES)),
+    limit=st.integers(min_value=600, max_value=20_000),
+    excess=st.sampled_from([-1, 0, 1]),
+    filler=st.sampled_from([" ", "\n", " \t\r\n", "\t \n  \r\r\t \n\n"]),  # inflation from ~1000:1 down
+)
+def test_fuzz_inflated_size_at_the_limit(market: Market, name: str, limit: int, excess: int, filler: str) -> None:
+    """A frame inflating to the limit decodes as without padding; one byte more is TOO_LARGE."""
+    text = frames.SERVER_FRAMES[name]
+    if text == "Ping":
+        return
+    codec = BingXCodec(market, now_ms=lambda: 0, limits=PeerLimits(max_frame_size=limit))
+    frame = padded(text, limit + excess, filler)
+    for framing in (gzip.compress(frame.encode()), frame):
+        if len(frame) > limit:
+            with pytest.raises(ProtocolError) as info:
+                codec.decode(framing)
+            assert info.value.kind is ErrorKind.TOO_LARGE
+        else:
+            assert outcome(codec, framing) == outcome(BingXCodec(market, now_ms=lambda: 0), text)
+
+
+def outcome(codec: BingXCodec, frame: bytes | str) -> object:
+    """The event, or the kind of ProtocolError, a frame decodes to."""
+    try:
+        return codec.decode(frame)
+    except ProtocolError as exc:
+        return exc.kind
+
+
+@FUZZ
+@given(
+    market=st.sampled_from(Market),
+    name=st.sampled_from(sorted(frames.SERVER_FRAMES)),
+    limit=st.integers(min_value=1, max_value=40),
+    extra=st.integers(min_value=0, max_value=45),
+    data=st.data(),
+)
+def test_fuzz_nesting_depth_at_the_limit(
+    market: Market, name: str, limit: int, extra: int, data: st.DataObject
+) -> None:
+    """Any node of a documented frame nested ``extra`` levels deeper: TOO_DEEP exactly when the
+    frame's depth passes the limit, and the codec's usual answer otherwise."""
+    text = frames.SERVER_FRAMES[name]
+    if text == "Ping":
+        return
+    value = json.loads(text)
+    path = data.draw(st.sampled_from(list(paths(value))))
+    nested: Any = data.draw(json_values.filter(lambda v: not isinstance(v, list | dict)))
+    for _ in range(extra):
+        nested = data.draw(st.sampled_from([[nested], {"k": nested}]))
+    mutated = mutate(value, path, nested, delete=False)
+    codec = BingXCodec(market, limits=PeerLimits(max_json_depth=limit))
+    for frame in both_framings(json.dumps(mutated)):
+        kind = outcome(codec, frame)
+        if structure_depth(mutated) > limit:
+            assert kind is ErrorKind.TOO_DEEP
+        else:
+            assert kind is not ErrorKind.TOO_DEEP
+            decode_or_protocol_error(market, frame)

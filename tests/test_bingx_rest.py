@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import partial
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import bingx_frames as frames
@@ -216,13 +218,23 @@ def test_bad_fields_name_the_endpoint_and_field() -> None:
 
 @dataclass
 class RestServer:
-    """A tiny HTTP/1.1 server on loopback answering each path with a canned (status, body)."""
+    """A tiny HTTP/1.1 server on loopback answering each path with a canned (status, body).
+
+    ``content_encoding`` is sent as the header of that name (the bodies are sent as given);
+    ``chunked`` sends them without a length, in chunks of 64 KiB.
+    """
 
     replies: dict[str, tuple[int, bytes]]
     url: str = ""
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    content_encoding: str | None = None
+    chunked: bool = False
 
     async def handle(self, stream: trio.SocketStream) -> None:
+        with contextlib.suppress(trio.BrokenResourceError):  # a client may give up on a body
+            await self._serve(stream)
+
+    async def _serve(self, stream: trio.SocketStream) -> None:
         connection = h11.Connection(h11.SERVER)
         while True:
             event = connection.next_event()
@@ -233,10 +245,15 @@ class RestServer:
                 self.requests.append((target.path, dict(parse_qsl(target.query))))
                 status, body = self.replies.get(target.path, (404, b"not found"))
             elif isinstance(event, h11.EndOfMessage):
-                headers = [("content-type", "application/json"), ("content-length", str(len(body)))]
+                headers = [("content-type", "application/json")]
+                if self.content_encoding is not None:
+                    headers.append(("content-encoding", self.content_encoding))
+                if not self.chunked:
+                    headers.append(("content-length", str(len(body))))
+                pieces = [body[i : i + 65536] for i in range(0, len(body), 65536)] if self.chunked else [body]
                 for reply in (
                     h11.Response(status_code=status, headers=headers),
-                    h11.Data(data=body),
+                    *(h11.Data(data=piece) for piece in pieces),
                     h11.EndOfMessage(),
                 ):
                     await stream.send_all(connection.send(reply) or b"")
@@ -247,13 +264,18 @@ class RestServer:
                 return
 
 
-@pytest.fixture
-async def server(nursery: trio.Nursery) -> AsyncIterator[RestServer]:
-    rest = RestServer({})
+async def serve_rest(nursery: trio.Nursery, **options: Any) -> RestServer:
+    """A RestServer (``options`` are its fields) serving in ``nursery``, its URL set."""
+    rest = RestServer({}, **options)
     listeners = await nursery.start(partial(trio.serve_tcp, rest.handle, 0, host="127.0.0.1"))
     host, port = listeners[0].socket.getsockname()[:2]
     rest.url = f"http://{host}:{port}/"  # trailing slash on purpose: the client must not double it
-    yield rest
+    return rest
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery) -> AsyncIterator[RestServer]:
+    yield await serve_rest(nursery)
     nursery.cancel_scope.cancel()
 
 

@@ -467,3 +467,42 @@ async def test_a_refused_handshake_names_the_status() -> None:
             with pytest.RaisesGroup(refused, allow_unwrapped=True, flatten_subgroups=True):
                 async with client(url):
                     pytest.fail("the handshake was refused")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    limit=st.integers(min_value=0, max_value=70_000),
+    excess=st.sampled_from([-2, -1, 0, 1, 2]),
+    text=st.booleans(),
+    data=st.data(),
+)
+def test_message_sizes_at_the_limit(limit: int, excess: int, text: bool, data: st.DataObject) -> None:
+    """Every length form, whole or fragmented: a message of ``limit`` bytes passes, one byte more is
+    refused with 1009 as soon as the header of the frame crossing the limit is in, its payload unsent."""
+    size = max(0, limit + excess)
+    payload = b"x" * size
+    cuts = sorted(data.draw(st.lists(st.integers(min_value=0, max_value=size), max_size=3)))
+    pieces = [payload[a:b] for a, b in zip([0, *cuts], [*cuts, size], strict=True)]
+    last = len(pieces) - 1
+    opcode = TEXT if text else BINARY
+    frames = [frame(opcode if i == 0 else CONTINUATION, piece, fin=i == last) for i, piece in enumerate(pieces)]
+    decoder = FrameDecoder(limit)
+    if size <= limit:
+        decoder.feed(b"".join(frames))
+        assert decoder.events() == [payload.decode() if text else payload]
+        return
+    fed = 0
+    with pytest.raises(WebSocketProtocolError) as info:
+        for piece, encoded in zip(pieces, frames, strict=True):
+            decoder.feed(encoded[: len(encoded) - len(piece)])  # the header alone
+            decoder.feed(piece)
+            fed += len(piece)
+    assert info.value.code == 1009
+    assert fed <= limit, "the payload of the frame crossing the limit was waited for"
+
+
+def test_the_default_limit_takes_a_market_data_message_and_refuses_a_huge_one() -> None:
+    assert DEFAULT_MAX_MESSAGE_SIZE == 1024 * 1024
+    assert decode(frame(BINARY, b"x" * DEFAULT_MAX_MESSAGE_SIZE)) == [b"x" * DEFAULT_MAX_MESSAGE_SIZE]
+    announced_300_mb = bytes([0x82, 127]) + (300_000_000).to_bytes(8)
+    assert protocol_error(announced_300_mb).code == 1009

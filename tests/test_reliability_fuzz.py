@@ -19,16 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import bingx_frames as frames
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_bingx_codec import json_values, mutate, paths
+from test_bingx_codec import json_values, mutate, paths, structure_depth
 
-from tradeloop.exchanges import ErrorKind, ExchangeError, ProtocolError
+from tradeloop.exchanges import DEFAULT_LIMITS, ErrorKind, ExchangeError, ProtocolError
 from tradeloop.exchanges.bingx.rest import parse_klines, parse_server_time, parse_ticker
 from tradeloop.models import Kline, Tick
 from tradeloop.streams import StreamConfig
 from tradeloop.symbols import Market
 from tradeloop.trading import EngineConfig, load_config
+from tradeloop.trading.config import MAX_CONFIG_DEPTH, MAX_CONFIG_SIZE
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 MAX_MESSAGE = 600
@@ -123,6 +125,34 @@ def test_fuzz_rest_truncated_and_flipped_bodies(name: str, status: int, data: st
     flipped = bytearray(body)
     flipped[data.draw(st.integers(0, len(body) - 1))] ^= data.draw(st.integers(1, 255))
     parse_or_documented_error(name, bytes(flipped), status)
+
+
+@FUZZ
+@given(
+    name=st.sampled_from(sorted(PARSERS)),
+    status=statuses,
+    extra=st.integers(min_value=24, max_value=40),
+    data=st.data(),
+)
+def test_fuzz_rest_nesting_depth_at_the_limit(name: str, status: int, extra: int, data: st.DataObject) -> None:
+    """A node of a documented body nested ``extra`` levels deeper: TOO_DEEP exactly when the body
+    passes the default limit of 32 levels, whatever the status, and the usual answer otherwise."""
+    value = json.loads(PARSERS[name][1])
+    path = data.draw(st.sampled_from(list(paths(value))))
+    nested: Any = data.draw(rest_values.filter(lambda v: not isinstance(v, list | dict)))
+    for _ in range(extra):
+        nested = data.draw(st.sampled_from([[nested], {"code": nested}]))
+    body = json.dumps(mutate(value, path, nested, False)).encode()
+    too_deep = structure_depth(json.loads(body)) > DEFAULT_LIMITS.max_json_depth
+    try:
+        PARSERS[name][0](body, status)
+    except ProtocolError as exc:
+        assert (exc.kind is ErrorKind.TOO_DEEP) == too_deep, exc
+        return
+    except ExchangeError:
+        pass
+    assert not too_deep
+    parse_or_documented_error(name, body, status)
 
 
 # --- the config file -----------------------------------------------------------------------------
@@ -291,3 +321,43 @@ def test_a_config_file_that_is_not_utf8_names_the_file() -> None:
 
 def test_deeply_nested_config_is_a_value_error() -> None:
     load_or_value_error("x = " + "[" * 100_000 + "]" * 100_000 + "\n")
+
+
+@pytest.mark.parametrize("excess", [-1, 0, 1])
+def test_config_file_size_at_the_limit(excess: int) -> None:
+    document = toml_document(BASE)
+    padding = MAX_CONFIG_SIZE + excess - len(document.encode()) - 2
+    config = load_or_value_error(document + "#" + "x" * padding + "\n")
+    assert (config is None) == (excess > 0)
+
+
+def test_a_huge_config_file_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "huge.toml"
+    with path.open("wb") as file:
+        file.truncate(300_000_000)  # sparse: no disk used, and load_config reads 1 MiB of it
+    with pytest.raises(ValueError, match=r"^config file .* is larger than 1048576 bytes"):
+        load_config(path)
+
+
+@FUZZ
+@given(
+    depth=st.integers(min_value=1, max_value=3000),
+    containers=st.lists(st.sampled_from(["[", "{a = "]), min_size=1, max_size=3),
+    field=st.sampled_from(["starting_cash", "journal", "risk", "exchanges"]),
+)
+def test_fuzz_config_nesting_depth(depth: int, containers: list[str], field: str) -> None:
+    """Values nested up to past the parser's recursion limit: a config or a one-line ValueError."""
+    openings = "".join(containers[level % len(containers)] for level in range(depth))
+    closings = "".join("]" if opening == "[" else "}" for opening in reversed(openings.replace("{a = ", "{")))
+    config = {key: value for key, value in BASE.items() if key != field}
+    load_or_value_error(toml_document(config) + f"{field} = {openings}1{closings}\n")
+
+
+@pytest.mark.parametrize("arrays", [MAX_CONFIG_DEPTH - 1, MAX_CONFIG_DEPTH])
+def test_config_nesting_at_the_limit(tmp_path: Path, arrays: int) -> None:
+    """The document is a table: ``x = [[…]]`` with n arrays nests n + 1 deep."""
+    path = tmp_path / "nested.toml"
+    path.write_text(toml_document(BASE) + "x = " + "[" * arrays + "]" * arrays + "\n")
+    too_deep = arrays + 1 > MAX_CONFIG_DEPTH
+    with pytest.raises(ValueError, match="nested deeper than 16 levels" if too_deep else "unknown field 'x'"):
+        load_config(path)

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 
 from tradeloop.sim import FAULT_NAMES, Faults, RestDown, SimConfig
+from tradeloop.sim.faults import Hostile
 from tradeloop.sim.market import MarketModel, symbol_spec
 from tradeloop.symbols import TIMEFRAMES, candle_open_time, next_open_time
 
@@ -153,6 +154,9 @@ def test_faults_switch_by_name_and_clear() -> None:
     faults.set("stall", "silent")
     faults.set("rest_down", "close")
     faults.set("stop_pings")
+    faults.set("hostile_ws", "gzip_bomb")
+    faults.set("hostile_rest", "HUGE")
+    assert (faults.hostile_ws, faults.hostile_rest) == (Hostile.GZIP_BOMB, Hostile.HUGE)
     assert faults.malformed_rate == 0.25 and faults.batch_klines
     assert faults.stalled and not faults.sends_pings
     assert faults.rest_down is RestDown.CLOSE
@@ -160,6 +164,7 @@ def test_faults_switch_by_name_and_clear() -> None:
     assert dropped == [1]
     faults.set("clear")
     assert switches(faults) == (0.0, False, False, None, True)
+    assert faults.hostile_ws is faults.hostile_rest is None
     faults.stall(pings=True)
     assert faults.sends_pings
 
@@ -167,7 +172,7 @@ def test_faults_switch_by_name_and_clear() -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [("nope", None), ("malformed_rate", "2"), ("duplicate_rate", "x"), ("batch_klines", "maybe"),
-     ("rest_down", "404"), ("drop_all", "1")],
+     ("rest_down", "404"), ("drop_all", "1"), ("hostile_ws", "huge"), ("hostile_rest", "bomb")],
 )  # fmt: skip
 def test_bad_fault_names_and_values_are_value_errors(name: str, value: str | None) -> None:
     with pytest.raises(ValueError, match=name):

@@ -24,6 +24,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto import events as wsevents
 
 from tradeloop.sim import SimConfig, Simulator, open_simulator
+from tradeloop.sim.faults import Hostile, gzip_bomb, hostile_frame, nested_json
 from tradeloop.symbols import Market
 
 START = 1_760_000_000_000 - 1_760_000_000_000 % 3_600_000 + 30_000  # 30 s into an hour
@@ -740,3 +741,56 @@ async def test_rest_rate_limited_and_down(mock_clock: MockClock) -> None:
             await client.get(path)
         sim.faults.set("rest_down", "off")
         assert (await client.get(path)).json()["code"] == 0
+
+
+# -- bounds on what a client sends, and the hostile faults -----------------------------------------
+
+
+async def test_a_deeply_nested_request_is_an_error_reply_not_a_crash(mock_clock: MockClock) -> None:
+    async with open_simulator(config()) as sim, open_websocket_url(sim.ws_url) as ws:
+        await ws.send_message('{"id":' + "[" * 30_000 + "]" * 30_000 + "}")  # 60 KB: under the size limit
+        assert (await next_message(ws))["code"] == 80014
+        assert (await request(ws, "BTC-USDT@ticker"))["code"] == 0
+
+
+async def test_a_request_body_past_64_kib_is_refused_with_413(mock_clock: MockClock) -> None:
+    async with open_simulator(config()) as sim, httpx.AsyncClient(base_url=sim.rest_url) as client:
+        assert (await client.post("/openApi/swap/v2/server/time", content=b"x" * 65_536)).status_code == 405
+        refused = await client.post("/openApi/swap/v2/server/time", content=b"x" * 65_537)
+        assert refused.status_code == 413 and "request body over 65536 bytes" in refused.text
+        assert (await client.get("/openApi/swap/v2/server/time")).json()["code"] == 0
+
+
+async def test_hostile_pushes_replace_every_push_until_cleared(mock_clock: MockClock) -> None:
+    async with open_simulator(config()) as sim, open_websocket_url(sim.ws_url) as ws:
+        assert (await request(ws, "BTC-USDT@kline_1m"))["code"] == 0
+        for kind in (Hostile.NESTED, Hostile.GZIP_BOMB):
+            sim.faults.set("hostile_ws", kind.value)
+            while await ws.get_message() != hostile_frame(kind):
+                pass  # what was queued before the switch
+            assert await ws.get_message() == hostile_frame(kind)
+        assert zlib.decompressobj(31).decompress(hostile_frame(Hostile.NESTED)) == nested_json()
+        sim.faults.clear()
+        assert (await next_push(ws))["dataType"] == "BTC-USDT@kline_1m"
+        assert sim.faults.hostile_sent >= 4
+
+
+async def test_hostile_rest_bodies(mock_clock: MockClock) -> None:
+    path = "/openApi/swap/v2/server/time"
+    async with open_simulator(config()) as sim, httpx.AsyncClient(base_url=sim.rest_url) as client:
+        sim.faults.set("hostile_rest", "nested")
+        assert (await client.get(path)).content == nested_json()
+        sim.faults.set("hostile_rest", "gzip_bomb")
+        async with client.stream("GET", path) as bomb:
+            assert bomb.headers["content-encoding"] == "gzip"
+            assert int(bomb.headers["content-length"]) == len(gzip_bomb())
+        sim.faults.set("hostile_rest", "huge")
+        async with client.stream("GET", path) as huge:
+            assert "content-length" not in huge.headers and huge.headers["transfer-encoding"] == "chunked"
+            received = 0
+            with pytest.raises(httpx.ReadError):  # the read after closing: it unwinds httpx's iterators
+                async for chunk in huge.aiter_raw():
+                    received += len(chunk)
+                    if received > 1 << 20:
+                        await huge.aclose()  # 300 MB announced, produced only as they are read
+            assert received > 1 << 20

@@ -26,8 +26,10 @@ from .base import (
     TopicKind,
     WsCodec,
 )
+from .limits import DEFAULT_LIMITS, PeerLimits
 
 __all__ = [
+    "DEFAULT_LIMITS",
     "ErrorKind",
     "ErrorReply",
     "Event",
@@ -35,6 +37,7 @@ __all__ = [
     "ExchangeError",
     "Heartbeat",
     "KlineBatch",
+    "PeerLimits",
     "ProtocolError",
     "RateLimitedError",
     "SubscriptionAck",

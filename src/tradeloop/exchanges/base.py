@@ -80,6 +80,10 @@ class ErrorKind(StrEnum):
     UNKNOWN_TOPIC = "unknown_topic"
     BAD_FIELD = "bad_field"
     """A field is missing or has the wrong type or value."""
+    TOO_LARGE = "too_large"
+    """A frame or body larger than its limit once decompressed (:class:`~.limits.PeerLimits`)."""
+    TOO_DEEP = "too_deep"
+    """JSON nested deeper than its limit (:class:`~.limits.PeerLimits`)."""
 
 
 _MAX_QUOTED = 200

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Callable
+import struct
+import zlib
+from collections.abc import Callable, Iterator
 from enum import StrEnum
-from typing import overload
+from functools import cache
+from typing import Final, overload
 
 from ..errors import InvalidValueError
 from .protocol import MalformedKind
 
-__all__ = ["FAULT_NAMES", "Faults", "RestDown"]
+__all__ = ["FAULT_NAMES", "Faults", "Hostile", "RestDown", "gzip_bomb", "hostile_frame", "huge_body", "nested_json"]
 
 
 class RestDown(StrEnum):
@@ -28,9 +31,35 @@ class RestDown(StrEnum):
     """Close the connection without answering."""
 
 
+class Hostile(StrEnum):
+    """Payloads of a hostile peer, each a few bytes to send and ruinous to a client that trusts them."""
+
+    NESTED = "nested"
+    """JSON nested :data:`NESTED_DEPTH` levels deep (WebSocket: gzipped, about 300 bytes; REST: plain)."""
+    GZIP_BOMB = "gzip_bomb"
+    """A 1 MB gzip stream of :data:`BOMB_SIZE` (1 GiB) zeros (WebSocket: a frame; REST: a gzip body)."""
+    HUGE = "huge"
+    """REST only: a body of :data:`HUGE_SIZE` (300 MB) bytes, chunked, generated as it is sent."""
+
+
+NESTED_DEPTH: Final = 100_000
+BOMB_SIZE: Final = 1 << 30
+HUGE_SIZE: Final = 300_000_000
+_HOSTILE_WS: Final = (Hostile.NESTED, Hostile.GZIP_BOMB)
+
 _RATES = ("malformed_rate", "duplicate_rate", "reorder_rate")
 _SWITCHES = ("skip_final_update", "batch_klines", "ignore_pongs", "rest_rate_limited")
-FAULT_NAMES = (*_RATES, *_SWITCHES, "stall", "stop_pings", "rest_down", "drop_all", "clear")
+FAULT_NAMES = (
+    *_RATES,
+    *_SWITCHES,
+    "stall",
+    "stop_pings",
+    "rest_down",
+    "hostile_ws",
+    "hostile_rest",
+    "drop_all",
+    "clear",
+)
 """Names :meth:`Faults.set` accepts (the CLI's ``--fault NAME[=VALUE]``)."""
 
 _TRUE = frozenset({"", "1", "on", "true", "yes"})
@@ -74,6 +103,8 @@ class Faults:
     :meth:`resume_pings`, ``ignore_pongs`` (pongs do not count, so sockets are closed after
     ``pong_timeout``).
     REST: ``rest_rate_limited`` (HTTP 429, code 100410), ``rest_down`` (a :class:`RestDown`).
+    Hostile peer (:class:`Hostile`): ``hostile_ws`` replaces every push by a hostile frame,
+    ``hostile_rest`` every REST answer by a hostile body; ``hostile_sent`` counts what was sent.
     """
 
     def __init__(self, seed: int, drop_all: Callable[[], int]) -> None:
@@ -86,6 +117,10 @@ class Faults:
         self.ignore_pongs = False
         self.rest_rate_limited = False
         self.rest_down: RestDown | None = None
+        self.hostile_ws: Hostile | None = None
+        self.hostile_rest: Hostile | None = None
+        self.hostile_sent = 0
+        """Hostile frames queued and hostile bodies answered so far."""
         self.stalled = False
         """No pushes while set (sockets stay open, requests are still answered)."""
         self.pings_while_stalled = True
@@ -124,6 +159,7 @@ class Faults:
         for name in _SWITCHES:
             setattr(self, name, False)
         self.rest_down = None
+        self.hostile_ws = self.hostile_rest = None
         self.unstall()
         self.resume_pings()
 
@@ -131,6 +167,7 @@ class Faults:
         """Switch a fault by name from text: ``malformed_rate=0.1``, ``batch_klines``,
         ``batch_klines=off``, ``stall`` / ``stall=silent`` (no pings) / ``stall=off``,
         ``stop_pings`` / ``stop_pings=off``, ``rest_down`` / ``rest_down=close`` / ``rest_down=off``,
+        ``hostile_ws=nested|gzip_bomb|off``, ``hostile_rest=nested|gzip_bomb|huge|off``,
         ``drop_all``, ``clear``. ValueError naming the bad name or value.
         """
         text = "" if value is None else value.strip().lower()
@@ -164,6 +201,14 @@ class Faults:
                     self.rest_down = RestDown(text)
                 except ValueError:
                     raise InvalidValueError(f"invalid rest_down {value!r}: expected 503, close or off") from None
+        elif name in ("hostile_ws", "hostile_rest"):
+            allowed = _HOSTILE_WS if name == "hostile_ws" else tuple(Hostile)
+            if text in _FALSE:
+                setattr(self, name, None)
+            elif text in allowed:
+                setattr(self, name, Hostile(text))
+            else:
+                raise InvalidValueError(f"invalid {name} {value!r}: expected {', '.join(allowed)} or off")
         elif name in ("drop_all", "clear") and value is None:
             if name == "drop_all":
                 self.drop_all()
@@ -196,3 +241,53 @@ def _switch(name: str, text: str, *, extra: str = "") -> bool:
         return False
     allowed = "on or off" + (f" (or {extra})" if extra else "")
     raise InvalidValueError(f"invalid {name} value {text!r}: expected {allowed}")
+
+
+# -- hostile payloads ------------------------------------------------------------------------------
+
+
+@cache
+def nested_json() -> bytes:
+    """``[[[…]]]``, :data:`NESTED_DEPTH` levels: valid JSON that JSON decoders recurse into."""
+    return b"[" * NESTED_DEPTH + b"]" * NESTED_DEPTH
+
+
+@cache
+def gzip_bomb(size: int = BOMB_SIZE) -> bytes:
+    """One valid gzip stream of ``size`` zero bytes (a multiple of 4 MiB), built in a fraction of a second.
+
+    Compressing 1 GiB takes seconds, so 4 MiB are compressed and the block they give is repeated:
+    a full flush ends it on a byte boundary with no reference to earlier data, so copies of it
+    chain into one deflate stream. The CRC and length in the trailer make the stream valid. At
+    1,045,780 bytes it fits in a WebSocket message of 1 MiB, the transport's default limit.
+    """
+    chunk = bytes(4 << 20)
+    copies, rest = divmod(size, len(chunk))
+    if rest:
+        raise InvalidValueError(f"gzip bomb size {size} is not a multiple of {len(chunk)}")
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    block = compressor.compress(chunk) + compressor.flush(zlib.Z_FULL_FLUSH)
+    crc = 0
+    for _ in range(copies):
+        crc = zlib.crc32(chunk, crc)
+    final_block = zlib.compressobj(9, zlib.DEFLATED, -15).flush()
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"
+    return header + block * copies + final_block + struct.pack("<II", crc, size & 0xFFFFFFFF)
+
+
+@cache
+def hostile_frame(kind: Hostile) -> bytes:
+    """The WebSocket frame of a hostile push: a gzip stream, as BingX frames every message."""
+    if kind is Hostile.NESTED:
+        return zlib.compress(nested_json(), 9, wbits=31)
+    if kind is Hostile.GZIP_BOMB:
+        return gzip_bomb()
+    raise InvalidValueError(f"hostile payload {kind.value!r} is REST only")
+
+
+def huge_body(chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    """:data:`HUGE_SIZE` bytes of a JSON array that never ends in time, produced as it is sent."""
+    chunk = b"0," * (chunk_size // 2)
+    yield b'{"code":0,"data":['
+    for _ in range(HUGE_SIZE // len(chunk)):
+        yield chunk

@@ -3,14 +3,15 @@
 Envelopes, field types and error behaviour follow BINGX.md §3: swap sends strings inside
 ``{"code","msg","data"}``, spot sends JSON numbers inside ``{"code","timestamp","data"}``, and a
 bad parameter is an error envelope (80014 swap, 100400 spot) with HTTP 200. Connections are
-kept alive (httpx reuses them); every read and write is bounded by a timeout.
+kept alive (httpx reuses them); every read and write is bounded by a timeout, and a request body
+(GET needs none) by :data:`MAX_REQUEST_BODY`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -21,7 +22,7 @@ import trio
 
 from ..symbols import TIMEFRAMES, Market, next_open_time
 from .config import SimClock, SimStats
-from .faults import Faults, RestDown
+from .faults import Faults, Hostile, RestDown, gzip_bomb, huge_body, nested_json
 from .market import MarketModel, SymbolSpec, TickerValues
 from .protocol import SPOT_ERROR, SWAP_ERROR, number, percent_text
 
@@ -34,6 +35,8 @@ DEFAULT_LIMIT = 500
 IDLE_TIMEOUT = 60.0
 """Keep-alive: close a connection idle (or sending a request) for this long."""
 SEND_TIMEOUT = 30.0
+MAX_REQUEST_BODY = 65_536
+"""Bytes of request body read before answering 413: a client cannot keep the server reading."""
 RATE_LIMITED_BODY = {"code": 100410, "msg": "The current system is busy, please try again later"}
 DOWN_BODY = b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></html>\n"
 
@@ -41,8 +44,12 @@ DOWN_BODY = b"<html><body><h1>503 Service Temporarily Unavailable</h1></body></h
 @dataclass(frozen=True, slots=True)
 class _Response:
     status: int
-    body: bytes
+    body: bytes | Iterable[bytes]
+    """Bytes are sent with a Content-Length; an iterable is sent chunked, as it is produced."""
     content_type: str = "application/json"
+    content_encoding: str | None = None
+    close: bool = False
+    """Tell the client the connection ends after this response (``Connection: close``)."""
 
 
 class _BadParameter(Exception):
@@ -104,8 +111,10 @@ class RestServer:
         except h11.RemoteProtocolError as exc:
             logger.debug("bad HTTP request: %s", exc)
             if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                status = exc.error_status_hint
                 with trio.move_on_after(SEND_TIMEOUT):
-                    await _send(connection, stream, _Response(400, b"400 bad request", "text/plain"))
+                    refusal = _Response(status, f"{status} {exc}".encode(), "text/plain", close=True)
+                    await _send(connection, stream, refusal)
         except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
             logger.debug("REST connection ended: %r", exc)
         finally:
@@ -113,8 +122,12 @@ class RestServer:
 
     @staticmethod
     async def _read_request(connection: h11.Connection, stream: trio.SocketStream) -> str | None:
-        """The target of the next request (body read and ignored); None if the client left."""
+        """The target of the next request (body read and ignored); None if the client left.
+
+        Raises h11.RemoteProtocolError (status 413) for a body over :data:`MAX_REQUEST_BODY`.
+        """
         target: str | None = None
+        body_size = 0
         while True:
             event = connection.next_event()
             if event is h11.NEED_DATA:
@@ -123,6 +136,10 @@ class RestServer:
                 method = event.method.decode("ascii", "replace")
                 target = event.target.decode("ascii", "replace")
                 target = target if method == "GET" else f"!{method} {target}"
+            elif isinstance(event, h11.Data):
+                body_size += len(event.data)
+                if body_size > MAX_REQUEST_BODY:
+                    raise h11.RemoteProtocolError(f"request body over {MAX_REQUEST_BODY} bytes", 413)
             elif isinstance(event, h11.EndOfMessage):
                 return target
             elif isinstance(event, h11.ConnectionClosed):
@@ -138,6 +155,9 @@ class RestServer:
             return _Response(503, DOWN_BODY, "text/html")
         if self.faults.rest_rate_limited:
             return _Response(429, _json(RATE_LIMITED_BODY))
+        if self.faults.hostile_rest is not None:
+            self.faults.hostile_sent += 1
+            return _hostile_response(self.faults.hostile_rest)
         if target.startswith("!"):
             return _Response(405, b"405 method not allowed", "text/plain")
         url = urlsplit(target)
@@ -344,8 +364,25 @@ def _json(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def _hostile_response(kind: Hostile) -> _Response:
+    if kind is Hostile.NESTED:
+        return _Response(200, nested_json())
+    if kind is Hostile.GZIP_BOMB:
+        return _Response(200, gzip_bomb(), content_encoding="gzip")
+    return _Response(200, huge_body())
+
+
 async def _send(connection: h11.Connection, stream: trio.SocketStream, response: _Response) -> None:
-    headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body)))]
+    headers = [("Content-Type", response.content_type)]
+    if response.content_encoding is not None:
+        headers.append(("Content-Encoding", response.content_encoding))
+    if response.close:
+        headers.append(("Connection", "close"))
+    chunks = response.body
+    if isinstance(chunks, bytes):
+        headers.append(("Content-Length", str(len(chunks))))
+        chunks = (chunks,)
     await stream.send_all(connection.send(h11.Response(status_code=response.status, headers=headers)) or b"")
-    await stream.send_all(connection.send(h11.Data(data=response.body)) or b"")
+    for chunk in chunks:
+        await stream.send_all(connection.send(h11.Data(data=chunk)) or b"")
     await stream.send_all(connection.send(h11.EndOfMessage()) or b"")

@@ -25,9 +25,11 @@ from typing import Any
 import trio
 
 from ..errors import InvalidValueError
+from ..exchanges.base import ProtocolError
+from ..exchanges.limits import DEFAULT_LIMITS, check_json_depth
 from ..symbols import Market, candle_open_time, validate_timeframe
 from .config import SimClock, SimConfig, SimStats
-from .faults import Faults
+from .faults import Faults, hostile_frame
 from .market import CandleValues, MarketModel
 from .protocol import (
     SWAP_PING,
@@ -209,6 +211,9 @@ class WsHub:
     def _frames(self, state: _TopicState, now_ms: int) -> list[bytes]:
         """This tick's frames of one topic, faults applied."""
         faults = self.faults
+        if faults.hostile_ws is not None:
+            faults.hostile_sent += 1
+            return [hostile_frame(faults.hostile_ws)]
         frames: list[bytes] = []
         for payload, rollover in self._updates(state, now_ms):
             clean = gzip_frame(payload)
@@ -460,8 +465,9 @@ class _Connection:
             self._on_pong(None)
             return
         try:
+            check_json_depth(text, DEFAULT_LIMITS.max_json_depth)  # json.loads recurses per level
             request: Any = json.loads(text)
-        except ValueError:
+        except (ProtocolError, ValueError):
             request = None
         if not isinstance(request, dict):
             await self._reply_error("", "invalid params")

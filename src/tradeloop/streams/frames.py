@@ -41,7 +41,10 @@ __all__ = [
     "WebSocketProtocolError",
 ]
 
-DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_SIZE: Final = 1024 * 1024
+"""1 MiB, trio-websocket's default too. A BingX push is under 1 KB on the wire; the limit bounds what
+a peer makes us buffer, and (deflate expanding at most 1032:1) what a frame could inflate to if the
+codec did not bound that too (:class:`~tradeloop.exchanges.limits.PeerLimits`)."""
 
 PROTOCOL_ERROR: Final = 1002
 INVALID_PAYLOAD: Final = 1007

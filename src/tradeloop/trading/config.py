@@ -48,7 +48,7 @@ from .risk import RiskLimits
 from .strategies import create_strategy
 from .strategy import Strategy, strategy_exchange
 
-__all__ = ["EngineConfig", "load_config"]
+__all__ = ["MAX_CONFIG_SIZE", "EngineConfig", "load_config"]
 
 DEFAULT_JOURNAL = Path("tradeloop-journal.sqlite")
 
@@ -125,12 +125,29 @@ class EngineConfig:
                 raise InvalidValueError(f"{where}: warmup must be an integer >= 0, got {strategy.warmup!r}")
 
 
+MAX_CONFIG_SIZE = 1024 * 1024
+"""Bytes a config file may have: a real one is a few KB; a bigger file (or a device, or a
+mistyped path to a data file) is refused before it is parsed."""
+MAX_CONFIG_DEPTH = 16
+"""Tables and arrays nested in a config file (the deepest real field, a strategy's symbols, is 4)."""
+_MAX_MESSAGE = 500
+"""Characters of an error message about a file: one quoting a 1 MB value is cut to this."""
+
+
 def load_config(path: str | Path, **overrides: Any) -> EngineConfig:
-    """Read and validate a TOML config file; ``overrides`` replace fields (e.g. ``journal``)."""
+    """Read and validate a TOML config file; ``overrides`` replace fields (e.g. ``journal``).
+
+    Bounded: at most :data:`MAX_CONFIG_SIZE` bytes are read, tables and arrays nested beyond
+    :data:`MAX_CONFIG_DEPTH` are refused before validation (nesting too deep for the parser's
+    own recursion, too), and the ValueError for any mistake is one line of at most 500 characters.
+    """
     path = Path(path)
     try:
         with path.open("rb") as file:
-            data = tomllib.load(file)
+            raw = file.read(MAX_CONFIG_SIZE + 1)
+        if len(raw) > MAX_CONFIG_SIZE:
+            raise InvalidValueError(f"config file {path} is larger than {MAX_CONFIG_SIZE} bytes: not a config")
+        data = tomllib.loads(raw.decode())
     except OSError as exc:
         raise InvalidValueError(f"cannot read config file {path}: {exc.strerror or exc}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -139,8 +156,29 @@ def load_config(path: str | Path, **overrides: Any) -> EngineConfig:
         raise InvalidValueError(f"config file {path} is not valid TOML: not UTF-8 text (byte {exc.start})") from None
     except RecursionError:  # tomllib parses nested arrays and tables recursively
         raise InvalidValueError(f"config file {path} is not valid TOML: values nested too deeply") from None
-    config = config_from_mapping(data, base_dir=path.parent)
+    if _depth(data) > MAX_CONFIG_DEPTH:
+        raise InvalidValueError(f"config file {path}: tables and arrays nested deeper than {MAX_CONFIG_DEPTH} levels")
+    try:
+        config = config_from_mapping(data, base_dir=path.parent)
+    except ValueError as exc:
+        message = str(exc)
+        if len(message) <= _MAX_MESSAGE:
+            raise
+        raise InvalidValueError(f"{message[:_MAX_MESSAGE]}… ({len(message)} characters)") from None
     return dataclasses.replace(config, **overrides) if overrides else config
+
+
+def _depth(document: dict[str, Any]) -> int:
+    """How deep tables and arrays nest in a parsed document (itself 1), without recursion."""
+    deepest = 0
+    pending: list[tuple[object, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path = Path()) -> EngineConfig:

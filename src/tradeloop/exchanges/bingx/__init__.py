@@ -2,7 +2,8 @@
 
 The exchange is three modules: :mod:`.wire` (how BingX spells symbols, timeframes and numbers),
 :mod:`.codec` (the sans-IO WebSocket protocol) and :mod:`.rest` (REST paths and reply parsing).
-This module binds them to URLs and performs the REST calls with the caller's HTTP client.
+This module binds them to URLs and performs the REST calls with the caller's HTTP client, every
+frame and body read within one :class:`~tradeloop.exchanges.limits.PeerLimits`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from ...models import Kline, Tick
 from ...symbols import Market, validate_timeframe
 from .. import register_exchange
 from ..base import Exchange, Topic
+from ..limits import DEFAULT_LIMITS, PeerLimits, RestBody, get_body
 from .codec import BingXCodec, data_type
 from .rest import MAX_KLINES, PATHS, Endpoint, parse_klines, parse_server_time, parse_ticker
 from .wire import bingx_id, unified_symbol
@@ -34,13 +36,25 @@ _Params = dict[str, str | int]
 
 @register_exchange
 class BingX(Exchange):
-    """BingX, live by default; pass other URLs for the embedded simulator or the VST demo."""
+    """BingX, live by default; pass other URLs for the embedded simulator or the VST demo.
+
+    ``limits`` bounds what the exchange (or whatever answers at those URLs) can make tradeloop
+    allocate: inflated frame size, REST body size, JSON depth.
+    """
 
     name = "bingx"
 
-    def __init__(self, *, ws_url: str = SWAP_WS_URL, spot_ws_url: str = SPOT_WS_URL, rest_url: str = REST_URL) -> None:
+    def __init__(
+        self,
+        *,
+        ws_url: str = SWAP_WS_URL,
+        spot_ws_url: str = SPOT_WS_URL,
+        rest_url: str = REST_URL,
+        limits: PeerLimits = DEFAULT_LIMITS,
+    ) -> None:
         self._ws_urls = {Market.SWAP: ws_url, Market.SPOT: spot_ws_url}
         self.rest_url = rest_url.rstrip("/")
+        self.limits = limits
 
     def __repr__(self) -> str:
         swap, spot = self._ws_urls[Market.SWAP], self._ws_urls[Market.SPOT]
@@ -50,7 +64,7 @@ class BingX(Exchange):
         return self._ws_urls[Market(market)]
 
     def new_codec(self, market: Market) -> BingXCodec:
-        return BingXCodec(Market(market))
+        return BingXCodec(Market(market), limits=self.limits)
 
     def check_topic(self, topic: Topic) -> None:
         data_type(topic)
@@ -77,7 +91,9 @@ class BingX(Exchange):
         if end_ms is not None:
             params["endTime"] = end_ms
         response = await self._get(http, market, Endpoint.KLINES, params)
-        klines = parse_klines(market, response.content, symbol, timeframe, status=response.status_code)
+        klines = parse_klines(
+            market, response.content, symbol, timeframe, status=response.status, max_depth=self.limits.max_json_depth
+        )
         # The server is asked for the range; filtering again keeps the contract if it answers wider.
         return [
             kline
@@ -88,18 +104,21 @@ class BingX(Exchange):
     async def fetch_ticker(self, http: httpx.AsyncClient, symbol: str) -> Tick:
         market, symbol_id = bingx_id(symbol)
         response = await self._get(http, market, Endpoint.TICKER, {"symbol": symbol_id})
-        return parse_ticker(market, response.content, symbol, status=response.status_code)
+        return parse_ticker(
+            market, response.content, symbol, status=response.status, max_depth=self.limits.max_json_depth
+        )
 
     async def fetch_server_time(self, http: httpx.AsyncClient) -> int:
         """BingX's clock, epoch milliseconds (the swap API's; both markets share it)."""
         response = await self._get(http, Market.SWAP, Endpoint.SERVER_TIME, {})
-        return parse_server_time(response.content, status=response.status_code)
+        return parse_server_time(response.content, status=response.status, max_depth=self.limits.max_json_depth)
 
-    async def _get(
-        self, http: httpx.AsyncClient, market: Market, endpoint: Endpoint, params: _Params
-    ) -> httpx.Response:
-        """GET an absolute URL (never the client's base_url): one client may serve several exchanges."""
+    async def _get(self, http: httpx.AsyncClient, market: Market, endpoint: Endpoint, params: _Params) -> RestBody:
+        """GET an absolute URL (never the client's base_url): one client may serve several exchanges.
+
+        The body is read within ``limits.max_body_size`` (ProtocolError TOO_LARGE beyond it).
+        """
         url = self.rest_url + PATHS[(market, endpoint)]
-        response = await http.get(url, params=params)
-        logger.debug("GET %s %s -> HTTP %d, %d bytes", url, params, response.status_code, len(response.content))
+        response = await get_body(http, url, params=params, max_size=self.limits.max_body_size)
+        logger.debug("GET %s %s -> HTTP %d, %d bytes", url, params, response.status, len(response.content))
         return response

@@ -8,13 +8,16 @@ This is the hot path (tens of thousands of frames a second), hence: each ``dataT
 a ready-made route once and looked up in a dict afterwards; fields are read by direct indexing and
 a shape error (``KeyError``, ``TypeError``, …) is turned into :class:`ProtocolError` in one place
 instead of checking every access; symbols are never re-parsed per frame.
+
+Every frame is decoded within :class:`~tradeloop.exchanges.limits.PeerLimits` (inflated size, JSON
+depth), so no frame, however hostile, costs more than those bounds or raises anything else than
+ProtocolError.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-import zlib
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Final
@@ -36,6 +39,7 @@ from ..base import (
     Topic,
     TopicKind,
 )
+from ..limits import DEFAULT_LIMITS, PeerLimits, check_json_depth, gunzip
 from .wire import (
     EXCHANGE,
     JSON,
@@ -94,14 +98,19 @@ class BingXCodec:
     """The protocol of one BingX socket of ``market`` (swap or spot); implements ``WsCodec``.
 
     ``now_ms`` stamps the one push that carries no time at all (spot ``@lastPrice``) with the
-    receive time; tests pass a fixed clock.
+    receive time; tests pass a fixed clock. ``limits`` bounds each frame's inflated size and
+    JSON depth.
     """
 
-    __slots__ = ("_now_ms", "_routes", "market")
+    __slots__ = ("_max_depth", "_max_size", "_now_ms", "_routes", "market")
 
-    def __init__(self, market: Market, *, now_ms: Callable[[], int] = _wall_clock_ms) -> None:
+    def __init__(
+        self, market: Market, *, now_ms: Callable[[], int] = _wall_clock_ms, limits: PeerLimits = DEFAULT_LIMITS
+    ) -> None:
         self.market = Market(market)
         self._now_ms = now_ms
+        self._max_size = limits.max_frame_size
+        self._max_depth = limits.max_json_depth
         self._routes: dict[str, Route] = {}
 
     def subscribe(self, topic: Topic) -> tuple[str, str]:
@@ -125,20 +134,23 @@ class BingXCodec:
     def decode(self, frame: bytes | str) -> Event:
         """Decode one server frame: bytes are a gzip stream (the server's framing), str is plain text.
 
-        Raises only ProtocolError. ``zlib.decompress(frame, 31)`` reads the gzip stream at about
-        half the cost of ``gzip.decompress``; bytes after the first gzip member are ignored.
+        Raises only ProtocolError: also for a frame inflating beyond ``max_frame_size``
+        (``TOO_LARGE``) or nesting JSON beyond ``max_json_depth`` (``TOO_DEEP``), which the JSON
+        decoder would answer with RecursionError. Bytes after the first gzip member are ignored.
         """
         if isinstance(frame, str):
             if frame == "Ping":
                 return _PONG
+            if len(frame) > self._max_size:
+                raise ProtocolError(
+                    ErrorKind.TOO_LARGE, f"text frame of {len(frame)} characters, over {self._max_size}"
+                )
             text: bytes | str = frame
         else:
-            try:
-                text = zlib.decompress(frame, 31)
-            except zlib.error as exc:
-                raise ProtocolError(ErrorKind.BAD_GZIP, f"frame is not a gzip stream ({exc})") from None
+            text = gunzip(frame, self._max_size)
             if text == b"Ping":
                 return _PONG
+        check_json_depth(text, self._max_depth)
         try:
             message = JSON.decode(text)
         except (msgspec.DecodeError, UnicodeError) as exc:

@@ -7,6 +7,7 @@ Errors follow ccxt's rule of reading the body whatever the HTTP status (BINGX.md
 ``code`` is an :class:`ExchangeError` (:class:`RateLimitedError` for 100410 or HTTP 429), a body
 that cannot be read is a :class:`ProtocolError` — except that a 5xx without a JSON body is an
 ExchangeError carrying the HTTP status, so a caller can tell "retry later" from "we are broken".
+A body nested deeper than ``max_depth`` is a ProtocolError (``TOO_DEEP``) before it is decoded.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from ...errors import InvalidValueError
 from ...models import Kline, Tick
 from ...symbols import Market, next_open_time
 from ..base import ErrorKind, ExchangeError, ProtocolError, RateLimitedError
+from ..limits import DEFAULT_LIMITS, check_json_depth
 from .wire import EXCHANGE, JSON, bingx_id, preview, to_decimal, to_time
 
 __all__ = [
@@ -58,10 +60,12 @@ PATHS: Final[dict[tuple[Market, Endpoint], str]] = {
 
 
 _UNREADABLE: Final = object()
+_MAX_DEPTH: Final = DEFAULT_LIMITS.max_json_depth
 
 
-def parse_envelope(body: bytes, *, status: int = 200) -> dict[str, Any]:
+def parse_envelope(body: bytes, *, status: int = 200, max_depth: int = _MAX_DEPTH) -> dict[str, Any]:
     """The decoded envelope of a successful reply; raise the error the reply stands for otherwise."""
+    check_json_depth(body, max_depth)
     try:
         envelope = JSON.decode(body)
     except (msgspec.DecodeError, UnicodeError):
@@ -85,7 +89,9 @@ def parse_envelope(body: bytes, *, status: int = 200) -> dict[str, Any]:
     raise ProtocolError(ErrorKind.BAD_FIELD, f"HTTP {status} body has no integer 'code': {preview(body)}")
 
 
-def parse_klines(market: Market, body: bytes, symbol: str, timeframe: str, *, status: int = 200) -> list[Kline]:
+def parse_klines(
+    market: Market, body: bytes, symbol: str, timeframe: str, *, status: int = 200, max_depth: int = _MAX_DEPTH
+) -> list[Kline]:
     """Candles of a klines reply, oldest first, one per open time, ``closed`` decided.
 
     Swap rows are objects of strings with ``time`` = open time; spot rows are arrays of JSON
@@ -93,7 +99,7 @@ def parse_klines(market: Market, body: bytes, symbol: str, timeframe: str, *, st
     but the newest is closed; the newest is closed only if the envelope's server ``timestamp``
     (spot sends one) has reached the next candle's open time.
     """
-    envelope = parse_envelope(body, status=status)
+    envelope = parse_envelope(body, status=status, max_depth=max_depth)
     where = PATHS[(market, Endpoint.KLINES)]
     with _fields(where):
         rows = envelope["data"]
@@ -143,14 +149,14 @@ def _spot_candle(row: Any) -> _Candle:
     )
 
 
-def parse_ticker(market: Market, body: bytes, symbol: str, *, status: int = 200) -> Tick:
+def parse_ticker(market: Market, body: bytes, symbol: str, *, status: int = 200, max_depth: int = _MAX_DEPTH) -> Tick:
     """The 24h ticker of ``symbol`` from a ticker reply (swap: an object, spot: a list of them).
 
     The tick's time is the envelope's server ``timestamp`` (spot). Swap sends none, and its
     ``closeTime`` can lag by tens of seconds (BINGX.md §6.8), so it gets the later of
     ``openTime``/``closeTime``: the latest instant the reply vouches for.
     """
-    envelope = parse_envelope(body, status=status)
+    envelope = parse_envelope(body, status=status, max_depth=max_depth)
     _, symbol_id = bingx_id(symbol)
     with _fields(PATHS[(market, Endpoint.TICKER)]):
         data = envelope["data"]
@@ -175,9 +181,9 @@ def parse_ticker(market: Market, body: bytes, symbol: str, *, status: int = 200)
         )
 
 
-def parse_server_time(body: bytes, *, status: int = 200) -> int:
+def parse_server_time(body: bytes, *, status: int = 200, max_depth: int = _MAX_DEPTH) -> int:
     """Server time in epoch milliseconds from a server-time reply."""
-    envelope = parse_envelope(body, status=status)
+    envelope = parse_envelope(body, status=status, max_depth=max_depth)
     with _fields(PATHS[(Market.SWAP, Endpoint.SERVER_TIME)]):
         return to_time(envelope["data"]["serverTime"], "serverTime")
 

@@ -8,6 +8,7 @@ This module binds them to URLs and performs the REST calls with the caller's HTT
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
 from typing import Final
 
 import httpx
@@ -46,11 +47,11 @@ class BingX(Exchange):
         swap, spot = self._ws_urls[Market.SWAP], self._ws_urls[Market.SPOT]
         return f"BingX(ws_url={swap!r}, spot_ws_url={spot!r}, rest_url={self.rest_url!r})"
 
-    def ws_url(self, market: Market) -> str:
-        return self._ws_urls[Market(market)]
+    def ws_url(self, key: Hashable) -> str:
+        return self._ws_urls[Market(str(key))]
 
-    def new_codec(self, market: Market) -> BingXCodec:
-        return BingXCodec(Market(market))
+    def new_codec(self, key: Hashable) -> BingXCodec:
+        return BingXCodec(Market(str(key)))
 
     def check_topic(self, topic: Topic) -> None:
         data_type(topic)

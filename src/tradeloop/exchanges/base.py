@@ -227,10 +227,23 @@ class Exchange(ABC):
     def check_topic(self, topic: Topic) -> None:  # noqa: B027 - accepting every topic is a valid default
         """Raise ValueError if this exchange cannot serve ``topic``."""
 
-    def normalize_symbol(self, text: str) -> str:
+    @classmethod
+    def normalize_symbol(cls, text: str) -> str:
         """The unified symbol a user means by ``text`` on this exchange (CLI input); InvalidValueError
         if it is malformed or ambiguous. The default also reads ``BASE-QUOTE`` as the USDT-M style swap."""
         return normalize_symbol(text)
+
+    @classmethod
+    def url_options(cls, market: Market, *, ws_url: str | None, rest_url: str | None) -> dict[str, str]:
+        """Constructor options pointing the client at ``ws_url`` / ``rest_url`` (as a user gives them,
+        e.g. ``tradeloop watch --ws-url``) for a symbol of ``market``; None leaves the default.
+        BingX takes one WebSocket URL per market (``ws_url`` swap, ``spot_ws_url`` spot)."""
+        options: dict[str, str] = {}
+        if ws_url:
+            options["ws_url" if market is Market.SWAP else "spot_ws_url"] = ws_url
+        if rest_url:
+            options["rest_url"] = rest_url
+        return options
 
     def kline_page_size(self, market: Market) -> int:
         """Most candles one REST klines request returns on ``market`` (BingX: 1440 on both);

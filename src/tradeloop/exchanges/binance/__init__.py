@@ -89,13 +89,20 @@ class Binance(Exchange):
     def check_topic(self, topic: Topic) -> None:
         stream_name(topic)
 
-    def normalize_symbol(self, text: str) -> str:
+    @classmethod
+    def normalize_symbol(cls, text: str) -> str:
         """A unified symbol as is; a bare id such as ``BTCUSDT`` is ambiguous on Binance (spot and
         USDⓈ-M share it), so it is refused with both unified spellings, not guessed."""
         if isinstance(text, str) and "/" not in text:
             raise InvalidValueError(ambiguous_id_message(text.replace("-", "")))
         binance_id(text)  # refuses what Binance cannot serve (COIN-M)
         return parse_symbol(text).unified
+
+    @classmethod
+    def url_options(cls, market: Market, *, ws_url: str | None, rest_url: str | None) -> dict[str, str]:
+        """Binance takes origins, one for both markets: ``--ws-url ws://HOST:PORT``."""
+        options = {"ws_url": ws_url, "rest_url": rest_url}
+        return {name: url for name, url in options.items() if url}
 
     def kline_page_size(self, market: Market) -> int:
         return MAX_KLINES[Market(market)]

@@ -43,6 +43,7 @@ class _Response:
     status: int
     body: bytes
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class _BadParameter(Exception):
@@ -60,7 +61,11 @@ class RestServer:
         self.clock = clock
         self.stats = stats
         self.faults = faults
-        self._routes: dict[str, tuple[Market, Callable[[_Params], Any]]] = {
+        self._routes: dict[str, tuple[Market, Callable[[_Params], Any]]] = self.routes()
+
+    def routes(self) -> dict[str, tuple[Market, Callable[[_Params], Any]]]:
+        """Path -> (market, handler of the query parameters returning the reply's data)."""
+        return {
             "/openApi/swap/v3/quote/klines": (Market.SWAP, partial(self._klines, Market.SWAP)),
             "/openApi/spot/v2/market/kline": (Market.SPOT, partial(self._klines, Market.SPOT)),
             "/openApi/spot/v1/market/kline": (Market.SPOT, partial(self._klines, Market.SPOT)),
@@ -75,6 +80,23 @@ class RestServer:
             # ccxt's load_markets also asks for coin-M contracts: the simulator has none.
             "/openApi/cswap/v1/market/contracts": (Market.SWAP, lambda params: []),
         }
+
+    # -- the dialect: BingX's envelopes here; the Binance server overrides these -----------------
+
+    def rate_limited(self) -> _Response:
+        return _Response(429, _json(RATE_LIMITED_BODY))
+
+    def success(self, market: Market, data: Any, now_ms: int) -> _Response:
+        if market is Market.SWAP:
+            return _Response(200, _json({"code": 0, "msg": "", "data": data}))
+        return _Response(200, _json({"code": 0, "timestamp": now_ms, "data": data}))
+
+    def failure(self, market: Market, exc: _BadParameter, now_ms: int) -> _Response:
+        """A bad parameter: BingX answers HTTP 200 with the market's error envelope."""
+        if market is Market.SWAP:
+            return _Response(200, _json({"code": SWAP_ERROR, "msg": f"Invalid parameters, err: {exc}", "data": {}}))
+        body = {"code": SPOT_ERROR, "msg": f"Invalid parameters, err: {exc}", "debugMsg": "", "timestamp": now_ms}
+        return _Response(200, _json(body))
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -137,7 +159,7 @@ class RestServer:
         if self.faults.rest_down is RestDown.HTTP_503:
             return _Response(503, DOWN_BODY, "text/html")
         if self.faults.rest_rate_limited:
-            return _Response(429, _json(RATE_LIMITED_BODY))
+            return self.rate_limited()
         if target.startswith("!"):
             return _Response(405, b"405 method not allowed", "text/plain")
         url = urlsplit(target)
@@ -150,13 +172,8 @@ class RestServer:
         try:
             data = handler(params)
         except _BadParameter as exc:
-            if market is Market.SWAP:
-                return _Response(200, _json({"code": SWAP_ERROR, "msg": f"Invalid parameters, err: {exc}", "data": {}}))
-            body = {"code": SPOT_ERROR, "msg": f"Invalid parameters, err: {exc}", "debugMsg": "", "timestamp": now_ms}
-            return _Response(200, _json(body))
-        if market is Market.SWAP:
-            return _Response(200, _json({"code": 0, "msg": "", "data": data}))
-        return _Response(200, _json({"code": 0, "timestamp": now_ms, "data": data}))
+            return self.failure(market, exc, now_ms)
+        return self.success(market, data, now_ms)
 
     # -- endpoints ------------------------------------------------------------------------------
 
@@ -345,7 +362,7 @@ def _json(body: Any) -> bytes:
 
 
 async def _send(connection: h11.Connection, stream: trio.SocketStream, response: _Response) -> None:
-    headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body)))]
+    headers = [("Content-Type", response.content_type), ("Content-Length", str(len(response.body))), *response.headers]
     await stream.send_all(connection.send(h11.Response(status_code=response.status, headers=headers)) or b"")
     await stream.send_all(connection.send(h11.Data(data=response.body)) or b"")
     await stream.send_all(connection.send(h11.EndOfMessage()) or b"")

@@ -7,6 +7,7 @@ and a few REST calls used for gap backfill, fallback polling and fetch-only stre
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
@@ -36,7 +37,14 @@ __all__ = [
     "Topic",
     "TopicKind",
     "WsCodec",
+    "kline_query",
+    "rest_get",
+    "within",
 ]
+
+logger = logging.getLogger(__name__)
+
+QueryParams = dict[str, str | int]
 
 
 class TopicKind(StrEnum):
@@ -180,6 +188,37 @@ class WsCodec(Protocol):
     def decode(self, frame: bytes | str) -> Event:
         """Decode one server frame; raise only :class:`ProtocolError` on bad input."""
         ...
+
+
+def kline_query(symbol_id: str, timeframe: str, limit: int, start_ms: int | None, end_ms: int | None) -> QueryParams:
+    """The query of a klines request as BingX and Binance both spell it (``symbol``, ``interval``,
+    ``limit``, ``startTime``, ``endTime``); InvalidValueError for a bad timeframe or a reversed range."""
+    validate_timeframe(timeframe)
+    if start_ms is not None and end_ms is not None and start_ms > end_ms:
+        raise InvalidValueError(f"invalid range: start_ms {start_ms} is after end_ms {end_ms}")
+    params: QueryParams = {"symbol": symbol_id, "interval": timeframe, "limit": limit}
+    if start_ms is not None:
+        params["startTime"] = start_ms
+    if end_ms is not None:
+        params["endTime"] = end_ms
+    return params
+
+
+def within(klines: list[Kline], start_ms: int | None, end_ms: int | None) -> list[Kline]:
+    """The ``klines`` opening in ``[start_ms, end_ms]``: the server is asked for the range, and
+    filtering again keeps :meth:`Exchange.fetch_klines`' contract if it answers wider."""
+    return [
+        kline
+        for kline in klines
+        if (start_ms is None or kline.open_time >= start_ms) and (end_ms is None or kline.open_time <= end_ms)
+    ]
+
+
+async def rest_get(http: httpx.AsyncClient, url: str, params: QueryParams) -> httpx.Response:
+    """GET an absolute URL (never the client's base_url: one client may serve several exchanges)."""
+    response = await http.get(url, params=params)
+    logger.debug("GET %s %s -> HTTP %d, %d bytes", url, params, response.status_code, len(response.content))
+    return response
 
 
 class Exchange(ABC):

@@ -11,7 +11,6 @@ USDⓈ-M, each stream category under its own path (``/stream``, ``/market/stream
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Hashable
 from typing import Final
 from urllib.parse import urlsplit
@@ -21,23 +20,19 @@ import trio
 
 from ...errors import InvalidValueError
 from ...models import Kline, Tick
-from ...symbols import Market, parse_symbol, validate_timeframe
+from ...symbols import Market, parse_symbol
 from .. import register_exchange
-from ..base import Exchange, Topic
+from ..base import Exchange, QueryParams, Topic, kline_query, rest_get, within
 from .codec import BinanceCodec, socket_of, stream_name
 from .rest import MAX_KLINES, PATHS, Endpoint, check_listed, parse_exchange_info, parse_klines, parse_ticker
 from .wire import Socket, ambiguous_id_message, binance_id, unified_symbol
 
 __all__ = ["Binance", "BinanceCodec", "Socket", "binance_id", "socket_of", "stream_name", "unified_symbol"]
 
-logger = logging.getLogger(__name__)
-
 SPOT_WS_ORIGIN: Final = "wss://stream.binance.com:9443"
 USDM_WS_ORIGIN: Final = "wss://fstream.binance.com"
 SPOT_REST_ORIGIN: Final = "https://api.binance.com"
 USDM_REST_ORIGIN: Final = "https://fapi.binance.com"
-
-_Params = dict[str, str | int]
 
 
 def _origin(url: str, schemes: tuple[str, ...], what: str) -> str:
@@ -145,24 +140,11 @@ class Binance(Exchange):
         """See :meth:`Exchange.fetch_klines`; ``limit`` above the market's page size
         (:meth:`kline_page_size`) asks for a full page, so the caller pages on."""
         market, symbol_id = binance_id(symbol)
-        validate_timeframe(timeframe)
         if not isinstance(limit, int) or limit < 1:
             raise InvalidValueError(f"invalid limit {limit!r}: expected a positive number of candles")
-        if start_ms is not None and end_ms is not None and start_ms > end_ms:
-            raise InvalidValueError(f"invalid range: start_ms {start_ms} is after end_ms {end_ms}")
-        params: _Params = {"symbol": symbol_id, "interval": timeframe, "limit": min(limit, MAX_KLINES[market])}
-        if start_ms is not None:
-            params["startTime"] = start_ms
-        if end_ms is not None:
-            params["endTime"] = end_ms
+        params = kline_query(symbol_id, timeframe, min(limit, MAX_KLINES[market]), start_ms, end_ms)
         response = await self._get(http, market, Endpoint.KLINES, params)
-        klines = parse_klines(response.content, symbol, timeframe, status=response.status_code)
-        # The server is asked for the range; filtering again keeps the contract if it answers wider.
-        return [
-            kline
-            for kline in klines
-            if (start_ms is None or kline.open_time >= start_ms) and (end_ms is None or kline.open_time <= end_ms)
-        ]
+        return within(parse_klines(response.content, symbol, timeframe, status=response.status_code), start_ms, end_ms)
 
     async def fetch_ticker(self, http: httpx.AsyncClient, symbol: str) -> Tick:
         market, symbol_id = binance_id(symbol)
@@ -170,13 +152,9 @@ class Binance(Exchange):
         return parse_ticker(response.content, symbol, status=response.status_code)
 
     async def _get(
-        self, http: httpx.AsyncClient, market: Market, endpoint: Endpoint, params: _Params
+        self, http: httpx.AsyncClient, market: Market, endpoint: Endpoint, params: QueryParams
     ) -> httpx.Response:
-        """GET an absolute URL (never the client's base_url): one client may serve several exchanges."""
-        url = self._rest_origins[market] + PATHS[(market, endpoint)]
-        response = await http.get(url, params=params)
-        logger.debug("GET %s %s -> HTTP %d, %d bytes", url, params, response.status_code, len(response.content))
-        return response
+        return await rest_get(http, self._rest_origins[market] + PATHS[(market, endpoint)], params)
 
 
 def _socket(key: Hashable) -> Socket:

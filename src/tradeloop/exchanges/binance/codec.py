@@ -37,7 +37,7 @@ from ..base import (
 )
 from ..bingx.codec import _undecodable  # one rule for both exchanges' JSON text
 from ..bingx.wire import preview, to_decimal, to_time
-from .wire import EXCHANGE, JSON, Socket, binance_id, unified_symbol
+from .wire import EXCHANGE, JSON, Socket, binance_id, optional_decimal, unified_symbol
 
 __all__ = ["BinanceCodec", "socket_of", "stream_name"]
 
@@ -217,10 +217,10 @@ class BinanceCodec:
             topic.symbol,
             to_time(data["E"], "E"),
             to_decimal(data["c"], "c"),
-            bid=_optional(data, "b"),
-            ask=_optional(data, "a"),
-            bid_size=_optional(data, "B"),
-            ask_size=_optional(data, "A"),
+            bid=optional_decimal(data, "b"),
+            ask=optional_decimal(data, "a"),
+            bid_size=optional_decimal(data, "B"),
+            ask_size=optional_decimal(data, "A"),
             volume_24h=to_decimal(data["v"], "v"),
         )
 
@@ -257,10 +257,6 @@ _TICK_PARSERS: Final[dict[TopicKind, Callable[[BinanceCodec, Topic, dict[str, An
     TopicKind.MARK_PRICE: BinanceCodec._mark_price,
     TopicKind.BOOK_TICKER: BinanceCodec._book_ticker,
 }
-
-
-def _optional(data: dict[str, Any], key: str) -> Any:
-    return to_decimal(data[key], key) if key in data else None
 
 
 def _request_id(value: object) -> str:

@@ -22,7 +22,7 @@ from ...symbols import Market
 from ..base import ErrorKind, ExchangeError, ProtocolError, RateLimitedError
 from ..bingx.rest import _fields  # one rule for both exchanges' reply fields
 from ..bingx.wire import preview, to_decimal, to_time
-from .wire import EXCHANGE, JSON
+from .wire import EXCHANGE, JSON, optional_decimal
 
 __all__ = [
     "MAX_KLINES",
@@ -131,16 +131,12 @@ def parse_ticker(body: bytes, symbol: str, *, status: int = 200) -> Tick:
             symbol,
             to_time(row["closeTime"], "closeTime"),
             to_decimal(row["lastPrice"], "lastPrice"),
-            bid=_optional(row, "bidPrice"),
-            ask=_optional(row, "askPrice"),
-            bid_size=_optional(row, "bidQty"),
-            ask_size=_optional(row, "askQty"),
+            bid=optional_decimal(row, "bidPrice"),
+            ask=optional_decimal(row, "askPrice"),
+            bid_size=optional_decimal(row, "bidQty"),
+            ask_size=optional_decimal(row, "askQty"),
             volume_24h=to_decimal(row["volume"], "volume"),
         )
-
-
-def _optional(row: dict[str, Any], key: str) -> Any:
-    return to_decimal(row[key], key) if key in row else None
 
 
 def parse_exchange_info(market: Market, body: bytes, *, status: int = 200) -> dict[str, str]:

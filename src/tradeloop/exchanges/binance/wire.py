@@ -9,14 +9,12 @@ as tradeloop spells them (``1m`` … ``1M``; §2.2). Prices and sizes are decima
 from __future__ import annotations
 
 import re
-from decimal import Decimal
 from enum import StrEnum
-from typing import Final
-
-import msgspec
+from typing import Any, Final
 
 from ...errors import InvalidValueError
 from ...symbols import Market, parse_symbol
+from ..bingx.wire import JSON, to_decimal
 
 __all__ = [
     "EXCHANGE",
@@ -24,14 +22,12 @@ __all__ = [
     "QUOTE_ASSETS",
     "Socket",
     "binance_id",
+    "optional_decimal",
     "split_id",
     "unified_symbol",
 ]
 
 EXCHANGE: Final = "binance"
-
-JSON: Final = msgspec.json.Decoder(float_hook=Decimal)
-"""Decodes any JSON value; fractional numbers become exact Decimals, integers stay ints."""
 
 QUOTE_ASSETS: Final = (
     "USDT", "USDC", "FDUSD", "TUSD", "BUSD", "DAI", "BTC", "ETH", "BNB", "EUR", "TRY", "BRL", "JPY", "USD",
@@ -104,6 +100,12 @@ def split_id(symbol_id: str) -> tuple[str, str]:
         f"cannot split Binance id {symbol_id!r} into base and quote: expected it to end with one of "
         f"{', '.join(QUOTE_ASSETS)}"
     )
+
+
+def optional_decimal(fields: dict[str, Any], key: str) -> Any:
+    """``fields[key]`` as a Decimal, or None where the market does not send it (USDⓈ-M has no book
+    in its tickers). ``Any`` so it fits a Tick's optional fields."""
+    return to_decimal(fields[key], key) if key in fields else None
 
 
 def unified_symbol(market: Market, symbol_id: str) -> str:

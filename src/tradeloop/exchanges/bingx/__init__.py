@@ -7,7 +7,6 @@ This module binds them to URLs and performs the REST calls with the caller's HTT
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Hashable
 from typing import Final
 
@@ -17,20 +16,16 @@ from ...errors import InvalidValueError
 from ...models import Kline, Tick
 from ...symbols import Market, validate_timeframe
 from .. import register_exchange
-from ..base import Exchange, Topic
+from ..base import Exchange, QueryParams, Topic, kline_query, rest_get, within
 from .codec import BingXCodec, data_type
 from .rest import MAX_KLINES, PATHS, Endpoint, parse_klines, parse_server_time, parse_ticker
 from .wire import bingx_id, unified_symbol
 
 __all__ = ["BingX", "BingXCodec", "bingx_id", "data_type", "unified_symbol"]
 
-logger = logging.getLogger(__name__)
-
 SWAP_WS_URL: Final = "wss://open-api-swap.bingx.com/swap-market"
 SPOT_WS_URL: Final = "wss://open-api-ws.bingx.com/market"
 REST_URL: Final = "https://open-api.bingx.com"
-
-_Params = dict[str, str | int]
 
 
 @register_exchange
@@ -70,21 +65,10 @@ class BingX(Exchange):
         validate_timeframe(timeframe)
         if not 1 <= limit <= MAX_KLINES:
             raise InvalidValueError(f"invalid limit {limit!r}: BingX returns 1 to {MAX_KLINES} candles per request")
-        if start_ms is not None and end_ms is not None and start_ms > end_ms:
-            raise InvalidValueError(f"invalid range: start_ms {start_ms} is after end_ms {end_ms}")
-        params: _Params = {"symbol": symbol_id, "interval": timeframe, "limit": limit}
-        if start_ms is not None:
-            params["startTime"] = start_ms
-        if end_ms is not None:
-            params["endTime"] = end_ms
+        params = kline_query(symbol_id, timeframe, limit, start_ms, end_ms)
         response = await self._get(http, market, Endpoint.KLINES, params)
         klines = parse_klines(market, response.content, symbol, timeframe, status=response.status_code)
-        # The server is asked for the range; filtering again keeps the contract if it answers wider.
-        return [
-            kline
-            for kline in klines
-            if (start_ms is None or kline.open_time >= start_ms) and (end_ms is None or kline.open_time <= end_ms)
-        ]
+        return within(klines, start_ms, end_ms)
 
     async def fetch_ticker(self, http: httpx.AsyncClient, symbol: str) -> Tick:
         market, symbol_id = bingx_id(symbol)
@@ -97,10 +81,6 @@ class BingX(Exchange):
         return parse_server_time(response.content, status=response.status_code)
 
     async def _get(
-        self, http: httpx.AsyncClient, market: Market, endpoint: Endpoint, params: _Params
+        self, http: httpx.AsyncClient, market: Market, endpoint: Endpoint, params: QueryParams
     ) -> httpx.Response:
-        """GET an absolute URL (never the client's base_url): one client may serve several exchanges."""
-        url = self.rest_url + PATHS[(market, endpoint)]
-        response = await http.get(url, params=params)
-        logger.debug("GET %s %s -> HTTP %d, %d bytes", url, params, response.status_code, len(response.content))
-        return response
+        return await rest_get(http, self.rest_url + PATHS[(market, endpoint)], params)

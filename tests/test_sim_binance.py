@@ -18,8 +18,8 @@ from trio.testing import MockClock
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
 from tradeloop.errors import InvalidValueError
-from tradeloop.exchanges import ExchangeError, RateLimitedError
-from tradeloop.exchanges.binance import Binance
+from tradeloop.exchanges import ExchangeError, RateLimitedError, Reconnect
+from tradeloop.exchanges.binance import Binance, BinanceCodec, Socket
 from tradeloop.sim import SimConfig, Simulator, open_simulator
 
 START = 1_760_000_000_000 - 1_760_000_000_000 % 3_600_000 + 30_000  # 30 s into an hour
@@ -242,3 +242,29 @@ async def test_speed_runs_market_time_faster(mock_clock: MockClock) -> None:
         assert closed == [closed[0] + n * MINUTE for n in range(3)]
         assert 2.0 <= elapsed <= 4.0  # three one-minute candles in three seconds of trio time
         assert sim.now_ms() - START >= 2 * MINUTE
+
+
+async def test_server_shutdown_notice_then_close_and_the_lifetime_cut(mock_clock: MockClock) -> None:
+    async with open_simulator(config(connection_lifetime=30.0)) as sim:
+        async with (
+            open_websocket_url(sim.ws_url + "/ws") as raw,
+            open_websocket_url(sim.ws_url + "/market/ws") as usdm,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(sim.server_shutdown)
+            notice = await receive(raw)
+            assert notice["e"] == "serverShutdown" and notice["E"] == sim.now_ms()
+            assert isinstance(BinanceCodec(Socket.SPOT).decode(json.dumps(notice)), Reconnect)
+            for ws in (raw, usdm):
+                with pytest.raises(ConnectionClosed) as closed:
+                    await ws.get_message()  # USDⓈ-M gets no notice, only the close
+                assert closed.value.reason.code == 1001
+        async with open_websocket_url(sim.ws_url + "/stream") as ws:
+            opened = trio.current_time()
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await ws.get_message()
+            assert closed.value.reason.code == 1001 and trio.current_time() - opened == pytest.approx(30, abs=0.1)
+    async with open_simulator(SimConfig()) as bingx:
+        with pytest.raises(InvalidValueError, match="Binance notice"):
+            await bingx.server_shutdown()

@@ -29,6 +29,7 @@ __all__ = [
     "kline_data",
     "malformed_frame",
     "parse_stream",
+    "shutdown_frame",
     "spot_text",
     "tick_data",
     "unwrap",
@@ -100,6 +101,11 @@ def combined_frame(topic: SimTopic, data: Payload) -> bytes:
 
 
 _DATA_AT: Final = b'","data":'
+
+
+def shutdown_frame(now_ms: int) -> bytes:
+    """Spot's restart notice, combined form (§1.5); :func:`unwrap` gives the raw one."""
+    return _ENCODER.encode({"stream": "!serverShutdown", "data": {"e": "serverShutdown", "E": now_ms}})
 
 
 def unwrap(frame: bytes) -> bytes:

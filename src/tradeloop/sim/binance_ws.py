@@ -29,6 +29,7 @@ from .binance_protocol import (
     kline_data,
     malformed_frame,
     parse_stream,
+    shutdown_frame,
     tick_data,
     unwrap,
 )
@@ -36,7 +37,7 @@ from .config import SimClock, SimConfig, SimStats
 from .market import CandleValues, MarketModel, SymbolSpec, TickerValues
 from .protocol import MalformedKind, Payload, SimTopic
 from .websocket import ServerWebSocket, WebSocketClosed
-from .ws import WsHub, _Connection
+from .ws import GOING_AWAY, WsHub, _Connection
 
 __all__ = ["BinanceHub"]
 
@@ -56,6 +57,8 @@ _MAX_ID_TEXT: Final = 36
 
 class BinanceHub(WsHub):
     """Every Binance-dialect connection and topic, fed by the shared publisher."""
+
+    final_pushed_once = True
 
     def __init__(self, config: SimConfig, model: MarketModel, clock: SimClock, stats: SimStats) -> None:
         super().__init__(config, model, clock, stats)
@@ -89,6 +92,18 @@ class BinanceHub(WsHub):
     def batches_klines(self, topic: SimTopic) -> bool:
         return False
 
+    async def server_shutdown(self, grace: float) -> None:
+        """A server restart: spot sockets get ``serverShutdown`` (BINANCE.md §1.5), then after
+        ``grace`` seconds every socket is closed with 1001 (going away)."""
+        notice = shutdown_frame(self.clock.now_ms())
+        connections = list(self._connections)
+        for connection in connections:
+            if connection.market is Market.SPOT:
+                await connection.send(notice)
+        await trio.sleep(grace)
+        for connection in connections:
+            connection.close("server shutdown", code=GOING_AWAY)
+
 
 class _BinanceConnection(_Connection):
     """One Binance socket: raw (``/ws``) or combined (``/stream``), with its message budget."""
@@ -120,7 +135,16 @@ class _BinanceConnection(_Connection):
             # ccxt's connection index (/ws/0) and other segments that name no stream are ignored
             with contextlib.suppress(ValueError):
                 self._subscribe(name)
-        await super().run()
+        lifetime = self.hub.config.connection_lifetime
+        async with trio.open_nursery() as nursery:
+            if lifetime is not None:
+                nursery.start_soon(self._expire, lifetime)
+            await super().run()
+            nursery.cancel_scope.cancel()
+
+    async def _expire(self, lifetime: float) -> None:
+        await trio.sleep(lifetime)
+        self.close(f"connection lifetime of {lifetime:g} s reached", code=GOING_AWAY)
 
     async def send(self, frame: bytes) -> None:
         await super().send(frame if self.combined else unwrap(frame))

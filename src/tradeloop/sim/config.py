@@ -59,6 +59,9 @@ class SimConfig:
     slow_client_timeout: float = 1.0
     """A connection whose queue is full and whose socket has accepted nothing for this long is
     closed as too slow (pushes to the other connections wait that long at most)."""
+    connection_lifetime: float | None = None
+    """Binance dialect: close every socket this many seconds after it opened (production: 24 h,
+    BINANCE.md §1.5); None: never."""
     max_messages_per_second: int = 5
     """Binance dialect: incoming messages (requests and pongs) a socket may send within any one
     second before it is closed with 1008 "Too many requests" (spot's documented budget)."""
@@ -83,6 +86,10 @@ class SimConfig:
             value = getattr(self, name)
             if not value >= 0.001:
                 raise InvalidValueError(f"invalid {name} {value!r}: expected a number of seconds >= 0.001")
+        if self.connection_lifetime is not None and not self.connection_lifetime >= 0.001:
+            raise InvalidValueError(
+                f"invalid connection_lifetime {self.connection_lifetime!r}: expected seconds >= 0.001 or None"
+            )
         if not self.history_seconds >= 0:
             raise InvalidValueError(f"invalid history_seconds {self.history_seconds!r}: expected >= 0")
         for name in ("max_topics_per_socket", "send_queue_size", "max_messages_per_second"):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ..errors import InvalidValueError
 from ..symbols import Market, validate_timeframe
 from .binance_rest import BinanceRestServer
 from .binance_ws import BinanceHub
@@ -88,6 +89,14 @@ class Simulator:
         if self.config.exchange == "binance":
             return f"--ws-url {self.ws_url} --rest-url {self.rest_url}"
         return f"--ws-url {self.ws_url} --rest-url {self.rest_url}  (spot symbols: --ws-url {self.spot_ws_url})"
+
+    async def server_shutdown(self, grace: float = 1.0) -> None:
+        """Binance dialect: announce a restart (``serverShutdown`` on spot sockets), then close
+        every socket with 1001 after ``grace`` seconds. InvalidValueError for BingX, which sends
+        no such notice."""
+        if not isinstance(self._hub, BinanceHub):
+            raise InvalidValueError("server_shutdown is a Binance notice: open the simulator with exchange='binance'")
+        await self._hub.server_shutdown(grace)
 
     async def burst(self, symbol_id: str, timeframe: str, count: int, *, market: Market | str = Market.SWAP) -> None:
         """Send ``count`` kline updates (close price 1..count) of one topic to its subscribers as

@@ -78,6 +78,10 @@ class _TopicState:
 class WsHub:
     """Every WebSocket connection and topic of one simulator, and the publisher feeding them."""
 
+    final_pushed_once = False
+    """Whether a candle's final value is pushed once and never again (Binance: the ``"x": true``
+    push is the last of its candle); BingX repeats it until the next candle opens."""
+
     def __init__(self, config: SimConfig, model: MarketModel, clock: SimClock, stats: SimStats) -> None:
         self.config = config
         self.model = model
@@ -269,7 +273,8 @@ class WsHub:
         if values is None:
             return updates
         complete = self.model.is_complete(timeframe, values)
-        if complete and self.faults.skip_final_update:
+        repeat = state.final_sent and state.last_open == current_open
+        if complete and (self.faults.skip_final_update or (repeat and self.final_pushed_once)):
             return updates
         candles = [values]
         if self.faults.batch_klines and self.batches_klines(topic):

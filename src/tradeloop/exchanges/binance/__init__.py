@@ -53,7 +53,9 @@ class Binance(Exchange):
 
     name = "binance"
     max_topics_per_socket = 1024
-    max_subscriptions_per_second = 5.0
+    max_subscriptions_per_second = 4.0
+    """Binance allows 5 incoming messages a second per socket, pongs included, and closes the
+    socket with 1008 past that (BINANCE.md §1.5, pitfall 3): 4 requests leave room for a pong."""
     pushes_closed_flag = True
     connection_lifetime = 86_400.0
 

@@ -76,6 +76,9 @@ def test_unreadable_bodies() -> None:
     with pytest.raises(ProtocolError) as caught:
         parse_body(b"<html>", status=200)
     assert caught.value.kind is ErrorKind.BAD_JSON
+    with pytest.raises(ProtocolError) as caught:
+        parse_body(b"[" * 100_000, status=200)
+    assert caught.value.kind is ErrorKind.BAD_JSON
     with pytest.raises(ProtocolError, match="open time"):
         parse_klines(b'[["x","1","1","1","1","1"]]', "BTC/USDT", "1m")
     with pytest.raises(ProtocolError, match="lastPrice"):

@@ -114,6 +114,7 @@ async def test_usdm_routes_streams_by_path_and_unknown_streams_are_silent(mock_c
         ("/ws", '{"method":"SUBSCRIBE","params":["btcusdt kline"],"id":1}', {"code": 2, "id": 1}),
         ("/market/ws", '{"method":"SUBSCRIBE","params":[],"id":"abc"}', {"code": 2, "id": None}),
         ("/ws", "not json", {"code": 3, "id": None}),
+        ("/ws", "[" * 60_000, {"code": 3, "id": None}),
         ("/ws", '{"method":"PING","id":5}', {"code": 2, "id": 5}),
         ("/ws", '{"method":"SET_PROPERTY","params":["combined","yes"],"id":6}', {"code": 2, "id": 6}),
     ],

@@ -168,7 +168,7 @@ class _BinanceConnection(_Connection):
             return
         try:
             request: Any = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
             await self._reply_error(None, "Invalid JSON: expected value at line 1 column 1", code=3)
             return
         if not isinstance(request, dict):

@@ -128,7 +128,7 @@ class BinanceCodec:
         """Decode one server frame (text; bytes are read as UTF-8 JSON too). Raises only ProtocolError."""
         try:
             message = JSON.decode(frame)
-        except (msgspec.DecodeError, UnicodeError) as exc:
+        except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:  # RecursionError: nested too deep
             raise _undecodable(frame, exc) from None
         if type(message) is not dict:
             raise ProtocolError(ErrorKind.BAD_FIELD, f"expected a JSON object, got {preview(frame)}")

@@ -66,7 +66,7 @@ def parse_body(body: bytes, *, status: int = 200) -> Any:
     """The decoded body of a successful reply; raise the error the reply stands for otherwise."""
     try:
         decoded = JSON.decode(body)
-    except (msgspec.DecodeError, UnicodeError):
+    except (msgspec.DecodeError, UnicodeError, RecursionError):  # RecursionError: nested too deep
         decoded = _UNREADABLE
     if 200 <= status < 300:
         if decoded is _UNREADABLE:

@@ -21,7 +21,7 @@ from typing import Any, Final
 import msgspec
 
 from ...errors import InvalidValueError
-from ...models import Kline, Tick
+from ...models import Tick
 from ...symbols import Market, validate_timeframe
 from ..base import (
     ErrorKind,
@@ -36,7 +36,7 @@ from ..base import (
     TopicKind,
 )
 from ..bingx.codec import _undecodable  # one rule for both exchanges' JSON text
-from ..bingx.wire import preview, to_decimal, to_time
+from ..bingx.wire import lettered_kline, preview, to_decimal, to_time
 from .wire import EXCHANGE, JSON, Socket, binance_id, optional_decimal, unified_symbol
 
 __all__ = ["BinanceCodec", "socket_of", "stream_name"]
@@ -174,19 +174,7 @@ class BinanceCodec:
             closed = candle.get("x", False)
             if type(closed) is not bool:
                 raise TypeError(f"field 'x' should be true or false, got {closed!r}")
-            kline = Kline(
-                EXCHANGE,
-                topic.symbol,
-                interval,
-                to_time(candle["t"], "t"),
-                to_decimal(candle["o"], "o"),
-                to_decimal(candle["h"], "h"),
-                to_decimal(candle["l"], "l"),
-                to_decimal(candle["c"], "c"),
-                to_decimal(candle["v"], "v"),
-                closed=closed,
-            )
-            return KlineBatch(topic, (kline,))
+            return KlineBatch(topic, (lettered_kline(EXCHANGE, topic.symbol, interval, candle, closed=closed),))
         topic = self._topic(kind, symbol_id, None)
         return TickUpdate(topic, _TICK_PARSERS[kind](self, topic, data))
 

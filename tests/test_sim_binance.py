@@ -231,18 +231,26 @@ async def test_rest_errors_are_binance_codes_with_http_400(
 
 
 async def test_speed_runs_market_time_faster(mock_clock: MockClock) -> None:
-    async with open_simulator(config(speed=60.0, push_interval=0.25)) as sim:
+    async with open_simulator(config(speed=60.0, push_interval=0.25)) as sim, binance_client(sim) as (client, http):
         async with open_websocket_url(sim.ws_url + "/ws/ethusdt@kline_1m") as ws:
             started = trio.current_time()
-            closed = []
+            closed: dict[int, Decimal] = {}
             while len(closed) < 3:
                 line = (await next_event(ws, "kline"))["k"]
                 if line["x"]:
-                    closed.append(line["t"])
+                    closed[line["t"]] = Decimal(line["c"])
             elapsed = trio.current_time() - started
-        assert closed == [closed[0] + n * MINUTE for n in range(3)]
+        first = min(closed)
+        assert list(closed) == [first, first + MINUTE, first + 2 * MINUTE]
         assert 2.0 <= elapsed <= 4.0  # three one-minute candles in three seconds of trio time
-        assert sim.now_ms() - START >= 2 * MINUTE
+        history = await client.fetch_klines(http, "ETH/USDT", "1m", start_ms=first, end_ms=first + 2 * MINUTE)
+        assert {kline.open_time: kline.close for kline in history} == closed  # REST history keeps pace
+
+
+@pytest.mark.parametrize("speed", [0, -1.0, float("inf"), float("nan"), True, "60"])
+def test_speed_must_be_a_positive_factor(speed: object) -> None:
+    with pytest.raises(InvalidValueError, match="invalid speed"):
+        SimConfig(speed=speed)  # type: ignore[arg-type]
 
 
 async def test_server_shutdown_notice_then_close_and_the_lifetime_cut(mock_clock: MockClock) -> None:

@@ -225,6 +225,8 @@ async def test_rest_errors_are_binance_codes_with_http_400(
     async with open_simulator(config()) as sim, httpx.AsyncClient() as http:
         reply = await http.get(sim.rest_url + "/api/v3/klines", params=params)
         assert reply.status_code == 400 and reply.json()["code"] == code
+        used = [(await http.get(sim.rest_url + "/api/v3/time")).headers["X-MBX-USED-WEIGHT-1M"] for _ in range(2)]
+        assert int(used[1]) in (int(used[0]) + 1, 1)  # one more, unless a new minute began
         sim.faults.set("rest_rate_limited")
         limited = await http.get(sim.rest_url + "/fapi/v1/time")
         assert limited.status_code == 429 and limited.headers["Retry-After"] == "1"

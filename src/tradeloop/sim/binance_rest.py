@@ -42,7 +42,14 @@ class _BinanceError(_BadParameter):
 
 
 class BinanceRestServer(RestServer):
-    """Answers Binance's public REST endpoints from the market model."""
+    """Answers Binance's public REST endpoints from the market model.
+
+    Every answer carries ``X-MBX-USED-WEIGHT-1M``: here one unit per request in the current minute
+    of the simulator's clock (Binance weighs endpoints differently; nothing here enforces a limit).
+    """
+
+    _minute = -1
+    _used = 0
 
     def routes(self) -> dict[str, tuple[Market, Callable[[_Params], Any]]]:
         spot, swap = Market.SPOT, Market.SWAP
@@ -64,7 +71,11 @@ class BinanceRestServer(RestServer):
         return _Response(429, _json(RATE_LIMITED), headers=(("Retry-After", "1"),))
 
     def success(self, market: Market, data: Any, now_ms: int) -> _Response:
-        return _Response(200, _json(data), headers=(("X-MBX-USED-WEIGHT-1M", "1"),))
+        minute = now_ms // 60_000
+        if minute != self._minute:
+            self._minute, self._used = minute, 0
+        self._used += 1
+        return _Response(200, _json(data), headers=(("X-MBX-USED-WEIGHT-1M", str(self._used)),))
 
     def failure(self, market: Market, exc: _BadParameter, now_ms: int) -> _Response:
         code = exc.code if isinstance(exc, _BinanceError) else -1100

@@ -69,13 +69,17 @@ async def connect(
 async def open_websocket_url(ws_url: str, *, message_queue_size: int = 16) -> AsyncIterator[WebSocketConnection]:
     async with trio.open_nursery() as nursery:
         ws, stream = await connect(nursery, ws_url, message_queue_size=message_queue_size)
-        async with stream:
-            try:
-                yield ws
-            finally:
-                with trio.move_on_after(1):
-                    await ws.aclose()
-                nursery.cancel_scope.cancel()
+        try:
+            async with stream:
+                try:
+                    yield ws
+                finally:
+                    with trio.move_on_after(1):
+                        await ws.aclose()
+        finally:
+            # Cancel only once the stream is closed: a Cancelled raised by its aclose() would replace
+            # the body's exception and be absorbed by this nursery, hiding a failed assertion.
+            nursery.cancel_scope.cancel()
 
 
 async def receive(ws: WebSocketConnection) -> Any:
@@ -438,7 +442,7 @@ async def test_a_slow_client_is_closed_without_delaying_others(mock_clock: MockC
 @pytest.mark.parametrize("market", [Market.SWAP, Market.SPOT])
 async def test_burst_sends_numbered_updates_in_order(mock_clock: MockClock, market: Market) -> None:
     async with (
-        open_simulator(config(push_interval=3600, ping_interval=1000)) as sim,
+        open_simulator(config(push_interval=3600, ping_interval=1000, pong_timeout=100_000)) as sim,
         open_websocket_url(url(sim, market)) as first,
         open_websocket_url(url(sim, market)) as second,
     ):

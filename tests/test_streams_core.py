@@ -14,7 +14,6 @@ from streams_helpers import FAST, START_MS, SWAP, simulated_streams
 from trio.testing import MockClock
 
 from tradeloop import InvalidValueError, SubscriptionError, TradeloopError
-from tradeloop.exchanges.base import Topic
 from tradeloop.exchanges.bingx import BingX
 from tradeloop.models import Kline, Tick
 from tradeloop.sim import SimConfig, open_simulator
@@ -79,9 +78,9 @@ async def test_any_error_of_a_foreign_fetch_is_a_counted_rest_error(mock_clock: 
 class UnlistingBingX(BingX):
     """An exchange that acknowledges any subscription, so its client validates symbols over REST."""
 
-    async def validate_topic(self, http: httpx.AsyncClient, topic: Topic) -> None:
-        if not topic.symbol.startswith("BTC/"):
-            raise InvalidValueError(f"unknown symbol {topic.symbol!r}: expected one of BTC/USDT:USDT")
+    async def check_symbol(self, http: httpx.AsyncClient, symbol: str) -> None:
+        if not symbol.startswith("BTC/"):
+            raise InvalidValueError(f"unknown symbol {symbol!r}: expected one of BTC/USDT:USDT")
 
 
 async def test_a_symbol_the_exchange_does_not_list_is_rejected_by_validation(mock_clock: MockClock) -> None:

@@ -97,7 +97,7 @@ BASE = {
     ("change", "message"),
     [
         ({"strategy": []}, "unknown field 'strategy'"),
-        ({"exchanges": {"binance": {}}}, "exchanges.binance': unknown exchange 'binance': expected one of bingx"),
+        ({"exchanges": {"kraken": {}}}, "exchanges.kraken': unknown exchange 'kraken': expected one of binance, bingx"),
         ({"exchanges": {"bingx": {"wss_url": "x"}}}, "exchanges.bingx': unknown field 'wss_url'"),
         ({"exchanges": {"bingx": {"rest_url": 5}}}, "field 'rest_url' must be a URL string"),
         ({"exchanges": {}}, "field 'exchanges'"),

@@ -20,6 +20,7 @@ from .base import (
     KlineBatch,
     ProtocolError,
     RateLimitedError,
+    Reconnect,
     SubscriptionAck,
     TickUpdate,
     Topic,
@@ -40,6 +41,7 @@ __all__ = [
     "PeerLimits",
     "ProtocolError",
     "RateLimitedError",
+    "Reconnect",
     "SubscriptionAck",
     "TickUpdate",
     "Topic",
@@ -95,4 +97,5 @@ def create_exchange(name: str, **options: Any) -> Exchange:
 
 
 # Built-in exchanges register themselves on import.
+from . import binance as binance  # noqa: E402
 from . import bingx as bingx  # noqa: E402

@@ -8,6 +8,7 @@ and a few REST calls used for gap backfill, fallback polling and fetch-only stre
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import ClassVar, Protocol
@@ -17,7 +18,7 @@ import msgspec
 
 from ..errors import InvalidValueError, TradeloopError
 from ..models import Kline, Tick
-from ..symbols import Market, parse_symbol, validate_timeframe
+from ..symbols import Market, normalize_symbol, parse_symbol, validate_timeframe
 
 __all__ = [
     "ErrorKind",
@@ -29,12 +30,18 @@ __all__ = [
     "KlineBatch",
     "ProtocolError",
     "RateLimitedError",
+    "Reconnect",
     "SubscriptionAck",
     "TickUpdate",
     "Topic",
     "TopicKind",
     "WsCodec",
+    "kline_query",
+    "within",
 ]
+
+
+QueryParams = dict[str, str | int]
 
 
 class TopicKind(StrEnum):
@@ -144,7 +151,11 @@ class ErrorReply(msgspec.Struct, frozen=True, gc=False):
 
 
 class KlineBatch(msgspec.Struct, frozen=True, gc=False):
-    """Updates of one kline topic, oldest first; ``closed`` is always False (the stream decides)."""
+    """Updates of one kline topic, oldest first.
+
+    ``closed`` is False unless the exchange marks final values itself
+    (:attr:`Exchange.pushes_closed_flag`, e.g. Binance's ``"x": true``); otherwise the stream decides.
+    """
 
     topic: Topic
     klines: tuple[Kline, ...]
@@ -155,8 +166,15 @@ class TickUpdate(msgspec.Struct, frozen=True, gc=False):
     tick: Tick
 
 
+class Reconnect(msgspec.Struct, frozen=True, gc=False):
+    """The server announced it will close this socket soon (Binance's ``serverShutdown``):
+    open a new one and move the topics there now, rather than lose pushes to the close."""
+
+    reason: str
+
+
 # Events are msgspec Structs, like Kline and Tick: one is built per frame.
-Event = Heartbeat | SubscriptionAck | ErrorReply | KlineBatch | TickUpdate
+Event = Heartbeat | SubscriptionAck | ErrorReply | KlineBatch | TickUpdate | Reconnect
 
 
 class WsCodec(Protocol):
@@ -175,41 +193,111 @@ class WsCodec(Protocol):
         ...
 
 
+def kline_query(symbol_id: str, timeframe: str, limit: int, start_ms: int | None, end_ms: int | None) -> QueryParams:
+    """The query of a klines request as BingX and Binance both spell it (``symbol``, ``interval``,
+    ``limit``, ``startTime``, ``endTime``); InvalidValueError for a bad timeframe or a reversed range."""
+    validate_timeframe(timeframe)
+    if start_ms is not None and end_ms is not None and start_ms > end_ms:
+        raise InvalidValueError(f"invalid range: start_ms {start_ms} is after end_ms {end_ms}")
+    params: QueryParams = {"symbol": symbol_id, "interval": timeframe, "limit": limit}
+    if start_ms is not None:
+        params["startTime"] = start_ms
+    if end_ms is not None:
+        params["endTime"] = end_ms
+    return params
+
+
+def within(klines: list[Kline], start_ms: int | None, end_ms: int | None) -> list[Kline]:
+    """The ``klines`` opening in ``[start_ms, end_ms]``: the server is asked for the range, and
+    filtering again keeps :meth:`Exchange.fetch_klines`' contract if it answers wider."""
+    return [
+        kline
+        for kline in klines
+        if (start_ms is None or kline.open_time >= start_ms) and (end_ms is None or kline.open_time <= end_ms)
+    ]
+
+
 class Exchange(ABC):
-    """An exchange's URLs, codec and REST calls: everything the stream layer needs to know of it."""
+    """An exchange's URLs, codec and REST calls: everything the stream layer needs to know of it.
+
+    What differs between exchanges is an attribute or method here, with BingX's behaviour as the
+    default, so the stream layer never branches on an exchange's name.
+    """
 
     name: ClassVar[str]
     """Registry name, lower case."""
     max_topics_per_socket: ClassVar[int] = 200
+    """Streams one socket may carry (BingX: 200; Binance documents 1024)."""
     max_subscriptions_per_second: ClassVar[float] = 10.0
+    """Requests a client may send on one socket per second, over a strict sliding window
+    (BingX: 10; Binance: 5 incoming messages per second, pongs included)."""
     supports_push: ClassVar[bool] = True
     """False for a fetch-only client: its streams are served by a REST poller."""
     pushes_closed_flag: ClassVar[bool] = False
-    """True when a kline push says that its candle closed (Binance's ``"x": true``): closes then
-    need no REST confirmation. BingX has no such flag."""
+    """Whether kline pushes say when a candle is final (Binance's ``"x": true``; the codec then
+    emits that push with ``closed=True``). When True the final push *is* the closed candle and
+    needs no REST confirmation; REST is still needed for candles missed while a socket was down.
+    BingX sends no such flag: a candle closes when a newer one opens, confirmed over REST."""
+    connection_lifetime: ClassVar[float | None] = None
+    """Seconds after which the server cuts every socket (Binance: 24 h), or None if it does not.
+    A client should open a replacement socket, resubscribe and close the old one a little before."""
 
-    def kline_page_size(self, market: Market) -> int:
-        """Most klines one REST request returns in ``market`` (pages of backfills)."""
-        return 1440
+    def socket_key(self, topic: Topic) -> Hashable:
+        """Which socket ``topic`` must be subscribed on: topics with equal keys may share a socket.
 
-    async def validate_topic(self, http: httpx.AsyncClient, topic: Topic) -> None:  # noqa: B027 - optional hook
-        """Raise InvalidValueError (naming what is wrong) if the exchange does not list ``topic``'s symbol.
-
-        For exchanges that acknowledge a subscription to an unknown symbol and then stay silent;
-        one that rejects it on the socket needs nothing here. Any other exception is a failed call,
-        retried by the stream layer.
+        The default is the topic's market (BingX: one socket per market). Binance's USDⓈ-M routes
+        klines and tickers to ``/market`` and the book ticker to ``/public``, so it has two keys
+        for that market. Pass the key to :meth:`ws_url` and :meth:`new_codec`.
         """
+        return topic.market
 
     @abstractmethod
-    def ws_url(self, market: Market) -> str:
-        """WebSocket URL of ``market``."""
+    def ws_url(self, key: Hashable) -> str:
+        """WebSocket URL of the socket ``key`` (a :meth:`socket_key`; a Market is always accepted)."""
 
     @abstractmethod
-    def new_codec(self, market: Market) -> WsCodec:
-        """A fresh codec for one socket of ``market``."""
+    def new_codec(self, key: Hashable) -> WsCodec:
+        """A fresh codec for one socket of ``key`` (a :meth:`socket_key`; a Market is always accepted)."""
 
     def check_topic(self, topic: Topic) -> None:  # noqa: B027 - accepting every topic is a valid default
         """Raise ValueError if this exchange cannot serve ``topic``."""
+
+    @classmethod
+    def normalize_symbol(cls, text: str) -> str:
+        """The unified symbol a user means by ``text`` on this exchange (CLI input); InvalidValueError
+        if it is malformed or ambiguous. The default also reads ``BASE-QUOTE`` as the USDT-M style swap."""
+        return normalize_symbol(text)
+
+    @classmethod
+    def url_options(cls, market: Market, *, ws_url: str | None, rest_url: str | None) -> dict[str, str]:
+        """Constructor options pointing the client at ``ws_url`` / ``rest_url`` (as a user gives them,
+        e.g. ``tradeloop watch --ws-url``) for a symbol of ``market``; None leaves the default.
+        BingX takes one WebSocket URL per market (``ws_url`` swap, ``spot_ws_url`` spot)."""
+        options: dict[str, str] = {}
+        if ws_url:
+            options["ws_url" if market is Market.SWAP else "spot_ws_url"] = ws_url
+        if rest_url:
+            options["rest_url"] = rest_url
+        return options
+
+    def kline_page_size(self, market: Market) -> int:
+        """Most candles one REST klines request returns on ``market`` (BingX: 1440 on both);
+        :meth:`fetch_klines` never returns more, so a caller pages with this size."""
+        return 1440
+
+    async def check_symbol(self, http: httpx.AsyncClient, symbol: str) -> None:  # noqa: B027 - trusting is a valid default
+        """Raise InvalidValueError if the exchange does not list ``symbol`` (a unified symbol).
+
+        For exchanges that acknowledge a subscription to an unknown symbol and then stay silent
+        (Binance): call before subscribing and turn the error into a SubscriptionError. The
+        default trusts the exchange to reject unknown symbols itself (BingX answers with an
+        error). May do REST I/O (raising ExchangeError, ProtocolError or httpx errors).
+        """
+
+    async def validate_symbols(self, http: httpx.AsyncClient, symbols: Iterable[str]) -> None:
+        """:meth:`check_symbol` for each of ``symbols``; the first unknown one raises."""
+        for symbol in symbols:
+            await self.check_symbol(http, symbol)
 
     @abstractmethod
     async def fetch_klines(

@@ -37,6 +37,7 @@ parsers; the defaults fit BingX and Binance market data with two orders of magni
 
 from __future__ import annotations
 
+import logging
 import re
 import zlib
 from dataclasses import dataclass, fields
@@ -56,6 +57,8 @@ __all__ = [
     "get_body",
     "gunzip",
 ]
+
+logger = logging.getLogger(__name__)
 
 MAX_JSON_DEPTH_CEILING: Final = 64
 """Highest ``max_json_depth`` accepted: msgspec and ``json`` recurse once per level, and Python's
@@ -260,6 +263,7 @@ async def get_body(
         if declared.isdigit() and int(declared) > max_size:
             raise ProtocolError(ErrorKind.TOO_LARGE, f"body of {declared} bytes from {url}, limit {max_size}")
         content = await _read_body(response, max_size, _Inflater(max_size) if encoding == "gzip" else None)
+        logger.debug("GET %s %s -> HTTP %d, %d bytes", url, params, response.status_code, len(content))
         return RestBody(response.status_code, content)
 
 

@@ -1,5 +1,7 @@
-"""The embedded BingX-compatible exchange: WebSocket + REST on loopback, a deterministic market,
-and fault injection. The default target of ``tradeloop run``, the peer of the tests and benchmarks.
+"""The embedded exchange: WebSocket + REST on loopback in BingX's dialect (default) or Binance's
+(``SimConfig(exchange="binance")``), one deterministic market, fault injection, and a market clock
+that can run faster than real time (``speed``). The default target of ``tradeloop run``, the peer
+of the tests and benchmarks.
 
     async with open_simulator(SimConfig(symbols=["BTC-USDT"])) as sim:
         ...  # connect to sim.ws_url / sim.spot_ws_url / sim.rest_url; sim.faults.drop_all()

@@ -1,8 +1,10 @@
-"""``tradeloop sim``: serve the BingX-compatible simulator in the foreground until Ctrl-C.
+"""``tradeloop sim``: serve the embedded exchange (BingX's or Binance's dialect) until Ctrl-C.
 
-Prints its real URLs (port 0 picks a free port). Faults are switched on at start with
-``--fault NAME[=VALUE]`` and, when stdin is an interactive terminal, at any time by typing
-``NAME[=VALUE]`` lines (``drop_all``, ``stall``, ``malformed_rate=0.1``, ``clear``, ``stats``).
+Prints its real URLs (port 0 picks a free port) and the ``tradeloop watch`` flags that use them.
+``--speed 60`` runs market time sixty times faster (a one-minute candle closes every second).
+Faults are switched on at start with ``--fault NAME[=VALUE]`` and, when stdin is an interactive
+terminal, at any time by typing ``NAME[=VALUE]`` lines (``drop_all``, ``stall``,
+``malformed_rate=0.1``, ``clear``, ``stats``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import trio
 
 from ..errors import InvalidValueError
-from .config import SimConfig
+from .config import EXCHANGES, SimConfig
 from .faults import FAULT_NAMES, Faults
 from .server import Simulator, open_simulator
 
@@ -26,8 +28,10 @@ __all__ = ["add_parser", "parse_fault"]
 
 def add_parser(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        "sim", help="run the embedded BingX-compatible exchange", description=__doc__
+        "sim", help="run the embedded exchange (BingX or Binance dialect)", description=__doc__
     )
+    parser.add_argument("--exchange", default="bingx", help=f"dialect to speak: {', '.join(EXCHANGES)} (default bingx)")
+    parser.add_argument("--speed", type=float, default=1.0, help="market time factor (default 1: real time)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--ws-port", type=int, default=0, help="WebSocket port (default 0: any free port)")
     parser.add_argument("--rest-port", type=int, default=0, help="REST port (default 0: any free port)")
@@ -61,6 +65,8 @@ def parse_fault(text: str) -> tuple[str, str | None]:
 
 def _handle(args: argparse.Namespace) -> int:
     config = SimConfig(
+        exchange=args.exchange,
+        speed=args.speed,
         symbols=[symbol.strip() for symbol in args.symbols.split(",") if symbol.strip()],
         seed=args.seed,
         push_interval=args.push_interval,
@@ -85,9 +91,13 @@ async def _serve(config: SimConfig, args: argparse.Namespace, faults: list[tuple
         ):
             for name, value in faults:
                 sim.faults.set(name, value)
-            print(f"swap WebSocket  {sim.ws_url}", flush=True)
-            print(f"spot WebSocket  {sim.spot_ws_url}", flush=True)
+            if config.exchange == "binance":
+                print(f"WebSocket       {sim.ws_url}  (spot /ws /stream, USDⓈ-M /market/… /public/…)", flush=True)
+            else:
+                print(f"swap WebSocket  {sim.ws_url}", flush=True)
+                print(f"spot WebSocket  {sim.spot_ws_url}", flush=True)
             print(f"REST            {sim.rest_url}", flush=True)
+            print(f"watch with      tradeloop watch {config.exchange} SYMBOL {sim.watch_flags()}", flush=True)
             if _interactive():
                 print("type NAME[=VALUE] to switch a fault, 'stats' for counters, Ctrl-C to stop", flush=True)
                 nursery.start_soon(_console, sim)

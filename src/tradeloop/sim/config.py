@@ -16,18 +16,28 @@ import trio
 from ..errors import InvalidValueError
 from .market import symbol_spec
 
-__all__ = ["SimClock", "SimConfig", "SimStats"]
+__all__ = ["EXCHANGES", "SimClock", "SimConfig", "SimStats"]
+
+EXCHANGES = ("bingx", "binance")
+"""The dialects the simulator speaks."""
 
 
 @dataclass
 class SimConfig:
     """How the embedded exchange behaves; every field has a production-like default.
 
-    Durations are seconds of trio's clock: simulated seconds under a mock or scaled clock.
+    Durations are seconds of trio's clock: simulated seconds under a mock or scaled clock. Market
+    time (candles, REST history) runs ``speed`` times faster than that clock; push, ping and pong
+    intervals and timeouts do not.
     """
 
     symbols: Sequence[str] = ("BTC-USDT", "ETH-USDT")
-    """BingX ids; each is served on both swap and spot."""
+    """BASE-QUOTE ids (BingX's spelling, also for Binance); each is served on both swap and spot."""
+    exchange: str = "bingx"
+    """Which exchange's dialect the servers speak: ``bingx`` or ``binance`` (one market model)."""
+    speed: float = 1.0
+    """Market time runs this many times faster than trio's clock: at 60, a one-minute candle
+    closes every real second and REST history follows."""
     seed: int = 0
     start_ms: int | None = None
     """Epoch ms of the simulator's start (trio time when it opened); None: the wall clock then."""
@@ -49,11 +59,21 @@ class SimConfig:
     slow_client_timeout: float = 1.0
     """A connection whose queue is full and whose socket has accepted nothing for this long is
     closed as too slow (pushes to the other connections wait that long at most)."""
+    connection_lifetime: float | None = None
+    """Binance dialect: close every socket this many seconds after it opened (production: 24 h,
+    BINANCE.md §1.5); None: never."""
+    max_messages_per_second: int = 5
+    """Binance dialect: incoming messages (requests and pongs) a socket may send within any one
+    second before it is closed with 1008 "Too many requests" (spot's documented budget)."""
 
     def __post_init__(self) -> None:
         if isinstance(self.symbols, str) or not self.symbols:
             raise InvalidValueError(f"invalid symbols {self.symbols!r}: expected a non-empty list such as ['BTC-USDT']")
         self.symbols = tuple(dict.fromkeys(self.symbols))
+        if self.exchange not in EXCHANGES:
+            raise InvalidValueError(f"invalid exchange {self.exchange!r}: the simulator speaks {', '.join(EXCHANGES)}")
+        if isinstance(self.speed, bool) or not isinstance(self.speed, int | float) or not 0 < self.speed < math.inf:
+            raise InvalidValueError(f"invalid speed {self.speed!r}: expected a positive factor such as 1, 10 or 60")
         for symbol_id in self.symbols:
             symbol_spec(symbol_id)
         step_ms = round(self.step_seconds * 1000)
@@ -66,9 +86,13 @@ class SimConfig:
             value = getattr(self, name)
             if not value >= 0.001:
                 raise InvalidValueError(f"invalid {name} {value!r}: expected a number of seconds >= 0.001")
+        if self.connection_lifetime is not None and not self.connection_lifetime >= 0.001:
+            raise InvalidValueError(
+                f"invalid connection_lifetime {self.connection_lifetime!r}: expected seconds >= 0.001 or None"
+            )
         if not self.history_seconds >= 0:
             raise InvalidValueError(f"invalid history_seconds {self.history_seconds!r}: expected >= 0")
-        for name in ("max_topics_per_socket", "send_queue_size"):
+        for name in ("max_topics_per_socket", "send_queue_size", "max_messages_per_second"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise InvalidValueError(f"invalid {name} {value!r}: expected a positive integer")
@@ -84,23 +108,25 @@ class SimConfig:
 
 @dataclass(frozen=True, slots=True)
 class SimClock:
-    """Trio time <-> epoch milliseconds: ``trio_zero`` (trio seconds) is ``start_ms``."""
+    """Trio time <-> epoch milliseconds: ``trio_zero`` (trio seconds) is ``start_ms``, and market
+    time runs ``speed`` times faster than trio's clock."""
 
     start_ms: int
     trio_zero: float
+    speed: float = 1.0
 
     @classmethod
-    def starting_now(cls, start_ms: int | None) -> SimClock:
+    def starting_now(cls, start_ms: int | None, speed: float = 1.0) -> SimClock:
         if start_ms is None:
             start_ms = int(time.time() * 1000)
-        return cls(start_ms, trio.current_time())
+        return cls(start_ms, trio.current_time(), speed)
 
     def now_ms(self) -> int:
-        return self.start_ms + round((trio.current_time() - self.trio_zero) * 1000)
+        return self.start_ms + round((trio.current_time() - self.trio_zero) * 1000 * self.speed)
 
     def deadline(self, epoch_ms: int) -> float:
         """The trio time at which the simulator's clock reads ``epoch_ms``."""
-        return self.trio_zero + (epoch_ms - self.start_ms) / 1000
+        return self.trio_zero + (epoch_ms - self.start_ms) / 1000 / self.speed
 
 
 @dataclass

@@ -50,6 +50,7 @@ class _Response:
     content_encoding: str | None = None
     close: bool = False
     """Tell the client the connection ends after this response (``Connection: close``)."""
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 class _BadParameter(Exception):
@@ -67,7 +68,11 @@ class RestServer:
         self.clock = clock
         self.stats = stats
         self.faults = faults
-        self._routes: dict[str, tuple[Market, Callable[[_Params], Any]]] = {
+        self._routes: dict[str, tuple[Market, Callable[[_Params], Any]]] = self.routes()
+
+    def routes(self) -> dict[str, tuple[Market, Callable[[_Params], Any]]]:
+        """Path -> (market, handler of the query parameters returning the reply's data)."""
+        return {
             "/openApi/swap/v3/quote/klines": (Market.SWAP, partial(self._klines, Market.SWAP)),
             "/openApi/spot/v2/market/kline": (Market.SPOT, partial(self._klines, Market.SPOT)),
             "/openApi/spot/v1/market/kline": (Market.SPOT, partial(self._klines, Market.SPOT)),
@@ -82,6 +87,23 @@ class RestServer:
             # ccxt's load_markets also asks for coin-M contracts: the simulator has none.
             "/openApi/cswap/v1/market/contracts": (Market.SWAP, lambda params: []),
         }
+
+    # -- the dialect: BingX's envelopes here; the Binance server overrides these -----------------
+
+    def rate_limited(self) -> _Response:
+        return _Response(429, _json(RATE_LIMITED_BODY))
+
+    def success(self, market: Market, data: Any, now_ms: int) -> _Response:
+        if market is Market.SWAP:
+            return _Response(200, _json({"code": 0, "msg": "", "data": data}))
+        return _Response(200, _json({"code": 0, "timestamp": now_ms, "data": data}))
+
+    def failure(self, market: Market, exc: _BadParameter, now_ms: int) -> _Response:
+        """A bad parameter: BingX answers HTTP 200 with the market's error envelope."""
+        if market is Market.SWAP:
+            return _Response(200, _json({"code": SWAP_ERROR, "msg": f"Invalid parameters, err: {exc}", "data": {}}))
+        body = {"code": SPOT_ERROR, "msg": f"Invalid parameters, err: {exc}", "debugMsg": "", "timestamp": now_ms}
+        return _Response(200, _json(body))
 
     # -- HTTP -----------------------------------------------------------------------------------
 
@@ -154,7 +176,7 @@ class RestServer:
         if self.faults.rest_down is RestDown.HTTP_503:
             return _Response(503, DOWN_BODY, "text/html")
         if self.faults.rest_rate_limited:
-            return _Response(429, _json(RATE_LIMITED_BODY))
+            return self.rate_limited()
         if self.faults.hostile_rest is not None:
             self.faults.hostile_sent += 1
             return _hostile_response(self.faults.hostile_rest)
@@ -170,13 +192,8 @@ class RestServer:
         try:
             data = handler(params)
         except _BadParameter as exc:
-            if market is Market.SWAP:
-                return _Response(200, _json({"code": SWAP_ERROR, "msg": f"Invalid parameters, err: {exc}", "data": {}}))
-            body = {"code": SPOT_ERROR, "msg": f"Invalid parameters, err: {exc}", "debugMsg": "", "timestamp": now_ms}
-            return _Response(200, _json(body))
-        if market is Market.SWAP:
-            return _Response(200, _json({"code": 0, "msg": "", "data": data}))
-        return _Response(200, _json({"code": 0, "timestamp": now_ms, "data": data}))
+            return self.failure(market, exc, now_ms)
+        return self.success(market, data, now_ms)
 
     # -- endpoints ------------------------------------------------------------------------------
 
@@ -373,7 +390,7 @@ def _hostile_response(kind: Hostile) -> _Response:
 
 
 async def _send(connection: h11.Connection, stream: trio.SocketStream, response: _Response) -> None:
-    headers = [("Content-Type", response.content_type)]
+    headers = [("Content-Type", response.content_type), *response.headers]
     if response.content_encoding is not None:
         headers.append(("Content-Encoding", response.content_encoding))
     if response.close:

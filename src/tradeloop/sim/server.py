@@ -15,7 +15,10 @@ from typing import TYPE_CHECKING
 import trio
 
 from .._groups import single_error_context
+from ..errors import InvalidValueError
 from ..symbols import Market, validate_timeframe
+from .binance_rest import BinanceRestServer
+from .binance_ws import BinanceHub
 from .config import SimClock, SimConfig, SimStats
 from .faults import Faults
 from .market import MarketModel, SimCandle
@@ -23,7 +26,7 @@ from .rest import RestServer
 from .ws import WsHub
 
 if TYPE_CHECKING:
-    from ..exchanges.bingx import BingX
+    from ..exchanges.base import Exchange
 
 __all__ = ["Simulator", "open_simulator"]
 
@@ -39,11 +42,12 @@ class Simulator:
         self._clock = clock
         self._hub = hub
         self.ws_url = urls["ws"]
-        """Swap WebSocket, ``ws://HOST:PORT/swap-market``."""
+        """Swap WebSocket, ``ws://HOST:PORT/swap-market`` (Binance: the origin ``ws://HOST:PORT``,
+        under which both markets' paths are served)."""
         self.spot_ws_url = urls["spot_ws"]
-        """Spot WebSocket, ``ws://HOST:PORT/market``."""
+        """Spot WebSocket, ``ws://HOST:PORT/market`` (Binance: the origin, as ``ws_url``)."""
         self.rest_url = urls["rest"]
-        """REST base, ``http://HOST:PORT``."""
+        """REST base, ``http://HOST:PORT`` (both dialects)."""
 
     @property
     def faults(self) -> Faults:
@@ -75,11 +79,29 @@ class Simulator:
                 candles.append(self._model.sim_candle(symbol_id, timeframe, values))
         return candles
 
-    def exchange(self) -> BingX:
-        """tradeloop's BingX client pointed at this simulator."""
+    def exchange(self) -> Exchange:
+        """tradeloop's client of the exchange the simulator speaks, pointed at it."""
+        if self.config.exchange == "binance":
+            from ..exchanges.binance import Binance
+
+            return Binance(ws_url=self.ws_url, rest_url=self.rest_url)
         from ..exchanges.bingx import BingX
 
         return BingX(ws_url=self.ws_url, spot_ws_url=self.spot_ws_url, rest_url=self.rest_url)
+
+    def watch_flags(self) -> str:
+        """The ``tradeloop watch`` options that point it at this simulator."""
+        if self.config.exchange == "binance":
+            return f"--ws-url {self.ws_url} --rest-url {self.rest_url}"
+        return f"--ws-url {self.ws_url} --rest-url {self.rest_url}  (spot symbols: --ws-url {self.spot_ws_url})"
+
+    async def server_shutdown(self, grace: float = 1.0) -> None:
+        """Binance dialect: announce a restart (``serverShutdown`` on spot sockets), then close
+        every socket with 1001 after ``grace`` seconds. InvalidValueError for BingX, which sends
+        no such notice."""
+        if not isinstance(self._hub, BinanceHub):
+            raise InvalidValueError("server_shutdown is a Binance notice: open the simulator with exchange='binance'")
+        await self._hub.server_shutdown(grace)
 
     async def burst(self, symbol_id: str, timeframe: str, count: int, *, market: Market | str = Market.SWAP) -> None:
         """Send ``count`` kline updates (close price 1..count) of one topic to its subscribers as
@@ -108,13 +130,14 @@ def _port(listeners: list[trio.SocketListener]) -> int:
 async def open_simulator(
     config: SimConfig | None = None, *, host: str = "127.0.0.1", ws_port: int = 0, rest_port: int = 0
 ) -> AsyncIterator[Simulator]:
-    """Run a BingX-compatible exchange on ``host`` for the duration of the ``async with``.
+    """Run a BingX- or Binance-compatible exchange (``config.exchange``) on ``host`` for the
+    duration of the ``async with``.
 
     Port 0 picks a free port; the real URLs are on the yielded :class:`Simulator`. An exception
     raised in the body leaves as itself, not wrapped in an ExceptionGroup; Ctrl-C as KeyboardInterrupt.
     """
     config = config or SimConfig()
-    clock = SimClock.starting_now(config.start_ms)
+    clock = SimClock.starting_now(config.start_ms, config.speed)
     history_start = clock.start_ms - round(config.history_seconds * 1000)
     model = MarketModel(
         tuple(config.symbols),
@@ -123,8 +146,9 @@ async def open_simulator(
         first_step_ms=history_start - history_start % 60_000,
     )
     stats = SimStats()
-    hub = WsHub(config, model, clock, stats)
-    rest = RestServer(model, clock, stats, hub.faults)
+    binance = config.exchange == "binance"
+    hub = (BinanceHub if binance else WsHub)(config, model, clock, stats)
+    rest = (BinanceRestServer if binance else RestServer)(model, clock, stats, hub.faults)
     ws_listeners = await _listen(host, ws_port)
     try:
         rest_listeners = await _listen(host, rest_port)
@@ -135,8 +159,8 @@ async def open_simulator(
     url_host = f"[{host}]" if ":" in host else host
     ws_base = f"ws://{url_host}:{_port(ws_listeners)}"
     urls = {
-        "ws": f"{ws_base}/swap-market",
-        "spot_ws": f"{ws_base}/market",
+        "ws": ws_base if binance else f"{ws_base}/swap-market",
+        "spot_ws": ws_base if binance else f"{ws_base}/market",
         "rest": f"http://{url_host}:{_port(rest_listeners)}",
     }
     async with trio.open_nursery() as nursery:

@@ -8,6 +8,7 @@ rather than through trio-websocket's server (which the tests still use as the cl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import trio
@@ -19,6 +20,7 @@ from wsproto.events import (
     CloseConnection,
     Event,
     Ping,
+    Pong,
     RejectConnection,
     RejectData,
     Request,
@@ -46,6 +48,8 @@ class ServerWebSocket:
         self._send_lock = trio.StrictFIFOLock()
         self._parts: list[str | bytes | bytearray] = []
         self._size = 0
+        self.on_pong: Callable[[bytes], None] | None = None
+        """Called with the payload of each RFC 6455 pong (Binance's heartbeat answers)."""
 
     async def receive_request(self) -> str:
         """Read the HTTP upgrade request; its target (path and query).
@@ -87,6 +91,8 @@ class ServerWebSocket:
                         return b"".join(cast("list[bytes]", parts))
                 elif isinstance(event, Ping):
                     await self._send_event(event.response())
+                elif isinstance(event, Pong) and self.on_pong is not None:
+                    self.on_pong(bytes(event.payload))
                 elif isinstance(event, CloseConnection):
                     if self._ws.state is ConnectionState.REMOTE_CLOSING:
                         await self._send_event(event.response())
@@ -96,13 +102,24 @@ class ServerWebSocket:
             if not await self._receive():
                 return None
 
-    async def send_frames(self, frames: list[bytes]) -> None:
-        """Send binary messages, in one write. Raises WebSocketClosed once closing."""
+    async def send_frames(self, frames: list[bytes], *, text: bool = False) -> None:
+        """Send binary messages (``text``: UTF-8 text messages), in one write. Raises
+        WebSocketClosed once closing."""
         async with self._send_lock:
             if self._ws.state is not ConnectionState.OPEN:
                 raise WebSocketClosed(f"cannot send in state {self._ws.state.name}")
-            data = b"".join([self._ws.send(BytesMessage(data=frame)) for frame in frames])
-            await self._write(data)
+            if text:
+                messages = [self._ws.send(TextMessage(data=frame.decode(errors="replace"))) for frame in frames]
+            else:
+                messages = [self._ws.send(BytesMessage(data=frame)) for frame in frames]
+            await self._write(b"".join(messages))
+
+    async def ping(self, payload: bytes) -> None:
+        """Send an RFC 6455 ping. Raises WebSocketClosed once closing."""
+        async with self._send_lock:
+            if self._ws.state is not ConnectionState.OPEN:
+                raise WebSocketClosed(f"cannot ping in state {self._ws.state.name}")
+            await self._write(self._ws.send(Ping(payload=payload)))
 
     async def close(self, code: int = 1000, reason: str | None = None) -> None:
         """Send a close frame (if the connection is still open); :meth:`wait_closed` for the reply."""

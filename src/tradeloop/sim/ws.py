@@ -30,10 +30,11 @@ from ..exchanges.limits import DEFAULT_LIMITS, check_json_depth
 from ..symbols import Market, candle_open_time, validate_timeframe
 from .config import SimClock, SimConfig, SimStats
 from .faults import Faults, hostile_frame
-from .market import CandleValues, MarketModel
+from .market import CandleValues, MarketModel, SymbolSpec, TickerValues
 from .protocol import (
     SWAP_PING,
     TOO_MANY_TOPICS,
+    MalformedKind,
     Payload,
     PushKind,
     SimTopic,
@@ -79,6 +80,10 @@ class _TopicState:
 class WsHub:
     """Every WebSocket connection and topic of one simulator, and the publisher feeding them."""
 
+    final_pushed_once = False
+    """Whether a candle's final value is pushed once and never again (Binance: the ``"x": true``
+    push is the last of its candle); BingX repeats it until the next candle opens."""
+
     def __init__(self, config: SimConfig, model: MarketModel, clock: SimClock, stats: SimStats) -> None:
         self.config = config
         self.model = model
@@ -108,15 +113,14 @@ class WsHub:
         try:
             try:
                 with trio.fail_after(HANDSHAKE_TIMEOUT):
-                    market = PATHS.get((await ws.receive_request()).partition("?")[0])
-                    if market is None:
+                    connection = self.connection_for(ws, await ws.receive_request())
+                    if connection is None:
                         await ws.reject(404, b"404 page not found")
                         return
                     await ws.accept()
             except (trio.TooSlowError, WebSocketClosed) as exc:
                 logger.debug("websocket handshake failed: %r", exc)
                 return
-            connection = _Connection(self, ws, market)
             self._opened(connection)
             try:
                 await connection.run()
@@ -126,6 +130,30 @@ class WsHub:
                     await connection.close_transport()
         finally:
             await trio.aclose_forcefully(stream)
+
+    # -- the dialect: BingX's here; the Binance hub overrides these -----------------------------
+
+    def connection_for(self, ws: ServerWebSocket, target: str) -> _Connection | None:
+        """The connection a handshake to ``target`` (path and query) opens; None: answer 404."""
+        market = PATHS.get(target.partition("?")[0])
+        return None if market is None else _Connection(self, ws, market)
+
+    def encode(self, topic: SimTopic, payload: Payload) -> bytes:
+        """The frame carrying ``payload`` (BingX: a gzip stream in a binary frame)."""
+        return gzip_frame(payload)
+
+    def malformed(self, topic: SimTopic, payload: Payload, kind: MalformedKind) -> bytes:
+        return malformed_frame(topic, payload, kind)
+
+    def kline_payload(self, topic: SimTopic, spec: SymbolSpec, candles: list[CandleValues], now_ms: int) -> Payload:
+        return kline_payload(topic, spec, candles, now_ms)
+
+    def tick_payload(self, topic: SimTopic, spec: SymbolSpec, ticker: TickerValues, now_ms: int) -> Payload:
+        return tick_payload(topic, spec, ticker, now_ms)
+
+    def batches_klines(self, topic: SimTopic) -> bool:
+        """Whether a kline push of ``topic`` may carry several candles (BingX swap: a list)."""
+        return topic.market is Market.SWAP
 
     def _opened(self, connection: _Connection) -> None:
         self._connections.add(connection)
@@ -190,7 +218,7 @@ class WsHub:
 
     async def publish_forever(self) -> None:
         """Push every subscribed topic on the ``push_interval`` grid (missed ticks are skipped)."""
-        push_ms = self.config.push_ms
+        push_ms = max(1, round(self.config.push_ms * self.clock.speed))  # push_interval is in real seconds
         tick = -(-self.clock.now_ms() // push_ms) * push_ms
         while True:
             await trio.sleep_until(self.clock.deadline(tick))
@@ -216,9 +244,9 @@ class WsHub:
             return [hostile_frame(faults.hostile_ws)]
         frames: list[bytes] = []
         for payload, rollover in self._updates(state, now_ms):
-            clean = gzip_frame(payload)
+            clean = self.encode(state.topic, payload)
             if faults.roll(faults.malformed_rate):
-                frames.append(malformed_frame(state.topic, payload, faults.next_malformed_kind()))
+                frames.append(self.malformed(state.topic, payload, faults.next_malformed_kind()))
             else:
                 frames.append(clean)
             if faults.roll(faults.duplicate_rate):
@@ -234,7 +262,7 @@ class WsHub:
         topic = state.topic
         spec = self.model.spec(topic.symbol_id)
         if topic.kind is not PushKind.KLINE:
-            return [(tick_payload(topic, spec, self.model.ticker(topic.symbol_id, now_ms), now_ms), False)]
+            return [(self.tick_payload(topic, spec, self.model.ticker(topic.symbol_id, now_ms), now_ms), False)]
         assert topic.timeframe is not None
         symbol_id, timeframe = topic.symbol_id, topic.timeframe
         updates: list[tuple[Payload, bool]] = []
@@ -246,20 +274,21 @@ class WsHub:
             state.final_sent = True
             final = self.model.candle(symbol_id, timeframe, previous_open, now_ms)
             if final is not None and not self.faults.skip_final_update:
-                updates.append((kline_payload(topic, spec, [final], now_ms), False))
+                updates.append((self.kline_payload(topic, spec, [final], now_ms), False))
         values = self.model.candle(symbol_id, timeframe, current_open, now_ms)
         if values is None:
             return updates
         complete = self.model.is_complete(timeframe, values)
-        if complete and self.faults.skip_final_update:
+        repeat = state.final_sent and state.last_open == current_open
+        if complete and (self.faults.skip_final_update or (repeat and self.final_pushed_once)):
             return updates
         candles = [values]
-        if self.faults.batch_klines and topic.market is Market.SWAP:
+        if self.faults.batch_klines and self.batches_klines(topic):
             before = self.model.candle(symbol_id, timeframe, candle_open_time(timeframe, current_open - 1), now_ms)
             if before is not None:
                 candles.insert(0, before)
         rollover = previous_open is not None and previous_open < current_open
-        updates.append((kline_payload(topic, spec, candles, now_ms), rollover))
+        updates.append((self.kline_payload(topic, spec, candles, now_ms), rollover))
         state.last_open = current_open
         state.final_sent = complete
         return updates
@@ -296,7 +325,7 @@ class WsHub:
             for number in range(1, count + 1):
                 price = number * unit
                 values = replace(base, close=price, high=max(base.high, price), low=min(base.low, price))
-                frames.append(gzip_frame(kline_payload(topic, spec, [values], now_ms)))
+                frames.append(self.encode(topic, self.kline_payload(topic, spec, [values], now_ms)))
             return frames
 
         for state in states:
@@ -314,6 +343,9 @@ class WsHub:
 
 class _Connection:
     """One client socket: its subscriptions, outgoing queue, heartbeat state and closing reason."""
+
+    text_frames = False
+    """Whether frames go out as text (Binance) rather than binary (BingX's gzip streams)."""
 
     def __init__(self, hub: WsHub, ws: ServerWebSocket, market: Market) -> None:
         self.hub = hub
@@ -429,7 +461,7 @@ class _Connection:
                 self._writing_since = trio.current_time()
                 with trio.move_on_after(timeout) as timer:
                     try:
-                        await self.ws.send_frames(batch)
+                        await self.ws.send_frames(batch, text=self.text_frames)
                     except WebSocketClosed:
                         self.close("client closed")
                         return

@@ -15,9 +15,9 @@ import msgspec
 import trio
 
 from ..errors import InvalidValueError
-from ..exchanges import Exchange, create_exchange
+from ..exchanges import Exchange, exchange_class
 from ..models import Kline, Tick
-from ..symbols import Market, normalize_symbol, parse_symbol, validate_timeframe
+from ..symbols import parse_symbol, validate_timeframe
 from .config import StreamConfig
 from .fanout import Subscription
 from .manager import StreamManager
@@ -72,8 +72,10 @@ def add_parser(subparsers: Any) -> None:
     kind = parser.add_mutually_exclusive_group(required=True)
     kind.add_argument("--timeframe", help="kline timeframe, e.g. 1m")
     kind.add_argument("--ticker", action="store_true", help="the 24h ticker instead of klines")
-    parser.add_argument("--ws-url", help="WebSocket URL for the symbol's market (default: the real exchange)")
-    parser.add_argument("--rest-url", help="REST base URL (default: the real exchange)")
+    parser.add_argument(
+        "--ws-url", help="WebSocket URL for the symbol's market; Binance: the origin ws://HOST:PORT (default: real)"
+    )
+    parser.add_argument("--rest-url", help="REST base URL; Binance: the origin (default: the real exchange)")
     parser.add_argument("--count", type=int, default=None, help="exit after this many objects")
     parser.add_argument("--closed-only", action="store_true", help="only closed candles")
     parser.add_argument(
@@ -83,20 +85,16 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _handle(args: argparse.Namespace) -> int:
-    symbol = normalize_symbol(args.symbol)
+    exchange_type = exchange_class(args.exchange)
+    symbol = exchange_type.normalize_symbol(args.symbol)
     if args.timeframe is not None:
         validate_timeframe(args.timeframe)
     if args.count is not None and args.count < 1:
         raise InvalidValueError(f"invalid --count {args.count!r}: must be at least 1")
     if args.closed_only and args.ticker:
         raise InvalidValueError("--closed-only applies to klines, not to --ticker")
-    options: dict[str, str] = {}
-    if args.ws_url:
-        market = parse_symbol(symbol).market
-        options["ws_url" if market is Market.SWAP else "spot_ws_url"] = args.ws_url
-    if args.rest_url:
-        options["rest_url"] = args.rest_url
-    exchange = create_exchange(args.exchange, **options)
+    market = parse_symbol(symbol).market
+    exchange = exchange_type(**exchange_type.url_options(market, ws_url=args.ws_url, rest_url=args.rest_url))
     return trio.run(_watch, args, exchange.name, exchange, symbol)
 
 

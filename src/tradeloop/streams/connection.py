@@ -11,6 +11,12 @@ session three tasks share one nursery, so ending the session ends them all:
 - the watchdog ends the session when no frame (pings included), or no market data while topics
   are subscribed, arrived for ``stall_timeout``.
 
+A session also ends by plan, and is replaced at once with no backoff: a little before the
+exchange's ``connection_lifetime`` (Binance cuts every socket after 24 h), or when the server
+announces it will close the socket (a ``Reconnect`` event). Kline topics treat the switch as an
+interruption, so candles that closed during it come from REST; ticks pushed in the moment
+between the two sockets are not seen.
+
 The exchange supplies the URL and a sans-IO codec; the :class:`~tradeloop.streams.transport.Transport`
 supplies sockets and maps every library error to ``TransportError``. This module never parses a
 frame itself.
@@ -19,8 +25,9 @@ frame itself.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 import trio
 
@@ -32,6 +39,7 @@ from ..exchanges.base import (
     Heartbeat,
     KlineBatch,
     ProtocolError,
+    Reconnect,
     SubscriptionAck,
     TickUpdate,
     Topic,
@@ -55,6 +63,8 @@ class StallError(TradeloopError):
 
 # What ends a session and is answered with a reconnect; anything else is a bug and propagates.
 _SESSION_ERRORS = (TransportError, StallError)
+_ROTATE_AT = 0.98
+"""Fraction of the exchange's connection lifetime after which the socket is replaced (24 h → 23.5 h)."""
 
 
 class Connection:
@@ -64,6 +74,7 @@ class Connection:
         self,
         exchange_name: str,
         exchange: Exchange,
+        socket_key: Hashable,
         market: Market,
         config: StreamConfig,
         transport: Transport,
@@ -73,9 +84,11 @@ class Connection:
     ) -> None:
         self.exchange_name = exchange_name
         self.exchange = exchange
+        self.socket_key = socket_key
+        """Which socket of the exchange this is (:meth:`Exchange.socket_key` of its topics)."""
         self.market = market
         self.config = config
-        self.url = exchange.ws_url(market)
+        self.url = exchange.ws_url(socket_key)
         self.connection_id = connection_id
         self.topics: dict[Topic, KlineTopic | TickTopic] = {}
         self.state = "idle"
@@ -83,6 +96,8 @@ class Connection:
         self.error_history = ErrorHistory(100)
         self.parse_frame_errors: Counter[str] = Counter()
         self.reconnect_count = 0
+        self.rotations = 0
+        """Planned replacements: the socket's lifetime ran out, or the server announced its close."""
         self.last_reconnect: float | None = None
         """trio.current_time() of the last reconnect attempt."""
         self.use_rest_fallback = False
@@ -142,6 +157,9 @@ class Connection:
                 started = trio.current_time()
                 try:
                     await self._session()
+                    self.rotations += 1  # a session that returns ended by plan: replace it at once
+                    self._interrupt_topics()
+                    continue
                 except* _SESSION_ERRORS as group:
                     for exc in leaves(group):
                         self.error_history.record(type(exc).__name__, exc)
@@ -172,10 +190,12 @@ class Connection:
                 self._pending_acks.clear()
                 self._to_unsubscribe.clear()
                 self._to_subscribe = dict.fromkeys(self.topics)
-                codec = self.exchange.new_codec(self.market)
+                codec = self.exchange.new_codec(self.socket_key)
                 nursery.start_soon(self._write_requests, ws, codec)
                 nursery.start_soon(self._watchdog)
-                await self._read(ws, codec)
+                lifetime = self.exchange.connection_lifetime
+                with trio.move_on_after(lifetime * _ROTATE_AT if lifetime else math.inf):
+                    await self._read(ws, codec)
             finally:
                 self.state = "closing"
                 nursery.cancel_scope.cancel()
@@ -208,6 +228,9 @@ class Connection:
                     self._pending_acks.pop(event.request_id, None)
                 elif isinstance(event, ErrorReply):
                     self._on_error_reply(event)
+                elif isinstance(event, Reconnect):
+                    log.info("%s announced its close (%s): replacing the socket", self.url, event.reason)
+                    return
 
     async def _write_requests(self, ws: WebSocket, codec: WsCodec) -> None:
         while True:

@@ -14,17 +14,18 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
 from contextlib import asynccontextmanager
 
 import httpx
 import trio
 
+from .._groups import single_error
 from ..errors import InvalidValueError
 from ..exchanges import Exchange, normalize_exchange_name
 from ..exchanges.base import ErrorReply, Topic, TopicKind
 from ..models import Kline, Tick
-from ..symbols import Market, parse_symbol
+from ..symbols import parse_symbol
 from .config import StreamConfig
 from .connection import Connection
 from .fanout import SlowConsumerPolicy, Subscription
@@ -60,7 +61,7 @@ class StreamManager:
         )
         self._topics: dict[tuple[str, Topic], KlineTopic | TickTopic] = {}
         self._topic_scopes: dict[tuple[str, Topic], trio.CancelScope] = {}
-        self._connections: dict[tuple[str, Market], list[Connection]] = {}
+        self._connections: dict[tuple[str, Hashable], list[Connection]] = {}
         self._topic_connection: dict[tuple[str, Topic], Connection] = {}
         self._connection_ids = itertools.count(1)
 
@@ -72,10 +73,17 @@ class StreamManager:
         config: StreamConfig | None = None,
         *,
         http: httpx.AsyncClient | None = None,
+        transport: Transport | None = None,
     ) -> AsyncIterator[StreamManager]:
         """Run a manager for ``exchanges`` (a mapping name → client, or clients keyed by ``.name``).
 
-        ``http`` is the client used for REST; by default the manager owns one.
+        ``http`` is the client used for REST; by default the manager owns one. ``transport`` opens
+        the WebSockets (by default one built from ``config``; a test may pass one over in-memory
+        streams).
+
+        An exception raised in the body of the ``async with`` leaves it as itself, not wrapped in
+        an ExceptionGroup (several at once still leave as a group); Ctrl-C leaves as
+        KeyboardInterrupt. Raises InvalidValueError for an empty ``exchanges``.
         """
         config = config or StreamConfig()
         if isinstance(exchanges, Mapping):
@@ -84,13 +92,14 @@ class StreamManager:
             named = {normalize_exchange_name(client.name): client for client in exchanges}
         if not named:
             raise InvalidValueError("StreamManager needs at least one exchange")
-        async with _http_client(http, config) as client, trio.open_nursery() as nursery:
-            manager = cls(named, config, client, nursery)
-            try:
-                yield manager
-            finally:
-                manager._close_all()
-                nursery.cancel_scope.cancel()
+        with single_error():
+            async with _http_client(http, config) as client, trio.open_nursery() as nursery:
+                manager = cls(named, config, client, nursery, transport)
+                try:
+                    yield manager
+                finally:
+                    manager._close_all()
+                    nursery.cancel_scope.cancel()
 
     # -- subscribing ------------------------------------------------------------------------------
 
@@ -174,7 +183,7 @@ class StreamManager:
         client.check_topic(topic)
         parse_symbol(topic.symbol)
         if client.supports_push:
-            Transport.check_url(client.ws_url(topic.market))
+            Transport.check_url(client.ws_url(client.socket_key(topic)))
         kind = KlineTopic if topic.kind is TopicKind.KLINE else TickTopic
         stream = kind(name, client, topic, self.config, self._http, lambda: self._release(key))
         self._topics[key] = stream
@@ -202,14 +211,15 @@ class StreamManager:
                 await stream.run()
 
     def _assign_connection(self, stream: KlineTopic | TickTopic) -> None:
-        market = stream.topic.market
-        pool = self._connections.setdefault((stream.exchange_name, market), [])
+        socket_key = stream.exchange.socket_key(stream.topic)
+        pool = self._connections.setdefault((stream.exchange_name, socket_key), [])
         connection = next((c for c in pool if len(c.topics) < c.capacity), None)
         if connection is None:
             connection = Connection(
                 stream.exchange_name,
                 stream.exchange,
-                market,
+                socket_key,
+                stream.topic.market,
                 self.config,
                 self._transport,
                 self._on_fallback_change,
@@ -242,7 +252,7 @@ class StreamManager:
             connection.remove_topic(stream.topic)
             if not connection.topics:
                 connection.close()
-                self._connections[(stream.exchange_name, connection.market)].remove(connection)
+                self._connections[(stream.exchange_name, connection.socket_key)].remove(connection)
 
     # -- REST fallback ----------------------------------------------------------------------------
 

@@ -91,7 +91,7 @@ class TopicStream(Generic[T]):
         while True:
             try:
                 with trio.fail_after(self.config.rest_timeout):
-                    await self.exchange.validate_topic(self.http, self.topic)
+                    await self.exchange.check_symbol(self.http, self.topic.symbol)
                 return
             except InvalidValueError as exc:
                 self.reject(None, str(exc))
@@ -104,7 +104,7 @@ class TopicStream(Generic[T]):
         """The exchange refused the topic: every subscriber's next ``receive()`` raises."""
         self.rejection = SubscriptionError(self.exchange_name, str(self.topic), code, message)
         self.error_history.record("rejected", self.rejection)
-        log.error("%s", self.rejection)
+        log.warning("%s", self.rejection)
         self.fanout.close(self.rejection)
 
     async def poll(self, interval: float) -> None:
@@ -166,8 +166,11 @@ class KlineTopic(TopicStream[Kline]):
         super().__init__(exchange_name, exchange, topic, config, http, on_empty)
         assert topic.timeframe is not None
         self.timeframe = topic.timeframe
-        confirm = config.confirm_closed_candles and not exchange.pushes_closed_flag
-        self.closer = CandleCloser(self.timeframe, confirm_closes=confirm, max_queued=config.kline_buffer * 4)
+        # An exchange with a closed flag closes its candles itself; a close inferred from a newer
+        # candle then means its final push was lost, and is confirmed like any other.
+        self.closer = CandleCloser(
+            self.timeframe, confirm_closes=config.confirm_closed_candles, max_queued=config.kline_buffer * 4
+        )
         self._page_size = exchange.kline_page_size(topic.market)
         self._fetch_wanted = trio.Event()
 

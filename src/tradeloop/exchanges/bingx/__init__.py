@@ -8,7 +8,7 @@ frame and body read within one :class:`~tradeloop.exchanges.limits.PeerLimits`.
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Hashable
 from typing import Final
 
 import httpx
@@ -17,7 +17,7 @@ from ...errors import InvalidValueError
 from ...models import Kline, Tick
 from ...symbols import Market, validate_timeframe
 from .. import register_exchange
-from ..base import Exchange, Topic
+from ..base import Exchange, QueryParams, Topic, kline_query, within
 from ..limits import DEFAULT_LIMITS, PeerLimits, RestBody, get_body
 from .codec import BingXCodec, data_type
 from .rest import MAX_KLINES, PATHS, Endpoint, parse_klines, parse_server_time, parse_ticker
@@ -25,13 +25,9 @@ from .wire import bingx_id, unified_symbol
 
 __all__ = ["BingX", "BingXCodec", "bingx_id", "data_type", "unified_symbol"]
 
-logger = logging.getLogger(__name__)
-
 SWAP_WS_URL: Final = "wss://open-api-swap.bingx.com/swap-market"
 SPOT_WS_URL: Final = "wss://open-api-ws.bingx.com/market"
 REST_URL: Final = "https://open-api.bingx.com"
-
-_Params = dict[str, str | int]
 
 
 @register_exchange
@@ -60,11 +56,11 @@ class BingX(Exchange):
         swap, spot = self._ws_urls[Market.SWAP], self._ws_urls[Market.SPOT]
         return f"BingX(ws_url={swap!r}, spot_ws_url={spot!r}, rest_url={self.rest_url!r})"
 
-    def ws_url(self, market: Market) -> str:
-        return self._ws_urls[Market(market)]
+    def ws_url(self, key: Hashable) -> str:
+        return self._ws_urls[Market(str(key))]
 
-    def new_codec(self, market: Market) -> BingXCodec:
-        return BingXCodec(Market(market), limits=self.limits)
+    def new_codec(self, key: Hashable) -> BingXCodec:
+        return BingXCodec(Market(str(key)), limits=self.limits)
 
     def check_topic(self, topic: Topic) -> None:
         data_type(topic)
@@ -83,23 +79,12 @@ class BingX(Exchange):
         validate_timeframe(timeframe)
         if not 1 <= limit <= MAX_KLINES:
             raise InvalidValueError(f"invalid limit {limit!r}: BingX returns 1 to {MAX_KLINES} candles per request")
-        if start_ms is not None and end_ms is not None and start_ms > end_ms:
-            raise InvalidValueError(f"invalid range: start_ms {start_ms} is after end_ms {end_ms}")
-        params: _Params = {"symbol": symbol_id, "interval": timeframe, "limit": limit}
-        if start_ms is not None:
-            params["startTime"] = start_ms
-        if end_ms is not None:
-            params["endTime"] = end_ms
+        params = kline_query(symbol_id, timeframe, limit, start_ms, end_ms)
         response = await self._get(http, market, Endpoint.KLINES, params)
         klines = parse_klines(
             market, response.content, symbol, timeframe, status=response.status, max_depth=self.limits.max_json_depth
         )
-        # The server is asked for the range; filtering again keeps the contract if it answers wider.
-        return [
-            kline
-            for kline in klines
-            if (start_ms is None or kline.open_time >= start_ms) and (end_ms is None or kline.open_time <= end_ms)
-        ]
+        return within(klines, start_ms, end_ms)
 
     async def fetch_ticker(self, http: httpx.AsyncClient, symbol: str) -> Tick:
         market, symbol_id = bingx_id(symbol)
@@ -113,12 +98,11 @@ class BingX(Exchange):
         response = await self._get(http, Market.SWAP, Endpoint.SERVER_TIME, {})
         return parse_server_time(response.content, status=response.status, max_depth=self.limits.max_json_depth)
 
-    async def _get(self, http: httpx.AsyncClient, market: Market, endpoint: Endpoint, params: _Params) -> RestBody:
+    async def _get(self, http: httpx.AsyncClient, market: Market, endpoint: Endpoint, params: QueryParams) -> RestBody:
         """GET an absolute URL (never the client's base_url): one client may serve several exchanges.
 
         The body is read within ``limits.max_body_size`` (ProtocolError TOO_LARGE beyond it).
         """
         url = self.rest_url + PATHS[(market, endpoint)]
         response = await get_body(http, url, params=params, max_size=self.limits.max_body_size)
-        logger.debug("GET %s %s -> HTTP %d, %d bytes", url, params, response.status, len(response.content))
         return response

@@ -44,6 +44,7 @@ from .wire import (
     EXCHANGE,
     JSON,
     bingx_id,
+    lettered_kline,
     preview,
     timeframe_from_ws,
     to_decimal,
@@ -250,19 +251,7 @@ def _open_time(kline: Kline) -> int:
 
 def _spot_kline(topic: Topic, timeframe: str, message: dict[str, Any]) -> KlineBatch:
     """Spot kline push: one candle in ``data.K``, ``t`` its open time (BINGX.md §2.4)."""
-    candle = message["data"]["K"]
-    kline = Kline(
-        EXCHANGE,
-        topic.symbol,
-        timeframe,
-        to_time(candle["t"], "t"),
-        to_decimal(candle["o"], "o"),
-        to_decimal(candle["h"], "h"),
-        to_decimal(candle["l"], "l"),
-        to_decimal(candle["c"], "c"),
-        to_decimal(candle["v"], "v"),
-    )
-    return KlineBatch(topic, (kline,))
+    return KlineBatch(topic, (lettered_kline(EXCHANGE, topic.symbol, timeframe, message["data"]["K"]),))
 
 
 def _ticker(topic: Topic, message: dict[str, Any]) -> TickUpdate:

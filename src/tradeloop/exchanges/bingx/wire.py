@@ -20,12 +20,14 @@ from typing import Final
 import msgspec
 
 from ...errors import InvalidValueError
+from ...models import Kline
 from ...symbols import TIMEFRAMES, Market, parse_symbol, validate_timeframe
 
 __all__ = [
     "EXCHANGE",
     "JSON",
     "bingx_id",
+    "lettered_kline",
     "preview",
     "timeframe_from_ws",
     "to_decimal",
@@ -133,6 +135,25 @@ def to_time(value: object, name: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_TIME_MS:
         return value
     raise InvalidValueError(f"field {name!r} should be epoch milliseconds (an integer up to year 9999), got {value!r}")
+
+
+def lettered_kline(
+    exchange: str, symbol: str, timeframe: str, candle: dict[str, object], *, closed: bool = False
+) -> Kline:
+    """A candle spelled with Binance's letters, ``t`` (open time) ``o h l c v``, as BingX's spot
+    kline push (``data.K``) and Binance's kline event (``k``) both spell it."""
+    return Kline(
+        exchange,
+        symbol,
+        timeframe,
+        to_time(candle["t"], "t"),
+        to_decimal(candle["o"], "o"),
+        to_decimal(candle["h"], "h"),
+        to_decimal(candle["l"], "l"),
+        to_decimal(candle["c"], "c"),
+        to_decimal(candle["v"], "v"),
+        closed,
+    )
 
 
 def preview(text: bytes | str, limit: int = 120) -> str:

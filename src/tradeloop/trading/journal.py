@@ -31,6 +31,7 @@ permissions) and "corrupt" are distinct errors, because their remedies differ.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -58,6 +59,7 @@ _SQLITE_HEADER = b"SQLite format 3\x00"
 _LOCK_TIMEOUT = 1.0
 """Seconds SQLite waits for another process's lock before we report the journal as in use."""
 _CLOSE_TIMEOUT = 5.0
+_CANNOT_WRITE = "cannot be written (read-only file or directory, or permissions)"
 
 _SCHEMA = (
     "CREATE TABLE schema_version (version INTEGER NOT NULL)",
@@ -268,12 +270,20 @@ def _hold_file(path: Path) -> Iterator[int]:
         except FileNotFoundError:
             fd = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
-        if path.is_symlink():
+        if os.path.islink(path):
             raise JournalError(f"journal {path} is a symbolic link; refusing to write through it") from exc
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise JournalError(f"journal {path} {_CANNOT_WRITE}: {exc.strerror}") from exc
         raise JournalError(f"journal {path} cannot be opened: {exc.strerror or exc}") from exc
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise JournalError(f"journal {path} is not a regular file")
+        # SQLite reports a file or directory it cannot write as a "disk I/O error" (it cannot
+        # create the WAL file beside it): say what it is before SQLite gets to say that.
+        if not os.access(path, os.W_OK):
+            raise JournalError(f"journal {path} {_CANNOT_WRITE}: the file is read-only to this user")
+        if not os.access(path.parent, os.W_OK | os.X_OK):
+            raise JournalError(f"journal {path} {_CANNOT_WRITE}: its directory is read-only to this user")
         header = os.read(fd, len(_SQLITE_HEADER))
         if header and header != _SQLITE_HEADER:
             raise JournalError(f"{path} is not a tradeloop journal (not an SQLite database); refusing to use it")
@@ -301,7 +311,7 @@ def _journal_error(path: Path, exc: sqlite3.Error) -> JournalError:
     if "database is locked" in text or "busy" in text:
         return JournalError(f"journal {path} is in use by another engine")
     if "readonly" in text or "unable to open" in text or "permission" in text.lower():
-        return JournalError(f"journal {path} cannot be written (read-only file or directory, or permissions): {text}")
+        return JournalError(f"journal {path} {_CANNOT_WRITE}: {text}")
     return JournalError(f"journal {path} is unreadable or corrupt: {text}")
 
 
@@ -454,8 +464,7 @@ def _select_fills(connection: sqlite3.Connection) -> list[Fill]:
     # fetchall first: a row that fails to convert must not leave the statement open (it would
     # hold a table lock that makes the closing checkpoint fail with "database table is locked").
     rows = connection.execute(
-        "SELECT order_id, exchange, symbol, side, quantity, price, fee, time, strategy, reason "
-        "FROM fills ORDER BY seq"
+        "SELECT order_id, exchange, symbol, side, quantity, price, fee, time, strategy, reason FROM fills ORDER BY seq"
     ).fetchall()
     return [
         Fill(order_id, exchange, symbol, Side(side), Decimal(quantity), Decimal(price), Decimal(fee), *rest)

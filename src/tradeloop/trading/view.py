@@ -22,7 +22,7 @@ from .engine import EngineStatus, RunSummary, TradingEngine
 from .portfolio import PortfolioSnapshot
 from .risk import RiskState
 
-__all__ = ["RESET_HINT", "format_summary", "kill_text", "render_status", "show_live", "status_line"]
+__all__ = ["RESET_HINT", "format_summary", "kill_text", "render_status", "show_live", "status_line", "tripped_when"]
 
 RESET_HINT = "trading stays off until `tradeloop run --reset-kill-switch`"
 
@@ -45,9 +45,12 @@ def _pnl(portfolio: PortfolioSnapshot) -> Decimal:
 
 def kill_text(risk: RiskState) -> str:
     """Why and when the kill switch tripped, and how to reset it."""
-    when = "" if risk.kill_time is None else f" at {_utc(risk.kill_time)}"
     earlier = " in an earlier run" if risk.kill_restored else ""
-    return f"tripped{earlier}{when}: {risk.kill_reason}; {RESET_HINT}"
+    return f"tripped{earlier}{tripped_when(risk.kill_time)}: {risk.kill_reason}; {RESET_HINT}"
+
+
+def tripped_when(kill_time: int | None) -> str:
+    return "" if kill_time is None else f" at {_utc(kill_time)}"
 
 
 def _utc(time_ms: int) -> str:
@@ -65,9 +68,7 @@ def _risk_text(status: EngineStatus) -> str:
 def status_line(status: EngineStatus) -> str:
     """One plain line: elapsed time, equity, PnL, trades, positions, risk, stream health."""
     portfolio = status.portfolio
-    held = " ".join(
-        f"{p.symbol}={_number(p.quantity)}@{_number(p.mark)}" for p in portfolio.positions if p.quantity
-    )
+    held = " ".join(f"{p.symbol}={_number(p.quantity)}@{_number(p.mark)}" for p in portfolio.positions if p.quantity)
     prices = " ".join(f"{t.symbol}={_number(t.last)}" for t in sorted(status.prices, key=lambda t: t.symbol))
     health = status.health
     reconnects = 0 if health is None else health.total_reconnects

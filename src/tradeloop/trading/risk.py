@@ -2,6 +2,8 @@
 
 Limits (all optional; ``None`` is no limit):
 
+Amounts are in quote currency (USDT), all > 0; ``max_drawdown`` is a fraction (0.05 = 5%).
+
 - ``max_position_notional``: |account position| × price per instrument after the order;
 - ``max_gross_exposure``: sum of |position| × mark over all instruments after the order;
 - ``max_order_notional``: quantity × price of one order (a fat-finger bound);
@@ -98,6 +100,10 @@ class RiskLimits:
                     raise InvalidValueError(f"risk limit {field.name!r} must be a number of seconds > 0, got {value!r}")
                 continue
             number = _decimal(field.name, value)
+            if not number:
+                raise InvalidValueError(
+                    f"risk limit {field.name!r} 0 would stop every order; expected a number > 0, or no limit"
+                )
             if field.name == "max_drawdown" and not 0 < number <= 1:
                 raise InvalidValueError(
                     f"risk limit 'max_drawdown' {value!r} = {percent(number)} of the peak; "

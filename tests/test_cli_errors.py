@@ -147,3 +147,17 @@ async def test_watch_ctrl_c_exits_130_quietly_and_a_closed_pipe_141() -> None:
             assert process.returncode == status
             assert process.stderr is not None
             assert await process.stderr.receive_some() == b""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
+async def test_run_into_a_closed_pipe_exits_141_quietly(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "tradeloop.cli", "run", "--journal", str(tmp_path / "j.sqlite")]
+    run = partial(trio.run_process, command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(run)
+            assert process.stdout is not None and process.stderr is not None
+            assert (await process.stdout.receive_some()).startswith(b"t=")
+            await process.stdout.aclose()  # `tradeloop run | head -1`
+    assert process.returncode == EXIT_BROKEN_PIPE
+    assert await process.stderr.receive_some() == b""

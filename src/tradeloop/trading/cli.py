@@ -212,9 +212,19 @@ async def _stop_on_signals(engine: TradingEngine) -> None:
             engine.stop("Ctrl-C" if signum == signal.SIGINT else "SIGTERM")
 
 
+class _Console(Console):
+    """rich's console, except that a closed stdout (``tradeloop run | head -1``) raises
+    BrokenPipeError like any other write, for the CLI to end quietly, instead of rich's
+    ``SystemExit(1)`` from inside a task.
+    """
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError("stdout closed")
+
+
 def _handle(args: argparse.Namespace) -> int:
     """Errors go to :func:`tradeloop.cli.main`, which prints them as one line."""
-    console = Console()
+    console = _Console()
     run = partial(run_command, reset_kill_switch=args.reset_kill_switch)
     summary = trio.run(run, args.config, args.duration, args.journal, console)
     console.print(format_summary(summary), markup=False, highlight=False)

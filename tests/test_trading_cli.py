@@ -213,3 +213,14 @@ async def _open_as_nobody(shared: Path) -> None:
     text = result.stdout.decode() + result.stderr.decode()
     assert "cannot be written (read-only file or directory, or permissions)" in text, text
     assert "corrupt" not in text
+
+
+async def test_a_resumed_demo_does_not_replay_the_last_runs_market(mock_clock: MockClock, tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    paths = []
+    for _ in range(2):
+        output = io.StringIO()
+        await run_command(None, 10.0, path, Console(file=output, width=400))
+        paths.append([line.split(" equity=")[0].split(" ", 1)[1] for line in output.getvalue().splitlines()])
+    assert all(line.startswith("prices=[BTC") for line in paths[0])
+    assert paths[0] != paths[1]

@@ -28,7 +28,7 @@ from typing import NoReturn
 
 from .errors import TradeloopError
 
-__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "EXIT_RUNTIME_ERROR", "EXIT_USAGE", "main", "sole_error"]
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "EXIT_RUNTIME_ERROR", "EXIT_USAGE", "main", "seconds", "sole_error"]
 
 EXIT_RUNTIME_ERROR = 1
 EXIT_USAGE = 2
@@ -70,6 +70,17 @@ def _log_level(text: str) -> str:
     if level not in _LOG_LEVELS:
         raise argparse.ArgumentTypeError(f"invalid log level {text!r}: expected one of {', '.join(_LOG_LEVELS)}")
     return level
+
+
+def seconds(text: str) -> float:
+    """An argparse type every command shares: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: expected a number of seconds > 0")
+    return value
 
 
 def sole_error(error: BaseException) -> BaseException:

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import msgspec
 import trio
 
+from ..cli import seconds
 from ..errors import InvalidValueError, TradeloopError
 from ..exchanges import Exchange, create_exchange
 from ..models import Kline, Tick
@@ -84,7 +85,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--closed-only", action="store_true", help="only closed candles")
     parser.add_argument(
         "--first-data-timeout",
-        type=_seconds,
+        type=seconds,
         default=30.0,
         metavar="SECONDS",
         help="give up when nothing arrives for this long (default 30)",
@@ -116,16 +117,6 @@ def _count(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"invalid count {text!r}: expected a whole number >= 1")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: expected a number of seconds > 0")
     return value
 
 

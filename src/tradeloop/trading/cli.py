@@ -40,6 +40,7 @@ from typing import Any
 import trio
 from rich.console import Console
 
+from ..cli import seconds
 from ..exchanges import Exchange
 from .config import EngineConfig, load_config
 from .engine import RunSummary, TradingEngine
@@ -63,7 +64,7 @@ def add_parser(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML engine config (default: the demo)")
-    parser.add_argument("--duration", type=_seconds, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
+    parser.add_argument("--duration", type=seconds, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
     parser.add_argument("--journal", type=Path, metavar="PATH", help=f"SQLite journal (demo default: {demo_journal()})")
     parser.add_argument(
         "--reset-kill-switch",
@@ -71,16 +72,6 @@ def add_parser(subparsers: Any) -> None:
         help="clear a kill switch that tripped in an earlier run on this journal (journaled), then trade",
     )
     parser.set_defaults(handler=_handle)
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: expected a number of seconds > 0")
-    return value
 
 
 def user_state_dir() -> Path:

@@ -52,6 +52,7 @@ async def test_a_tripped_kill_switch_stays_tripped_after_a_restart(mock_clock: M
         tight = dataclasses.replace(config, risk=dataclasses.replace(config.risk, max_drawdown=D("0.0001")))
         tripped = await TradingEngine(tight).run(duration=600)
         assert tripped.stopped_by == "kill switch" and tripped.trades > 0
+        assert tripped.journaled_rejections == tripped.risk.total_rejections  # a new journal: this run's
         fills = len(await _fills(path))
 
         # The same journal with the ordinary limits: nothing is traded, the switch is still on.
@@ -61,8 +62,10 @@ async def test_a_tripped_kill_switch_stays_tripped_after_a_restart(mock_clock: M
         assert again.risk.killed and again.risk.kill_restored
         assert again.risk.kill_reason == tripped.risk.kill_reason
         assert again.risk.kill_time == tripped.risk.kill_time
+        assert again.journaled_rejections == tripped.journaled_rejections + again.risk.total_rejections
         text = format_summary(again)
         assert "tripped in an earlier run" in text and "--reset-kill-switch" in text
+        assert f"{again.journaled_rejections} in the journal" in text
 
         # Only an explicit reset trades again, and the reset is journaled.
         reset = await TradingEngine(config).run(duration=60, reset_kill_switch=True)

@@ -86,6 +86,8 @@ class RunSummary:
     reconnects: int
     warmup_failures: int
     journal: Path
+    journaled_rejections: int = 0
+    """Rejections in the journal, earlier runs' included."""
 
     @property
     def fees(self) -> Decimal:
@@ -200,6 +202,7 @@ class TradingEngine:
                         await self._serve(run, scope, task_status)
                 finally:
                     await self._final_snapshot(run)
+                    journaled_rejections = await _count_rejections(journal)
         finally:
             self._scope = None
         stopped_by = self._stop_reason or ("duration" if duration is not None else "finished")
@@ -214,6 +217,7 @@ class TradingEngine:
             reconnects=0 if run.health is None else run.health.total_reconnects,
             warmup_failures=run.warmup_failures,
             journal=journal.path,
+            journaled_rejections=journaled_rejections,
         )
 
     async def _serve(self, run: _Run, scope: trio.CancelScope, task_status: trio.TaskStatus[None]) -> None:
@@ -337,6 +341,16 @@ class TradingEngine:
                 logger.exception("final snapshot of %s failed", run.journal.path)
         if scope.cancelled_caught:
             logger.error("final snapshot of %s took over %.0f s; skipped", run.journal.path, _FINAL_SNAPSHOT_TIMEOUT)
+
+
+async def _count_rejections(journal: Journal) -> int:
+    """For the summary; shielded and bounded like the final snapshot, and never fatal."""
+    with trio.move_on_after(_FINAL_SNAPSHOT_TIMEOUT, shield=True):
+        try:
+            return await journal.rejection_count()
+        except Exception:
+            logger.exception("counting the rejections in %s failed", journal.path)
+    return 0
 
 
 def _now_ms() -> int:

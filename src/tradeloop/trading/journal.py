@@ -201,6 +201,9 @@ class Journal:
     async def record_rejection(self, rejection: RejectionRecord) -> None:
         await self._run(_insert_rejection, rejection)
 
+    async def rejection_count(self) -> int:
+        return await self._run(_count_rejections)
+
     async def load_rejections(self) -> list[RejectionRecord]:
         """Every rejection, oldest first."""
         return await self._run(_select_rejections)
@@ -451,6 +454,10 @@ def _insert_rejection(connection: sqlite3.Connection, rejection: RejectionRecord
                 rejection.detail,
             ),
         )
+
+
+def _count_rejections(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("SELECT count(*) FROM rejections").fetchone()[0])
 
 
 def _select_rejections(connection: sqlite3.Connection) -> list[RejectionRecord]:

@@ -178,7 +178,12 @@ def format_summary(summary: RunSummary) -> str:
         ("equity", f"{_money(portfolio.equity)} (started with {_money(portfolio.starting_cash)})"),
         ("max drawdown", f"{_money(portfolio.max_drawdown)} ({fraction:.2f}%)"),
         ("reconnects", str(summary.reconnects)),
-        ("rejections", f"{risk.total_rejections}" + (f" ({rejected})" if rejected else "")),
+        (
+            "rejections",
+            f"{risk.total_rejections} this run"
+            + (f" ({rejected})" if rejected else "")
+            + f", {summary.journaled_rejections} in the journal",
+        ),
         ("strategy errors", errors or "none"),
         ("journal", str(summary.journal)),
     ]

@@ -192,3 +192,21 @@ async def test_a_row_that_cannot_be_read_is_one_journal_error(tmp_path: Path) ->
     with pytest.raises(JournalError, match="is corrupt: a row cannot be read"):
         async with Journal.open(path, starting_cash=CASH) as journal:
             await journal.load_fills()
+
+
+async def test_a_restart_that_tripped_before_its_flatten_flattens_and_trades_nothing_else(
+    mock_clock: MockClock, tmp_path: Path
+) -> None:
+    path = tmp_path / "journal.sqlite"
+    shutil.copyfile(V1_JOURNAL, path)  # 'sma' holds 0.3 BTC
+    async with Journal.open(path, starting_cash=CASH) as journal:
+        risk = RiskManager(RiskLimits(), await PortfolioManager.restore(journal))
+        risk.kill("crashed before the flatten", 1_700_000_000_000)
+        await journal.record_risk_event("kill", "crashed before the flatten", 1_700_000_000_000, risk.record())
+    async with open_simulator(SimConfig(seed=12)) as sim:
+        summary = await TradingEngine(demo_config(sim.exchange(), path)).run(duration=60)
+    assert summary.stopped_by == "kill switch"
+    assert summary.portfolio.strategy_positions == () and all(p.quantity == 0 for p in summary.portfolio.positions)
+    fills = (await _fills(path))[2:]
+    assert [(f.strategy, f.side, f.quantity) for f in fills] == [("sma", Side.SELL, D("0.3"))]
+    assert fills[0].reason == "kill switch: crashed before the flatten"

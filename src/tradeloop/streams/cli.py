@@ -26,6 +26,7 @@ from .config import StreamConfig
 from .fanout import Subscription
 from .health import StreamHealth
 from .manager import StreamManager
+from .source import MarketData
 
 T = TypeVar("T")
 
@@ -165,7 +166,7 @@ async def _print(
     channel: Subscription[T],
     encode: Callable[[T], bytes],
     args: argparse.Namespace,
-    streams: StreamManager,
+    streams: MarketData,
     source: str,
 ) -> None:
     """Print items until ``--count``.

@@ -29,7 +29,7 @@ from tradeloop.trading import (
     TradingEngine,
 )
 from tradeloop.trading.cli import demo_config
-from tradeloop.trading.journal import SCHEMA_VERSION
+from tradeloop.trading.journal import SCHEMA_VERSION, RejectionRecord
 from tradeloop.trading.view import format_summary
 
 D = Decimal
@@ -210,3 +210,15 @@ async def test_a_restart_that_tripped_before_its_flatten_flattens_and_trades_not
     fills = (await _fills(path))[2:]
     assert [(f.strategy, f.side, f.quantity) for f in fills] == [("sma", Side.SELL, D("0.3"))]
     assert fills[0].reason == "kill switch: crashed before the flatten"
+
+
+async def test_a_full_disk_is_named_as_such(tmp_path: Path) -> None:
+    """SQLite's page limit stands in for a full disk: the same SQLITE_FULL error."""
+    async with Journal.open(tmp_path / "journal.sqlite", starting_cash=CASH) as journal:
+        assert journal._connection is not None
+        pages = journal._connection.execute("PRAGMA page_count").fetchone()[0]
+        journal._connection.execute(f"PRAGMA max_page_count = {pages}")
+        record = RejectionRecord(0, "s", "bingx", BTC, "target 1", "why" * 2000, "max_order_notional", "detail")
+        with pytest.raises(JournalError, match="cannot be written: the disk is full"):
+            for _ in range(100):
+                await journal.record_rejection(record)

@@ -309,13 +309,17 @@ def _check_same_file(path: Path, fd: int) -> None:
 
 
 def _journal_error(path: Path, exc: sqlite3.Error) -> JournalError:
-    """Our error for SQLite's, telling apart what the user fixes differently."""
-    text = str(exc)
-    if "database is locked" in text or "busy" in text:
+    """Our error for SQLite's, telling apart what the user fixes differently (by SQLite's error
+    code: its messages are not meant for matching).
+    """
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    if code.startswith("SQLITE_BUSY"):
         return JournalError(f"journal {path} is in use by another engine")
-    if "readonly" in text or "unable to open" in text or "permission" in text.lower():
-        return JournalError(f"journal {path} {_CANNOT_WRITE}: {text}")
-    return JournalError(f"journal {path} is unreadable or corrupt: {text}")
+    if code.startswith("SQLITE_FULL"):
+        return JournalError(f"journal {path} cannot be written: the disk is full ({exc})")
+    if code.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+        return JournalError(f"journal {path} {_CANNOT_WRITE}: {exc}")
+    return JournalError(f"journal {path} is unreadable or corrupt: {exc}")
 
 
 def _prepare(connection: sqlite3.Connection, path: Path, starting_cash: Decimal) -> None:
@@ -511,6 +515,9 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        connection.execute("ROLLBACK")
+        # Some errors (a full disk, say) end the transaction themselves; a second ROLLBACK would
+        # then fail and hide the error that matters.
+        if connection.in_transaction:
+            connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT")

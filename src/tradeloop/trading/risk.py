@@ -112,6 +112,17 @@ class RiskLimits:
             object.__setattr__(self, field.name, number)
 
 
+def _above(value: Decimal, limit: Decimal) -> str:
+    """``value`` with two decimals, or as many more as it takes to show it above ``limit``
+    (a loss of 500.004 over a limit of 500 reads 500.004, not 500.00).
+    """
+    for places in range(2, 9):
+        text = f"{value:.{places}f}"
+        if Decimal(text) > limit:
+            return text
+    return f"{value:f}"
+
+
 def percent(fraction: Decimal) -> str:
     """``Decimal("0.05")`` as ``"5%"``, exactly (no float rounding, no trailing zeros)."""
     text = f"{(fraction * 100).normalize():f}"
@@ -271,15 +282,16 @@ class RiskManager:
         if decision is None:
             self._unchanged += 1
             return None
-        self._rejections[decision.reason] += 1
-        self._recent.append(decision)
         if signal.target is not None and not signal.target * decision.held > 0:
             self._refused_exits.add((signal.strategy, signal.exchange, signal.symbol))
         logger.info("rejected %s %s: %s", signal.strategy, signal.symbol, decision.detail)
         if self._on_rejection is not None:
             self._on_rejection(decision)
         if self._journal is not None:
+            # Counted once journaled: a run stopped meanwhile neither journals nor counts it.
             await self._journal.record_rejection(_rejection_record(decision))
+        self._rejections[decision.reason] += 1
+        self._recent.append(decision)
         return decision
 
     def after_mark(self, time_ms: int) -> None:
@@ -298,14 +310,16 @@ class RiskManager:
         loss = self._day_start_equity - equity
         if limits.max_daily_loss is not None and loss > limits.max_daily_loss:
             self.kill(
-                f"daily loss {loss:.2f} since the UTC day's start ({self._day_start_equity:.2f}) "
+                f"daily loss {_above(loss, limits.max_daily_loss)} since the UTC day's start "
+                f"({self._day_start_equity:.2f}) "
                 f"exceeds max_daily_loss {limits.max_daily_loss}",
                 time_ms,
             )
         elif limits.max_drawdown is not None and self._peak - equity > limits.max_drawdown * self._peak:
             fall = self._peak - equity
             self.kill(
-                f"drawdown {fall / self._peak * 100:.2f}% ({fall:.2f} from the peak {self._peak:.2f}) "
+                f"drawdown {_above(fall / self._peak * 100, limits.max_drawdown * 100)}% "
+                f"({fall:.2f} from the peak {self._peak:.2f}) "
                 f"exceeds max_drawdown {percent(limits.max_drawdown)}",
                 time_ms,
             )

@@ -32,7 +32,7 @@ async def test_watch_follows_the_printed_flags_of_a_fast_binance_simulator() -> 
                 [*watch, "--closed-only", "--count", "3", *flags], capture_stdout=True, capture_stderr=True
             )
             process.send_signal(signal.SIGINT)
-            assert await process.wait() == 0
+            assert await process.wait() == 130  # Ctrl-C: quiet, the conventional status
     klines = [json.loads(line) for line in result.stdout.decode().splitlines()]
     assert [k["closed"] for k in klines] == [True] * 3
     opens = [k["open_time"] for k in klines]

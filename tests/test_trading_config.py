@@ -133,3 +133,29 @@ def test_missing_file_and_bad_toml_are_value_errors(tmp_path: Path) -> None:
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ValueError, match="not valid TOML"):
         load_config(write(tmp_path, "starting_cash = = 3"))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"fee_rate": 0.5}, "config: fee_rate 0.5 = 50% per fill; expected 0 to 1%"),
+        ({"fee_rate": "0.0101"}, "fee_rate 0.0101 = 1.01% per fill"),
+        ({"slippage": 0.2}, "config: slippage 0.2 = 20% of the price; expected 0 to 5%"),
+        ({"starting_cash": 0}, "field 'starting_cash': expected an amount > 0"),
+        ({"risk": {"max_drawdown": 1.5}}, "'max_drawdown' 1.5 = 150% of the peak; expected a fraction above 0"),
+        ({"risk": {"max_daily_loss": 0}}, "'max_daily_loss' 0 would stop every order"),
+        ({"risk": {"max_order_notional": "0"}}, "'max_order_notional' 0 would stop every order"),
+    ],
+)
+def test_fractions_are_checked_against_sane_ranges_in_their_unit(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        config_from_mapping({**BASE, **change})
+
+
+def test_the_bounds_themselves_are_allowed() -> None:
+    config = config_from_mapping({**BASE, "fee_rate": 0.01, "slippage": 0.05, "risk": {"max_drawdown": 1}})
+    assert (config.fee_rate, config.slippage, config.risk.max_drawdown) == (
+        Decimal("0.01"),
+        Decimal("0.05"),
+        Decimal(1),
+    )

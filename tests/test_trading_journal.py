@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tradeloop.models import Order, Side, Tick
-from tradeloop.trading.journal import Journal, JournalError
+from tradeloop.trading.journal import SCHEMA_VERSION, Journal, JournalError
 from tradeloop.trading.portfolio import PortfolioManager
 
 D = Decimal
@@ -53,7 +53,7 @@ async def test_new_journal_uses_wal_and_records_the_schema(tmp_path: Path) -> No
     connection = sqlite3.connect(path)
     try:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert connection.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        assert connection.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     finally:
         connection.close()
 

@@ -176,3 +176,11 @@ async def test_daily_loss_counts_from_the_day_start() -> None:
 def test_bad_limits_name_the_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         RiskLimits(**{field: value})  # type: ignore[arg-type]
+
+
+async def test_a_drawdown_just_over_its_limit_says_so_in_percent() -> None:
+    portfolio, risk = make(RiskLimits(max_drawdown=D("0.01"), max_tick_age=None, max_orders_per_minute=None))
+    mark(portfolio, risk, "100")
+    assert isinstance(await risk.submit(hold("100")), Fill)  # all in: 100 x 100
+    mark(portfolio, risk, "98.9999")  # down 100.01 of 10,000: 1.0001%
+    assert risk.kill_reason == "drawdown 1.0001% (100.01 from the peak 10000.00) exceeds max_drawdown 1%"

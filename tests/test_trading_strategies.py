@@ -177,3 +177,25 @@ async def test_the_docstring_strategy_runs() -> None:
     market: list[Kline | Tick] = [candle("100", 0), candle("98", 1), candle("99", 2)]
     _, signals = await run_coordinator([strategy], market)
     assert targets(signals) == [D("0.01"), D(0)]
+
+
+def test_a_refused_signal_returns_the_view_to_what_is_held() -> None:
+    sma = SmaCrossover(symbols=[BTC], fast=1, slow=2, size="1000", source="tick", allow_short=True)
+    assert sma.on_tick(tick("100")) == sma.on_tick(tick("100")) == []
+    (long,) = sma.on_tick(tick("101"))
+    (short,) = sma.on_tick(tick("99"))  # the flip the risk manager refuses
+    assert long.target is not None and long.target > 0 and short.target is not None and short.target < 0
+    sma.on_rejected(short, long.target)
+    assert sma.on_tick(tick("102")) == []  # long again: it still holds its long, nothing to do
+    (again,) = sma.on_tick(tick("98"))  # short again: the flip is asked for again
+    assert again.target is not None and again.target < 0
+
+
+def test_a_refusal_of_a_superseded_signal_changes_nothing() -> None:
+    sma = SmaCrossover(symbols=[BTC], fast=1, slow=2, size="1000", source="tick", allow_short=True)
+    assert sma.on_tick(tick("100")) == sma.on_tick(tick("100")) == []
+    (long,) = sma.on_tick(tick("101"))
+    (short,) = sma.on_tick(tick("99"))
+    assert short.target is not None and short.target < 0
+    sma.on_rejected(long, D(0))  # the older signal's refusal arrives after the newer one was sent
+    assert sma.on_tick(tick("98")) == []  # still short: the newer target stands

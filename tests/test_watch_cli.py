@@ -77,7 +77,7 @@ async def test_unreachable_server_is_one_clear_line_and_non_zero() -> None:
         (["watch", "kraken", "BTC-USDT", "--ticker"], "unknown exchange 'kraken'"),
         (["watch", "bingx", "BTCUSDT", "--ticker"], "invalid symbol 'BTCUSDT'"),
         (["watch", "bingx", "BTC-USDT", "--timeframe", "2m"], "invalid timeframe '2m'"),
-        (["watch", "bingx", "BTC-USDT", "--timeframe", "1m", "--count", "0"], "--count 0"),
+        (["watch", "bingx", "BTC-USDT", "--timeframe", "1m", "--count", "0"], "invalid count '0'"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_value(

@@ -1,15 +1,50 @@
 """The ``tradeloop`` command: ``run``, ``sim`` and ``watch``.
 
 Each sub-command lives beside the code it drives and contributes its own parser through
-``add_parser(subparsers)``; this module only assembles them and maps errors to exit codes.
+``add_parser(subparsers)``; this module only assembles them and maps errors to exit codes, in
+one place for every command:
+
+- a usage mistake (an argument argparse refuses, or an :class:`~tradeloop.errors.InvalidValueError`: a bad symbol,
+  URL, config value) is one line on stderr and exit status 2;
+- a runtime failure tradeloop raises on purpose (any other :class:`~tradeloop.errors.TradeloopError`:
+  an unusable journal, a rejected subscription) or the operating system reports (a busy port, an
+  unknown host) is one line and exit status 1;
+- Ctrl-C that reaches here (``watch``; ``run`` and ``sim`` handle their own) is exit status 130,
+  quietly; a closed stdout (``watch ... | head -1``) is 141 (128 + SIGPIPE), quietly.
+
+Errors raised inside Trio nurseries arrive wrapped in exception groups; :func:`sole_error`
+unwraps a group of one to the error itself so its message is what the user sees. Anything else
+is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
+
+from .errors import TradeloopError
+
+__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "EXIT_RUNTIME_ERROR", "EXIT_USAGE", "main", "seconds", "sole_error"]
+
+EXIT_RUNTIME_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, what a shell reports for a command stopped by Ctrl-C."""
+EXIT_BROKEN_PIPE = 141
+"""128 + SIGPIPE, what a shell reports for a writer whose reader went away."""
+
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (argparse adds a usage block; ``--help`` has it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,28 +52,96 @@ def build_parser() -> argparse.ArgumentParser:
     from .streams import cli as watch_cli
     from .trading import cli as run_cli
 
-    parser = argparse.ArgumentParser(prog="tradeloop", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default="ERROR", help="logging level on stderr (default ERROR)")
+    parser = _Parser(prog="tradeloop", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--log-level",
+        default="ERROR",
+        type=_log_level,
+        help=f"logging on stderr: {', '.join(_LOG_LEVELS)} (default ERROR)",
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in (run_cli, sim_cli, watch_cli):
         module.add_parser(subparsers)
     return parser
 
 
+def _log_level(text: str) -> str:
+    level = text.upper()
+    if level not in _LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"invalid log level {text!r}: expected one of {', '.join(_LOG_LEVELS)}")
+    return level
+
+
+def seconds(text: str) -> float:
+    """An argparse type every command shares: a finite number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: expected a number of seconds > 0")
+    return value
+
+
+def sole_error(error: BaseException) -> BaseException:
+    """The error inside a chain of exception groups of one (what a nursery wraps a single error
+    in), else ``error`` itself.
+    """
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # a usage error (printed, status 2) or --help (0): a status to return
+        return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
     try:
         result: int = args.handler(args)
-    except KeyboardInterrupt:
-        return 130
-    except ValueError as exc:
-        print(f"tradeloop {args.command}: {exc}", file=sys.stderr)
-        return 2
+    except BaseException as exc:  # every error is mapped to an exit status, or re-raised
+        return _exit_status(args.command, exc)
     return result
+
+
+def _exit_status(command: str, exc: BaseException) -> int:
+    """The exit status for ``exc``, after printing its one line; re-raises a bug."""
+    if isinstance(exc, BaseExceptionGroup):
+        # Ctrl-C or a closed pipe can surface in several tasks at once; either ends the command.
+        if exc.subgroup(KeyboardInterrupt) is not None:
+            return EXIT_INTERRUPTED
+        if exc.subgroup(BrokenPipeError) is not None:
+            return _broken_pipe()
+    error = sole_error(exc)
+    if isinstance(error, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    if isinstance(error, BrokenPipeError):
+        return _broken_pipe()
+    if isinstance(error, ValueError):  # InvalidValueError, and the ValueErrors of bad input before it existed
+        status = EXIT_USAGE
+    elif isinstance(error, TradeloopError | OSError):
+        status = EXIT_RUNTIME_ERROR
+    else:
+        raise exc
+    message = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    print(f"tradeloop {command}: {message}", file=sys.stderr)
+    return status
+
+
+def _broken_pipe() -> int:
+    """Point stdout at /dev/null: the interpreter's final flush would fail on the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout replaced by something without a descriptor (a test's capture)
+        pass
+    finally:
+        os.close(devnull)
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":

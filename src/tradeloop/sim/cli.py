@@ -5,25 +5,36 @@ Prints its real URLs (port 0 picks a free port) and the ``tradeloop watch`` flag
 Faults are switched on at start with ``--fault NAME[=VALUE]`` and, when stdin is an interactive
 terminal, at any time by typing ``NAME[=VALUE]`` lines (``drop_all``, ``stall``,
 ``malformed_rate=0.1``, ``clear``, ``stats``).
+Ctrl-C stops it with exit status 130 (SIGTERM: 143); an address it cannot listen on is one line on
+stderr and status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
+import socket
 import sys
 from dataclasses import asdict
 from typing import Any
 
 import trio
 
-from ..errors import InvalidValueError
+from ..cli import sole_error
+from ..errors import InvalidValueError, TradeloopError
 from .config import EXCHANGES, SimConfig
 from .faults import FAULT_NAMES, Faults
 from .server import Simulator, open_simulator
 
-__all__ = ["add_parser", "parse_fault"]
+__all__ = ["ListenError", "add_parser", "parse_fault"]
+
+_LISTEN_ERRNOS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
+
+
+class ListenError(TradeloopError):
+    """The simulator cannot listen where it was asked to (a port in use, an unknown host)."""
 
 
 def add_parser(subparsers: Any) -> None:
@@ -78,12 +89,21 @@ def _handle(args: argparse.Namespace) -> int:
         if not 0 <= port <= 65535:
             raise InvalidValueError(f"invalid port {port!r}: expected 0 (any free port) to 65535")
     faults = [parse_fault(text) for text in args.fault]
-    trio.run(_serve, config, args, faults)
-    return 0
+    try:
+        signum: int = trio.run(_serve, config, args, faults)
+    except BaseException as exc:
+        error = sole_error(exc)
+        if isinstance(error, socket.gaierror):
+            raise ListenError(f"cannot listen on host {args.host!r}: {error.strerror or error}") from None
+        if isinstance(error, OSError) and error.errno in _LISTEN_ERRNOS:
+            ports = f"WebSocket port {args.ws_port}, REST port {args.rest_port}; 0 = any free port"
+            raise ListenError(f"cannot listen on {args.host} ({ports}): {error.strerror}") from None
+        raise
+    return 128 + signum
 
 
-async def _serve(config: SimConfig, args: argparse.Namespace, faults: list[tuple[str, str | None]]) -> None:
-    """Serve until SIGINT (Ctrl-C) or SIGTERM, then close every connection and return."""
+async def _serve(config: SimConfig, args: argparse.Namespace, faults: list[tuple[str, str | None]]) -> int:
+    """Serve until SIGINT (Ctrl-C) or SIGTERM, then close every connection and return the signal."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with (
             open_simulator(config, host=args.host, ws_port=args.ws_port, rest_port=args.rest_port) as sim,
@@ -101,10 +121,11 @@ async def _serve(config: SimConfig, args: argparse.Namespace, faults: list[tuple
             if _interactive():
                 print("type NAME[=VALUE] to switch a fault, 'stats' for counters, Ctrl-C to stop", flush=True)
                 nursery.start_soon(_console, sim)
-            async for _ in signals:
+            signum: int = signal.SIGINT
+            async for signum in signals:  # noqa: B007 - the signal that arrived is the result
                 break
             nursery.cancel_scope.cancel()
-    print("tradeloop sim: stopped", file=sys.stderr)
+    return int(signum)
 
 
 def _interactive() -> bool:

@@ -1,7 +1,9 @@
 """``tradeloop watch``: print one JSON object per kline or tick, one per line.
 
 Meant for piping into other tools and for checking a connection by hand: it exits after
-``--count`` objects, on Ctrl-C, or with a clear error when no data arrives in time.
+``--count`` objects (status 0), on Ctrl-C (130), when its reader goes away (141, quietly), or with
+one clear line on stderr and status 1 when the exchange rejects the subscription or no data
+arrives in time (naming the last error the streams recorded: refused, DNS, timeout, rejected).
 """
 
 from __future__ import annotations
@@ -10,21 +12,25 @@ import argparse
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 import trio
 
-from ..errors import InvalidValueError
+from ..cli import seconds
+from ..errors import InvalidValueError, TradeloopError
 from ..exchanges import Exchange, exchange_class
 from ..models import Kline, Tick
 from ..symbols import parse_symbol, validate_timeframe
 from .config import StreamConfig
 from .fanout import Subscription
+from .health import StreamHealth
 from .manager import StreamManager
+from .source import MarketData
 
 T = TypeVar("T")
 
-__all__ = ["add_parser", "kline_json", "tick_json"]
+__all__ = ["NoDataError", "add_parser", "kline_json", "tick_json"]
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
@@ -73,24 +79,58 @@ def add_parser(subparsers: Any) -> None:
     kind.add_argument("--timeframe", help="kline timeframe, e.g. 1m")
     kind.add_argument("--ticker", action="store_true", help="the 24h ticker instead of klines")
     parser.add_argument(
-        "--ws-url", help="WebSocket URL for the symbol's market; Binance: the origin ws://HOST:PORT (default: real)"
+        "--ws-url",
+        type=_url("ws", "wss"),
+        help="WebSocket URL for the symbol's market; Binance: the origin ws://HOST:PORT (default: real)",
     )
-    parser.add_argument("--rest-url", help="REST base URL; Binance: the origin (default: the real exchange)")
-    parser.add_argument("--count", type=int, default=None, help="exit after this many objects")
+    parser.add_argument(
+        "--rest-url", type=_url("http", "https"), help="REST base URL; Binance: the origin (default: the real exchange)"
+    )
+    parser.add_argument("--count", type=_count, default=None, help="exit after this many objects")
     parser.add_argument("--closed-only", action="store_true", help="only closed candles")
     parser.add_argument(
-        "--first-data-timeout", type=float, default=30.0, help="give up when nothing arrives for this long (s)"
+        "--first-data-timeout",
+        type=seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="give up when nothing arrives for this long (default 30)",
     )
     parser.set_defaults(handler=_handle)
 
 
+def _url(*schemes: str) -> Callable[[str], str]:
+    """An argparse type: a URL of one of ``schemes`` with a host and a valid port."""
+
+    def check(text: str) -> str:
+        try:
+            parts = urlsplit(text)
+            parts.port  # noqa: B018 - parsing the port is the check: it raises on a bad one
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"invalid URL {text!r}: {exc}") from None
+        if parts.scheme not in schemes or not parts.hostname:
+            expected = " or ".join(f"{scheme}://host[:port]/..." for scheme in schemes)
+            raise argparse.ArgumentTypeError(f"invalid URL {text!r}: expected {expected}")
+        return text
+
+    return check
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid count {text!r}: expected a whole number >= 1")
+    return value
+
+
 def _handle(args: argparse.Namespace) -> int:
+    """Errors go to :func:`tradeloop.cli.main`, which prints them as one line with the exit status."""
     exchange_type = exchange_class(args.exchange)
     symbol = exchange_type.normalize_symbol(args.symbol)
     if args.timeframe is not None:
         validate_timeframe(args.timeframe)
-    if args.count is not None and args.count < 1:
-        raise InvalidValueError(f"invalid --count {args.count!r}: must be at least 1")
     if args.closed_only and args.ticker:
         raise InvalidValueError("--closed-only applies to klines, not to --ticker")
     market = parse_symbol(symbol).market
@@ -101,23 +141,40 @@ def _handle(args: argparse.Namespace) -> int:
 async def _watch(args: argparse.Namespace, name: str, exchange: Exchange, symbol: str) -> int:
     async with StreamManager.open({name: exchange}, StreamConfig()) as streams:
         if args.ticker:
-            printed = await _print(streams.ticks(name, symbol), tick_json, args)
+            await _print(streams.ticks(name, symbol), tick_json, args, streams, f"{name} for {symbol}")
         else:
             channel = streams.klines(name, symbol, args.timeframe, closed_only=args.closed_only)
-            printed = await _print(channel, kline_json, args)
-        if printed == 0:
-            errors = [e for t in streams.health().topics for e in t.recent_errors]
-            reason = f": last error {errors[-1].message}" if errors else ""
-            print(
-                f"tradeloop watch: no data from {name} for {symbol} within {args.first_data_timeout:g} s{reason}",
-                file=sys.stderr,
-            )
-            return 1
+            await _print(channel, kline_json, args, streams, f"{name} for {symbol}")
     return 0
 
 
-async def _print(channel: Subscription[T], encode: Callable[[T], bytes], args: argparse.Namespace) -> int:
-    """Print items until ``--count``; returns how many, 0 when the first one did not come in time."""
+class NoDataError(TradeloopError):
+    """Nothing arrived within ``--first-data-timeout``."""
+
+
+def _last_error(health: StreamHealth) -> str:
+    """The newest error any socket or topic recorded, as the tail of the "no data" line."""
+    records = [e for c in health.connections for e in c.recent_errors]
+    records += [e for t in health.topics for e in t.recent_errors]
+    if not records:
+        return ""
+    last = max(records, key=lambda record: record.time)
+    return f"; last error: {last.message} ({last.kind})"
+
+
+async def _print(
+    channel: Subscription[T],
+    encode: Callable[[T], bytes],
+    args: argparse.Namespace,
+    streams: MarketData,
+    source: str,
+) -> None:
+    """Print items until ``--count``.
+
+    Raises NoDataError when the first one does not come in time (naming the streams' last error,
+    read while the subscription still holds its topic), and SubscriptionError when the exchange
+    rejects the subscription.
+    """
     out = sys.stdout.buffer
     printed = 0
     async with channel:
@@ -126,9 +183,9 @@ async def _print(channel: Subscription[T], encode: Callable[[T], bytes], args: a
             out.flush()
             printed = 1
         if first_data.cancelled_caught:
-            return 0
+            reason = _last_error(streams.health())
+            raise NoDataError(f"no data from {source} within {args.first_data_timeout:g} s{reason}")
         while args.count is None or printed < args.count:
             out.write(encode(await channel.receive()) + b"\n")
             out.flush()
             printed += 1
-    return printed

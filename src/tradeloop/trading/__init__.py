@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..models import Fill, Order, Position, Side, Signal
 from .config import EngineConfig, config_from_mapping, load_config
 from .engine import EngineStatus, RunSummary, TradingEngine
-from .journal import Journal, JournalError, JournalSnapshot
+from .journal import Journal, JournalError, JournalSnapshot, RejectionRecord, RiskRecord
 from .portfolio import MarketBook, PortfolioManager, PortfolioSnapshot
 from .risk import Rejection, RejectReason, RiskLimits, RiskManager, RiskState
 from .strategies import STRATEGY_TYPES, Breakout, PriceSeriesStrategy, SmaCrossover, create_strategy
@@ -32,8 +32,10 @@ __all__ = [
     "PriceSeriesStrategy",
     "RejectReason",
     "Rejection",
+    "RejectionRecord",
     "RiskLimits",
     "RiskManager",
+    "RiskRecord",
     "RiskState",
     "RunSummary",
     "Side",

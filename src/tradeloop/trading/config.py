@@ -3,8 +3,8 @@
 A TOML file (every table and field optional except ``exchanges`` and ``strategies``)::
 
     starting_cash = 10000          # quote currency (USDT); fixed for the life of a journal
-    fee_rate = 0.0005              # fraction of notional per fill
-    slippage = 0.0001              # fraction the paper fill price moves against us
+    fee_rate = 0.0005              # fraction of notional per fill (0.0005 = 0.05%; at most 1%)
+    slippage = 0.0001              # fraction the paper fill price moves against us (at most 5%)
     journal = "journal.sqlite"     # relative paths are relative to this file
     snapshot_interval = 10         # seconds between equity snapshots in the journal
 
@@ -25,9 +25,11 @@ A TOML file (every table and field optional except ``exchanges`` and ``strategie
     slow = 30
     size = 500
 
-Every mistake is a ValueError naming the field: ``config [risk]: risk limit 'max_drawdown' must be
-a fraction in (0, 1], got 2``. Numbers become :class:`~decimal.Decimal` through their text, so
-``0.0005`` in the file is exactly ``Decimal("0.0005")``.
+Every mistake is a ValueError naming the field, and a fraction is shown as the percentage it is:
+``config [risk]: risk limit 'max_drawdown' 2 = 200% of the peak; expected a fraction above 0 and
+at most 1 (0.2 = 20%)``, ``config: fee_rate 0.5 = 50% per fill; expected 0 to 1%``. Numbers
+become :class:`~decimal.Decimal` through their text, so ``0.0005`` in the file is exactly
+``Decimal("0.0005")``.
 """
 
 from __future__ import annotations
@@ -44,13 +46,16 @@ from typing import Any
 from ..errors import InvalidValueError
 from ..exchanges import Exchange, available_exchanges, exchange_class, normalize_exchange_name
 from ..streams import StreamConfig
-from .risk import RiskLimits
+from .risk import RiskLimits, percent
 from .strategies import create_strategy
 from .strategy import Strategy, strategy_exchange
 
 __all__ = ["MAX_CONFIG_SIZE", "EngineConfig", "load_config"]
 
 DEFAULT_JOURNAL = Path("tradeloop-journal.sqlite")
+
+_FRACTION_LIMITS = {"fee_rate": (Decimal("0.01"), "per fill"), "slippage": (Decimal("0.05"), "of the price")}
+"""Sane upper bounds of the fractions: a fee of 0.5 is a typo for 0.0005 (or for 0.5%), not a fee."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,14 @@ class EngineConfig:
         set_field(self, "exchanges", _build_exchanges(self.exchanges))
         for name in ("starting_cash", "fee_rate", "slippage"):
             set_field(self, name, _non_negative(name, getattr(self, name)))
+        if not self.starting_cash:
+            raise InvalidValueError("config field 'starting_cash': expected an amount > 0 of quote currency, got 0")
+        for name, (highest, per) in _FRACTION_LIMITS.items():
+            value = getattr(self, name)
+            if value > highest:
+                raise InvalidValueError(
+                    f"config: {name} {value} = {percent(value)} {per}; expected 0 to {percent(highest)}"
+                )
         if not isinstance(self.risk, RiskLimits):
             raise InvalidValueError(f"config field 'risk': expected RiskLimits, got {self.risk!r}")
         if not isinstance(self.streams, StreamConfig):

@@ -11,6 +11,11 @@ consumer::
     + a snapshot task (equity to the journal every ``snapshot_interval``)
     + the kill-switch watcher (flatten, then stop)
 
+The risk manager's state (kill switch, equity peak, the day's starting equity) is journaled with
+every snapshot and at once when the switch trips, and restored on start: an engine whose journal
+holds a tripped switch flattens whatever is still held, places no other order and stops, until
+``run(reset_kill_switch=True)`` clears it (the reset is journaled too).
+
 Stopping is cancelling that scope, whatever asks for it: :meth:`TradingEngine.stop` (the CLI's
 Ctrl-C handler), the kill switch, or the ``duration`` deadline. Streams close within their own
 bounds, then a final snapshot is written (shielded, bounded) and the journal closed, and
@@ -34,7 +39,7 @@ from ..errors import InvalidValueError
 from ..models import Kline, Signal, Tick
 from ..streams import MarketData, MarketDataFactory, StreamHealth, StreamManager
 from .config import EngineConfig
-from .journal import Journal
+from .journal import Journal, RiskRecord
 from .portfolio import PortfolioManager, PortfolioSnapshot
 from .risk import RiskManager, RiskState
 from .strategy import StrategyCoordinator, StrategyStatus
@@ -46,6 +51,9 @@ logger = logging.getLogger(__name__)
 _SIGNAL_BUFFER = 16
 _MARKET_BUFFER = 64
 _FINAL_SNAPSHOT_TIMEOUT = 5.0
+_FLATTEN_PATIENCE = 30.0
+"""Seconds the kill switch keeps trying to flatten instruments with no price yet (e.g. just restarted)."""
+_FLATTEN_RETRY = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +86,8 @@ class RunSummary:
     reconnects: int
     warmup_failures: int
     journal: Path
+    journaled_rejections: int = 0
+    """Rejections in the journal, earlier runs' included."""
 
     @property
     def fees(self) -> Decimal:
@@ -91,12 +101,16 @@ class RunSummary:
 class _Run:
     """The components of one run, alive while it lasts (and readable after)."""
 
-    def __init__(self, config: EngineConfig, journal: Journal, portfolio: PortfolioManager) -> None:
+    def __init__(
+        self, config: EngineConfig, journal: Journal, portfolio: PortfolioManager, risk: RiskRecord | None
+    ) -> None:
         self.journal = journal
         self.portfolio = portfolio
-        self.risk = RiskManager(config.risk, portfolio)
         self.signals_tx, self.signals_rx = trio.open_memory_channel[Signal](_SIGNAL_BUFFER)
         self.coordinator = StrategyCoordinator(config.strategies, self.signals_tx)
+        self.risk = RiskManager(
+            config.risk, portfolio, restored=risk, journal=journal, on_rejection=self.coordinator.rejected
+        )
         self.started = trio.current_time()
         self.fills_before = len(portfolio.fills)
         self.streams: MarketData | None = None
@@ -152,10 +166,16 @@ class TradingEngine:
         )
 
     async def run(
-        self, duration: float | None = None, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self,
+        duration: float | None = None,
+        *,
+        reset_kill_switch: bool = False,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
     ) -> RunSummary:
         """Trade until stopped, the kill switch trips or ``duration`` seconds pass.
 
+        A kill switch tripped in an earlier run on this journal stays tripped (the run flattens
+        and stops at once) unless ``reset_kill_switch`` clears it first.
         ``task_status.started()`` fires once the streams are open and every consumer task is started.
         """
         if self._scope is not None:
@@ -171,7 +191,10 @@ class TradingEngine:
         try:
             async with Journal.open(config.journal, starting_cash=config.starting_cash) as journal:
                 portfolio = await PortfolioManager.restore(journal, fee_rate=config.fee_rate, slippage=config.slippage)
-                run = self._run = _Run(config, journal, portfolio)
+                run = self._run = _Run(config, journal, portfolio, await journal.risk_state())
+                if reset_kill_switch and run.risk.kill_reason is not None:
+                    reason = f"reset by the user (was: {run.risk.kill_reason})"
+                    await journal.record_risk_event("reset", reason, _now_ms(), run.risk.reset(_now_ms()))
                 if duration is not None:
                     scope.deadline = run.started + duration
                 try:
@@ -179,6 +202,7 @@ class TradingEngine:
                         await self._serve(run, scope, task_status)
                 finally:
                     await self._final_snapshot(run)
+                    journaled_rejections = await _count_rejections(journal)
         finally:
             self._scope = None
         stopped_by = self._stop_reason or ("duration" if duration is not None else "finished")
@@ -193,6 +217,7 @@ class TradingEngine:
             reconnects=0 if run.health is None else run.health.total_reconnects,
             warmup_failures=run.warmup_failures,
             journal=journal.path,
+            journaled_rejections=journaled_rejections,
         )
 
     async def _serve(self, run: _Run, scope: trio.CancelScope, task_status: trio.TaskStatus[None]) -> None:
@@ -284,11 +309,23 @@ class TradingEngine:
     async def _snapshots(self, run: _Run) -> None:
         while True:
             await trio.sleep(self.config.snapshot_interval)
-            await run.journal.record_snapshot(run.portfolio.journal_snapshot(_now_ms()))
+            await run.journal.record_snapshot(run.portfolio.journal_snapshot(_now_ms()), run.risk.record())
 
     async def _watch_kill_switch(self, run: _Run, scope: trio.CancelScope) -> None:
         await run.risk.killed.wait()
+        state = run.risk.state()
+        if not state.kill_restored:
+            # Durable before the flatten: a crash from here on restarts tripped.
+            assert state.kill_reason is not None and state.kill_time is not None
+            await run.journal.record_risk_event("kill", state.kill_reason, state.kill_time, run.risk.record())
         fills = await run.risk.flatten()
+        # An instrument without a price yet (a restart that tripped before its crash) is retried.
+        with trio.move_on_after(_FLATTEN_PATIENCE):
+            while run.portfolio.strategy_positions():
+                await trio.sleep(_FLATTEN_RETRY)
+                fills += await run.risk.flatten()
+        if run.portfolio.strategy_positions():
+            logger.error("kill switch could not flatten %s: no price", run.portfolio.strategy_positions())
         logger.warning("kill switch flattened %d positions; stopping", len(fills))
         if self._stop_reason is None:
             self._stop_reason = "kill switch"
@@ -298,12 +335,22 @@ class TradingEngine:
         """Journal the books' last marks; shielded so a cancelled run still records them."""
         with trio.move_on_after(_FINAL_SNAPSHOT_TIMEOUT, shield=True) as scope:
             try:
-                await run.journal.record_snapshot(run.portfolio.journal_snapshot(_now_ms()))
+                await run.journal.record_snapshot(run.portfolio.journal_snapshot(_now_ms()), run.risk.record())
             except Exception:
                 # The fills are already durable; only the marks of this moment are lost.
                 logger.exception("final snapshot of %s failed", run.journal.path)
         if scope.cancelled_caught:
             logger.error("final snapshot of %s took over %.0f s; skipped", run.journal.path, _FINAL_SNAPSHOT_TIMEOUT)
+
+
+async def _count_rejections(journal: Journal) -> int:
+    """For the summary; shielded and bounded like the final snapshot, and never fatal."""
+    with trio.move_on_after(_FINAL_SNAPSHOT_TIMEOUT, shield=True):
+        try:
+            return await journal.rejection_count()
+        except Exception:
+            logger.exception("counting the rejections in %s failed", journal.path)
+    return 0
 
 
 def _now_ms() -> int:

@@ -2,18 +2,35 @@
 
 Limits (all optional; ``None`` is no limit):
 
+Amounts are in quote currency (USDT), all > 0; ``max_drawdown`` is a fraction (0.05 = 5%).
+
 - ``max_position_notional``: |account position| × price per instrument after the order;
 - ``max_gross_exposure``: sum of |position| × mark over all instruments after the order;
 - ``max_order_notional``: quantity × price of one order (a fat-finger bound);
-- ``max_daily_loss``: equity lost since the start of the UTC day (market time), and
-  ``max_drawdown``: equity lost from its peak this run, as a fraction of that peak — either one
-  trips the **kill switch**: every strategy's holding is flattened and no new order is accepted;
+- ``max_daily_loss``: equity lost since the start of the UTC day (market time), in quote
+  currency, and ``max_drawdown``: equity lost from its peak, as a fraction of that peak — either
+  one trips the **kill switch**: every strategy's holding is flattened and no new order is accepted;
 - ``max_tick_age``: seconds since the instrument's latest tick; older data gets no order;
 - ``max_orders_per_minute``: orders approved in any 60 s of Trio's clock.
 
 Orders that only shrink a position skip the position and exposure limits: risk must never stop
-a strategy from getting out. Loss limits count from the run's start, so a restarted engine
-measures its own session (the journal keeps the all-time peak and drawdown for the record).
+a strategy from getting out.
+
+Restarts. The kill switch, the peak the drawdown is measured from and the day's starting equity
+(with the UTC day it belongs to) are a :class:`~tradeloop.trading.journal.RiskRecord` the engine
+journals and hands back here on restart: a tripped switch stays tripped, and the daily loss of a
+restart on the same day still counts from that day's start. Only :meth:`RiskManager.reset` (``tradeloop run
+--reset-kill-switch``) clears the switch; it also restarts the peak and the day's start at the
+current equity, or the limits would trip again at once.
+
+Rejections are fed back: the ``on_rejection`` callback hears of every refused signal with what the
+strategy actually holds, so a strategy never goes on believing it holds a target it was refused
+(see :meth:`~tradeloop.trading.strategy.StrategyCoordinator.rejected`); with a journal, each
+rejection is journaled with its reason. The feedback can arrive after the strategy has already
+signalled again (signals queue while an order is journaled), so the targets are also reconciled
+here: after a refused flip or exit (a target off the side the strategy holds), a target back on
+the side it still holds means its view came back to its position, which is kept as it is;
+resizing it to the new target would trade a sliver the opposite way to the signal's reason.
 
 Execution is serialised by one lock, which the kill switch's flatten takes too: once the switch
 trips, no order approved earlier can reopen a position after the flatten.
@@ -22,8 +39,9 @@ trips, no order approved earlier can reopen a position after the flatten.
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -32,6 +50,7 @@ import trio
 
 from ..errors import InvalidValueError
 from ..models import Fill, Order, Side, Signal
+from .journal import Journal, RejectionRecord, RiskRecord
 from .portfolio import PortfolioManager
 
 __all__ = ["RejectReason", "Rejection", "RiskLimits", "RiskManager", "RiskState"]
@@ -41,6 +60,7 @@ logger = logging.getLogger(__name__)
 _DAY_MS = 86_400_000
 _RATE_WINDOW = 60.0
 _RECENT_REJECTIONS = 20
+_ZERO = Decimal(0)
 
 
 class RejectReason(StrEnum):
@@ -80,9 +100,33 @@ class RiskLimits:
                     raise InvalidValueError(f"risk limit {field.name!r} must be a number of seconds > 0, got {value!r}")
                 continue
             number = _decimal(field.name, value)
+            if not number:
+                raise InvalidValueError(
+                    f"risk limit {field.name!r} 0 would stop every order; expected a number > 0, or no limit"
+                )
             if field.name == "max_drawdown" and not 0 < number <= 1:
-                raise InvalidValueError(f"risk limit 'max_drawdown' must be a fraction in (0, 1], got {value!r}")
+                raise InvalidValueError(
+                    f"risk limit 'max_drawdown' {value!r} = {percent(number)} of the peak; "
+                    "expected a fraction above 0 and at most 1 (0.2 = 20%)"
+                )
             object.__setattr__(self, field.name, number)
+
+
+def _above(value: Decimal, limit: Decimal) -> str:
+    """``value`` with two decimals, or as many more as it takes to show it above ``limit``
+    (a loss of 500.004 over a limit of 500 reads 500.004, not 500.00).
+    """
+    for places in range(2, 9):
+        text = f"{value:.{places}f}"
+        if Decimal(text) > limit:
+            return text
+    return f"{value:f}"
+
+
+def percent(fraction: Decimal) -> str:
+    """``Decimal("0.05")`` as ``"5%"``, exactly (no float rounding, no trailing zeros)."""
+    text = f"{(fraction * 100).normalize():f}"
+    return f"{text}%"
 
 
 def _decimal(name: str, value: object) -> Decimal:
@@ -101,6 +145,8 @@ class Rejection:
     signal: Signal
     reason: RejectReason
     detail: str
+    held: Decimal = _ZERO
+    """What the signal's strategy holds of the instrument, refused its signal."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +155,10 @@ class RiskState:
 
     killed: bool
     kill_reason: str | None
+    kill_time: int | None
+    """When the switch tripped (Unix ms), possibly in an earlier run."""
+    kill_restored: bool
+    """The switch was already tripped when this run started (restored from the journal)."""
     signals: int
     orders: int
     unchanged: int
@@ -130,11 +180,23 @@ class RiskManager:
     which sets :attr:`killed`; the owner then calls :meth:`flatten`.
     """
 
-    def __init__(self, limits: RiskLimits, portfolio: PortfolioManager) -> None:
+    def __init__(
+        self,
+        limits: RiskLimits,
+        portfolio: PortfolioManager,
+        *,
+        restored: RiskRecord | None = None,
+        journal: Journal | None = None,
+        on_rejection: Callable[[Rejection], None] | None = None,
+    ) -> None:
         self.limits = limits
         self._portfolio = portfolio
+        self._journal = journal
+        self._on_rejection = on_rejection
         self.killed = trio.Event()
         self._kill_reason: str | None = None
+        self._kill_time: int | None = None
+        self._kill_restored = False
         self._lock = trio.Lock()
         self._order_times: deque[float] = deque()
         self._signals = 0
@@ -142,18 +204,54 @@ class RiskManager:
         self._unchanged = 0
         self._rejections: Counter[RejectReason] = Counter()
         self._recent: deque[Rejection] = deque(maxlen=_RECENT_REJECTIONS)
+        self._refused_exits: set[tuple[str, str, str]] = set()
+        """(strategy, exchange, symbol) whose last signal, a flip or an exit, was refused."""
         self._day: int | None = None
         self._day_start_equity = portfolio.equity
         self._peak = portfolio.equity
+        if restored is not None:
+            self._peak = max(self._peak, restored.peak_equity)
+            if restored.day is not None and restored.day_start_equity is not None:
+                self._day, self._day_start_equity = restored.day, restored.day_start_equity
+            if restored.kill_reason is not None:
+                self._kill_reason, self._kill_time, self._kill_restored = restored.kill_reason, restored.kill_time, True
+                self.killed.set()
 
     @property
     def kill_reason(self) -> str | None:
         return self._kill_reason
 
+    def record(self) -> RiskRecord:
+        """What the journal keeps so that a restart resumes this state."""
+        return RiskRecord(
+            kill_reason=self._kill_reason,
+            kill_time=self._kill_time,
+            peak_equity=self._peak,
+            day=self._day,
+            day_start_equity=self._day_start_equity if self._day is not None else None,
+        )
+
+    def reset(self, time_ms: int | None = None) -> RiskRecord:
+        """Clear a tripped kill switch; the peak and the day's start restart at the current equity.
+
+        ``time_ms`` (default: now) decides the UTC day. Returns the state to journal.
+        """
+        when = _now_ms() if time_ms is None else time_ms
+        equity = self._portfolio.equity
+        logger.warning("kill switch reset (was: %s)", self._kill_reason)
+        self._kill_reason = self._kill_time = None
+        self._kill_restored = False
+        self.killed = trio.Event()
+        self._peak = self._day_start_equity = equity
+        self._day = when // _DAY_MS
+        return self.record()
+
     def state(self) -> RiskState:
         return RiskState(
             killed=self._kill_reason is not None,
             kill_reason=self._kill_reason,
+            kill_time=self._kill_time,
+            kill_restored=self._kill_restored,
             signals=self._signals,
             orders=self._orders,
             unchanged=self._unchanged,
@@ -177,15 +275,23 @@ class RiskManager:
             self._signals += 1
             decision = self._evaluate(signal)
             if isinstance(decision, Order):
+                self._refused_exits.discard((signal.strategy, signal.exchange, signal.symbol))
                 self._orders += 1
                 self._order_times.append(trio.current_time())
                 return await self._portfolio.execute(decision)
         if decision is None:
             self._unchanged += 1
-        else:
-            self._rejections[decision.reason] += 1
-            self._recent.append(decision)
-            logger.info("rejected %s %s: %s", signal.strategy, signal.symbol, decision.detail)
+            return None
+        if signal.target is not None and not signal.target * decision.held > 0:
+            self._refused_exits.add((signal.strategy, signal.exchange, signal.symbol))
+        logger.info("rejected %s %s: %s", signal.strategy, signal.symbol, decision.detail)
+        if self._on_rejection is not None:
+            self._on_rejection(decision)
+        if self._journal is not None:
+            # Counted once journaled: a run stopped meanwhile neither journals nor counts it.
+            await self._journal.record_rejection(_rejection_record(decision))
+        self._rejections[decision.reason] += 1
+        self._recent.append(decision)
         return decision
 
     def after_mark(self, time_ms: int) -> None:
@@ -203,15 +309,29 @@ class RiskManager:
         limits = self.limits
         loss = self._day_start_equity - equity
         if limits.max_daily_loss is not None and loss > limits.max_daily_loss:
-            self.kill(f"daily loss {loss} exceeds max_daily_loss {limits.max_daily_loss}")
+            self.kill(
+                f"daily loss {_above(loss, limits.max_daily_loss)} since the UTC day's start "
+                f"({self._day_start_equity:.2f}) "
+                f"exceeds max_daily_loss {limits.max_daily_loss}",
+                time_ms,
+            )
         elif limits.max_drawdown is not None and self._peak - equity > limits.max_drawdown * self._peak:
             fall = self._peak - equity
-            self.kill(f"drawdown {fall} from peak {self._peak} exceeds max_drawdown {limits.max_drawdown}")
+            self.kill(
+                f"drawdown {_above(fall / self._peak * 100, limits.max_drawdown * 100)}% "
+                f"({fall:.2f} from the peak {self._peak:.2f}) "
+                f"exceeds max_drawdown {percent(limits.max_drawdown)}",
+                time_ms,
+            )
 
-    def kill(self, reason: str) -> None:
-        """Trip the kill switch: from now on every signal is rejected. Idempotent."""
+    def kill(self, reason: str, time_ms: int | None = None) -> None:
+        """Trip the kill switch: from now on every signal is rejected. Idempotent.
+
+        ``time_ms`` is when (Unix ms; default: now).
+        """
         if self._kill_reason is None:
             self._kill_reason = reason
+            self._kill_time = _now_ms() if time_ms is None else time_ms
             logger.warning("kill switch: %s", reason)
             self.killed.set()
 
@@ -235,12 +355,17 @@ class RiskManager:
         exchange, symbol = signal.exchange, signal.symbol
 
         def reject(reason: RejectReason, detail: str) -> Rejection:
-            return Rejection(signal, reason, detail)
+            return Rejection(signal, reason, detail, portfolio.strategy_position(signal.strategy, exchange, symbol))
 
         if self._kill_reason is not None:
             return reject(RejectReason.KILL_SWITCH, f"kill switch is on: {self._kill_reason}")
         if signal.target is not None:
-            change = signal.target - portfolio.strategy_position(signal.strategy, exchange, symbol)
+            holding = portfolio.strategy_position(signal.strategy, exchange, symbol)
+            key = (signal.strategy, exchange, symbol)
+            if key in self._refused_exits and signal.target * holding > 0:
+                self._refused_exits.discard(key)  # back to the side it holds: keep the position as is
+                return None
+            change = signal.target - holding
         else:
             assert signal.side is not None and signal.quantity is not None
             change = signal.side.sign * signal.quantity
@@ -281,3 +406,26 @@ class RiskManager:
                 detail = f"{len(self._order_times)} orders in the last minute (max {limits.max_orders_per_minute})"
                 return reject(RejectReason.ORDER_RATE, detail)
         return Order(portfolio.new_order_id(), exchange, symbol, side, quantity, signal.strategy, signal.reason)
+
+
+def _rejection_record(rejection: Rejection) -> RejectionRecord:
+    signal = rejection.signal
+    if signal.target is not None:
+        asked = f"target {signal.target}"
+    else:
+        assert signal.side is not None
+        asked = f"{signal.side.value} {signal.quantity}"
+    return RejectionRecord(
+        time=_now_ms(),
+        strategy=signal.strategy,
+        exchange=signal.exchange,
+        symbol=signal.symbol,
+        signal=asked,
+        signal_reason=signal.reason,
+        reason=rejection.reason.value,
+        detail=rejection.detail,
+    )
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

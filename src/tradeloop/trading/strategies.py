@@ -107,6 +107,7 @@ class PriceSeriesStrategy(ABC):
         self._history = history
         self._prices: dict[tuple[str, str], deque[Decimal]] = {}
         self._direction: dict[tuple[str, str], int] = {}
+        self._target: dict[tuple[str, str], Decimal] = {}
 
     def on_kline(self, kline: Kline) -> list[Signal]:
         return self._observe(kline, kline.close) if self.source == "kline" else []
@@ -118,6 +119,21 @@ class PriceSeriesStrategy(ABC):
         if price is None and tick.bid is not None and tick.ask is not None:
             price = (tick.bid + tick.ask) / 2
         return [] if price is None else self._observe(tick, price)
+
+    def on_rejected(self, signal: Signal, held: Decimal) -> None:
+        """The risk manager refused ``signal``: take the view of what is held (``held``), not of
+        what was asked, so the next signal comes when the view changes from the held position.
+
+        Without this, a refused flip from long to short leaves the strategy believing it is
+        short; when its view turns long again it asks for the long target, now a few units off
+        the long it still holds, and a tiny sell goes out with a "long" reason. A refusal of an
+        older signal, already superseded by a newer target, changes nothing.
+        """
+        key = (signal.exchange, signal.symbol)
+        if signal.target is None or self._target.get(key) != signal.target:
+            return
+        self._direction[key] = (held > 0) - (held < 0)
+        self._target[key] = held
 
     @abstractmethod
     def decide(self, prices: Sequence[Decimal]) -> tuple[int, str] | None:
@@ -139,6 +155,7 @@ class PriceSeriesStrategy(ABC):
             return []
         self._direction[key] = direction
         quantity = (self.size / price).quantize(self.quantity_step, rounding=ROUND_DOWN)
+        self._target[key] = direction * quantity
         return [Signal.hold(market, direction * quantity, reason)]
 
 

@@ -35,6 +35,12 @@ strategy only the closed candles and ticks it declared, once each (warm-up histo
 overlap; the overlap is dropped by open time), and forwards their signals on a channel. A strategy
 that raises, or returns something that is not a signal for one of its symbols, is logged, counted
 and disabled; the others carry on.
+
+A strategy may also define ``on_rejected(signal, held)``: the coordinator calls it when the risk
+manager refuses one of its signals, with what the strategy actually holds of that instrument, so
+that its idea of its position can follow the book (the reference strategies forget the view the
+refused signal expressed). Without it, a strategy that signals targets should not assume a
+target is held just because it asked for it.
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ import trio
 from ..errors import InvalidValueError
 from ..exchanges import normalize_exchange_name
 from ..models import Kline, Signal, Tick
+from .risk import Rejection
 
 __all__ = ["Strategy", "StrategyCoordinator", "StrategyStatus", "strategy_exchange"]
 
@@ -176,6 +183,20 @@ class StrategyCoordinator:
                     for signal in self._call(slot, item):
                         await self._signals.send(signal)
 
+    def rejected(self, rejection: Rejection) -> None:
+        """Tell the strategy behind a refused signal what it actually holds (its ``on_rejected``).
+
+        Called by the risk manager; an error in the callback disables that strategy like any other.
+        """
+        slot = next((slot for slot in self._slots if slot.name == rejection.signal.strategy), None)
+        callback = None if slot is None else getattr(slot.strategy, "on_rejected", None)
+        if slot is None or callback is None or not slot.enabled:
+            return
+        try:
+            callback(rejection.signal, rejection.held)
+        except Exception as exc:
+            self._disable(slot, exc, rejection)
+
     def _kline_slots(self, kline: Kline) -> list[_Slot]:
         """Strategies that should see ``kline``; records it so a repeat of the candle is skipped."""
         if not kline.closed:
@@ -206,10 +227,13 @@ class StrategyCoordinator:
                 if signal.symbol not in slot.symbols or slot.exchange not in (None, signal.exchange):
                     raise InvalidValueError(f"signalled {signal.exchange}:{signal.symbol}, which it does not trade")
         except Exception as exc:
-            slot.enabled = False
-            slot.errors += 1
-            slot.last_error = f"{type(exc).__name__}: {exc}"
-            logger.exception("strategy %r failed on %r and is disabled", slot.name, item)
+            self._disable(slot, exc, item)
             return []
         slot.signals += len(produced)
         return [dataclasses.replace(signal, strategy=slot.name) for signal in produced]
+
+    def _disable(self, slot: _Slot, exc: Exception, item: object) -> None:
+        slot.enabled = False
+        slot.errors += 1
+        slot.last_error = f"{type(exc).__name__}: {exc}"
+        logger.exception("strategy %r failed on %r and is disabled", slot.name, item)

@@ -8,6 +8,7 @@ owns no state and runs as one task beside the engine, so cancelling it never tou
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import trio
@@ -19,8 +20,11 @@ from rich.text import Text
 
 from .engine import EngineStatus, RunSummary, TradingEngine
 from .portfolio import PortfolioSnapshot
+from .risk import RiskState
 
-__all__ = ["format_summary", "render_status", "show_live", "status_line"]
+__all__ = ["RESET_HINT", "format_summary", "kill_text", "render_status", "show_live", "status_line", "tripped_when"]
+
+RESET_HINT = "trading stays off until `tradeloop run --reset-kill-switch`"
 
 
 def _money(value: Decimal) -> str:
@@ -39,10 +43,24 @@ def _pnl(portfolio: PortfolioSnapshot) -> Decimal:
     return portfolio.equity - portfolio.starting_cash
 
 
+def kill_text(risk: RiskState) -> str:
+    """Why and when the kill switch tripped, and how to reset it."""
+    earlier = " in an earlier run" if risk.kill_restored else ""
+    return f"tripped{earlier}{tripped_when(risk.kill_time)}: {risk.kill_reason}; {RESET_HINT}"
+
+
+def tripped_when(kill_time: int | None) -> str:
+    return "" if kill_time is None else f" at {_utc(kill_time)}"
+
+
+def _utc(time_ms: int) -> str:
+    return datetime.fromtimestamp(time_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _risk_text(status: EngineStatus) -> str:
     risk = status.risk
     if risk.killed:
-        return f"KILLED ({risk.kill_reason})"
+        return f"KILLED ({kill_text(risk)})"
     rejected = ", ".join(f"{reason.value} {count}" for reason, count in sorted(risk.rejections.items()))
     return f"ok, {risk.orders} orders, {risk.total_rejections} rejected" + (f" ({rejected})" if rejected else "")
 
@@ -50,9 +68,7 @@ def _risk_text(status: EngineStatus) -> str:
 def status_line(status: EngineStatus) -> str:
     """One plain line: elapsed time, equity, PnL, trades, positions, risk, stream health."""
     portfolio = status.portfolio
-    held = " ".join(
-        f"{p.symbol}={_number(p.quantity)}@{_number(p.mark)}" for p in portfolio.positions if p.quantity
-    )
+    held = " ".join(f"{p.symbol}={_number(p.quantity)}@{_number(p.mark)}" for p in portfolio.positions if p.quantity)
     prices = " ".join(f"{t.symbol}={_number(t.last)}" for t in sorted(status.prices, key=lambda t: t.symbol))
     health = status.health
     reconnects = 0 if health is None else health.total_reconnects
@@ -162,12 +178,17 @@ def format_summary(summary: RunSummary) -> str:
         ("equity", f"{_money(portfolio.equity)} (started with {_money(portfolio.starting_cash)})"),
         ("max drawdown", f"{_money(portfolio.max_drawdown)} ({fraction:.2f}%)"),
         ("reconnects", str(summary.reconnects)),
-        ("rejections", f"{risk.total_rejections}" + (f" ({rejected})" if rejected else "")),
+        (
+            "rejections",
+            f"{risk.total_rejections} this run"
+            + (f" ({rejected})" if rejected else "")
+            + f", {summary.journaled_rejections} in the journal",
+        ),
         ("strategy errors", errors or "none"),
         ("journal", str(summary.journal)),
     ]
-    if risk.kill_reason is not None:
-        rows.insert(0, ("kill switch", risk.kill_reason))
+    if risk.killed:
+        rows.insert(0, ("kill switch", kill_text(risk)))
     width = max(len(name) for name, _ in rows)
     lines = [f"tradeloop run: stopped by {summary.stopped_by} after {summary.elapsed:.1f} s"]
     lines += [f"  {name:<{width}}  {value}" for name, value in rows]

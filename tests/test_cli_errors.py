@@ -1,0 +1,163 @@
+"""Every user mistake through ``tradeloop``'s entry point is one line on stderr and a non-zero exit
+status (2 for usage, 1 at run time); Ctrl-C and a closed stdout end quietly.
+
+In-process (``main([...])``) wherever no signal is involved, to keep the suite fast.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+import trio
+
+from tradeloop.cli import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, main
+from tradeloop.sim import SimConfig, open_simulator
+
+V1_JOURNAL = Path(__file__).parent / "data" / "journal-v1.sqlite"
+
+
+def one_line(capsys: pytest.CaptureFixture[str]) -> str:
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    return lines[0]
+
+
+@pytest.fixture
+def busy_port() -> Iterator[int]:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--log-level", "bogus", "sim"], "invalid log level 'bogus'"),
+        (["watch", "bingx", "BTC-USDT", "--ticker", "--ws-url", "http://127.0.0.1:9/x"], "expected ws://"),
+        (["watch", "bingx", "BTC-USDT", "--ticker", "--ws-url", "ws://127.0.0.1:99999/x"], "Port out of range"),
+        (["watch", "bingx", "BTC-USDT", "--ticker", "--rest-url", "ftp://host"], "expected http://"),
+        (["watch", "bingx", "BTC-USDT", "--ticker", "--first-data-timeout", "-1"], "invalid duration '-1'"),
+        (["watch", "bingx", "BTC-USDT", "--ticker", "--closed-only"], "--closed-only applies to klines"),
+        (["watch", "bingx", "BTC-USDT"], "one of the arguments --timeframe --ticker is required"),
+        (["run", "--duration", "-5"], "invalid duration '-5'"),
+        (["run", "--config", "/nonexistent/tradeloop.toml"], "cannot read config file"),
+        (["sim", "--ws-port", "70000"], "invalid port 70000"),
+        (["sim", "--fault", "no_such_fault"], "no_such_fault"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        ([], "the following arguments are required: command"),
+    ],
+)
+def test_usage_mistakes_exit_2_with_one_line(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    line = one_line(capsys)
+    assert line.startswith("tradeloop") and message in line
+
+
+def test_a_busy_port_is_one_line(busy_port: int, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--ws-port", str(busy_port)]) == 1
+    line = one_line(capsys)
+    assert line.startswith("tradeloop sim: cannot listen on 127.0.0.1") and f"WebSocket port {busy_port}" in line
+
+
+def test_an_unknown_host_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--host", "no-such-host.invalid"]) == 1
+    assert one_line(capsys).startswith("tradeloop sim: cannot listen on host 'no-such-host.invalid'")
+
+
+def test_a_journal_row_that_cannot_be_read_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    journal = tmp_path / "journal.sqlite"
+    shutil.copyfile(V1_JOURNAL, journal)
+    with sqlite3.connect(journal) as connection:
+        connection.execute("UPDATE fills SET side = 'sideways' WHERE seq = 1")
+    connection.close()
+    assert main(["run", "--journal", str(journal), "--duration", "1"]) == 1
+    line = one_line(capsys)
+    assert "is corrupt: a row cannot be read" in line and "locked" not in line
+
+
+def test_a_journal_in_a_missing_directory_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--journal", str(tmp_path / "missing" / "j.sqlite"), "--duration", "1"]) == 1
+    assert "cannot be opened: No such file or directory" in one_line(capsys)
+
+
+async def test_watch_no_data_names_the_last_error(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["watch", "bingx", "BTC-USDT", "--ticker", "--ws-url", "ws://127.0.0.1:9/x", "--rest-url"]
+    argv += ["http://127.0.0.1:9", "--first-data-timeout", "1.5"]
+    assert await trio.to_thread.run_sync(main, argv) == 1
+    line = one_line(capsys)
+    assert line.startswith("tradeloop watch: no data from bingx for BTC/USDT:USDT within 1.5 s; last error:")
+    assert "127.0.0.1:9" in line
+
+
+async def test_watch_of_an_unknown_symbol_fails_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """The simulator rejects the subscription: one line naming the symbol, status 1 (at once
+    once the stream layer raises SubscriptionError; after --first-data-timeout before that).
+    """
+    async with open_simulator(SimConfig(symbols=["BTC-USDT"])) as sim:
+        argv = ["--log-level", "critical", "watch", "bingx", "FOO-USDT", "--ticker", "--ws-url", sim.ws_url]
+        argv += ["--rest-url", sim.rest_url, "--first-data-timeout", "3"]
+        assert await trio.to_thread.run_sync(main, argv) == 1
+    line = one_line(capsys)
+    assert line.startswith("tradeloop watch: ") and "FOO" in line
+
+
+def _watch_process(ws_url: str, rest_url: str) -> list[str]:
+    watch = ["watch", "bingx", "BTC-USDT", "--ticker", "--ws-url", ws_url, "--rest-url", rest_url]
+    return [sys.executable, "-m", "tradeloop.cli", *watch]
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background job may inherit SIGINT ignored
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pipes")
+async def test_watch_ctrl_c_exits_130_quietly_and_a_closed_pipe_141() -> None:
+    async with open_simulator(SimConfig(symbols=["BTC-USDT"])) as sim:
+        command = _watch_process(sim.ws_url, sim.rest_url)
+        run = partial(
+            trio.run_process,
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            check=False,
+            preexec_fn=_default_sigint,
+        )
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                interrupted: trio.Process = await nursery.start(run)
+                piped: trio.Process = await nursery.start(run)
+                for process in (interrupted, piped):
+                    assert process.stdout is not None
+                    assert b'"type":"tick"' in await process.stdout.receive_some()
+                interrupted.send_signal(signal.SIGINT)
+                assert piped.stdout is not None
+                await piped.stdout.aclose()  # `| head -1`: the reader goes away
+        for process, status in ((interrupted, EXIT_INTERRUPTED), (piped, EXIT_BROKEN_PIPE)):
+            assert process.returncode == status
+            assert process.stderr is not None
+            assert await process.stderr.receive_some() == b""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
+async def test_run_into_a_closed_pipe_exits_141_quietly(tmp_path: Path) -> None:
+    command = [sys.executable, "-m", "tradeloop.cli", "run", "--journal", str(tmp_path / "j.sqlite")]
+    run = partial(trio.run_process, command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            process: trio.Process = await nursery.start(run)
+            assert process.stdout is not None and process.stderr is not None
+            assert (await process.stdout.receive_some()).startswith(b"t=")
+            await process.stdout.aclose()  # `tradeloop run | head -1`
+    assert process.returncode == EXIT_BROKEN_PIPE
+    assert await process.stderr.receive_some() == b""

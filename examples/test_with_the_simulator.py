@@ -1,0 +1,81 @@
+"""Testing your own code against tradeloop's embedded exchange, with faults.
+
+Copy this file into your project and run ``pytest``: the fixtures come from the plugin installed
+with tradeloop (``pip install 'tradeloop[testing]'``), so there is no conftest.py to write. Every
+test runs on ``tradeloop_clock`` (simulated time: minutes of candles in well under a second).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import trio
+
+from tradeloop import EngineConfig, Kline, Signal, Tick, TradingEngine
+from tradeloop.testing import TEST_STREAM_CONFIG, assert_candles_match, closed_klines, faults
+
+SWAP = "BTC/USDT:USDT"
+
+
+@pytest.mark.tradeloop_sim(symbols=["BTC-USDT"], seed=1)
+async def test_every_closed_candle_despite_a_disconnect(tradeloop_clock, tradeloop_sim, tradeloop_streams):
+    async with tradeloop_streams.klines("bingx", SWAP, "1m") as candles:
+        before = await closed_klines(candles, 2, sim=tradeloop_sim)
+        tradeloop_sim.faults.drop_all()  # every socket aborted mid-candle
+        after = await closed_klines(candles, 3, sim=tradeloop_sim)
+    assert_candles_match(tradeloop_sim, before + after)  # none lost, none twice, final values
+
+
+class BuyTheDip:
+    """The README's strategy, remembering the candles it was given."""
+
+    name = "buy-the-dip"
+    symbols = (SWAP,)
+    timeframe = "1m"
+    warmup = 1
+
+    def __init__(self) -> None:
+        self.previous: Decimal | None = None
+        self.seen: list[Kline] = []
+
+    def on_kline(self, kline: Kline) -> list[Signal]:
+        self.seen.append(kline)
+        previous, self.previous = self.previous, kline.close
+        if previous is None:
+            return []
+        dipped = kline.close < previous * Decimal("0.99")
+        return [Signal.hold(kline, Decimal("0.01") if dipped else Decimal(0), "dip" if dipped else "no dip")]
+
+    def on_tick(self, tick: Tick) -> list[Signal]:
+        return []
+
+
+@pytest.mark.tradeloop_sim(symbols=["BTC-USDT"])
+async def test_my_strategy_under_malformed_frames(tradeloop_clock, tradeloop_sim, tradeloop_streams):
+    strategy = BuyTheDip()
+    with faults(tradeloop_sim, malformed_rate=0.05):  # 5% of pushes broken: bad gzip, bad JSON, missing field
+        async with tradeloop_streams.klines("bingx", SWAP, "1m") as candles:
+            for kline in await closed_klines(candles, 5):
+                strategy.on_kline(kline)
+            (topic,) = tradeloop_streams.health().topics
+    assert sum(topic.parse_errors.values()) > 0, "the fault was on: some frames were malformed"
+    assert_candles_match(tradeloop_sim, strategy.seen)  # the strategy still saw every candle, right
+
+
+@pytest.mark.tradeloop_sim(symbols=["BTC-USDT"])
+async def test_my_bot_after_a_rest_outage(tradeloop_clock, tradeloop_sim, tmp_path: Path):
+    strategy = BuyTheDip()
+    urls = {"ws_url": tradeloop_sim.ws_url, "rest_url": tradeloop_sim.rest_url}
+    journal = tmp_path / "journal.sqlite"
+    config = EngineConfig(exchanges={"bingx": urls}, strategies=[strategy], journal=journal, streams=TEST_STREAM_CONFIG)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(TradingEngine(config).run, 600.0)  # ten simulated minutes
+        await trio.sleep(120)
+        with faults(tradeloop_sim, rest_down="503"):  # REST answers 503 with an HTML page...
+            tradeloop_sim.faults.drop_all()  # ...while the sockets drop: no backfill possible
+            await trio.sleep(180)
+    closed = [kline for kline in strategy.seen if kline.closed]
+    assert len(closed) >= 8
+    assert_candles_match(tradeloop_sim, closed)  # after the outage the bot caught up, in order

@@ -57,7 +57,7 @@ TEST_STREAM_CONFIG = StreamConfig(
 which costs nothing in simulated time but makes a failing test's log long; these keep every
 recovery within a few simulated seconds."""
 
-REAL_CLOCK_HINT = (
+_REAL_CLOCK_HINT = (
     "take a clock as an argument of the test function itself, e.g. "
     "`async def test_x(tradeloop_clock, tradeloop_sim): ...` (pytest-trio uses only a clock the test "
     "function requests directly, not one a fixture or conftest.py requests), "
@@ -88,7 +88,7 @@ def check_clock(*, real_clock: bool = False, context: str = "tradeloop_sim") -> 
     if not isinstance(clock, trio.testing.MockClock):
         raise ClockMisuseError(
             f"{context}: this test runs on trio's real clock, so every simulated minute would take a "
-            f"real minute; {REAL_CLOCK_HINT}"
+            f"real minute; {_REAL_CLOCK_HINT}"
         )
     if clock.autojump_threshold == math.inf and clock.rate == 0:
         raise ClockMisuseError(

@@ -95,14 +95,21 @@ async def test_unknown_option(tradeloop_clock, tradeloop_sim):
 @pytest.mark.tradeloop_sim(timeout=300)
 async def test_waits_forever(tradeloop_clock, tradeloop_sim):
     await trio.sleep_forever()
+
+
+@pytest.mark.tradeloop_sim(real_clock=True, symbols=["ETH-USDT"])
+async def test_real_clock_on_purpose(tradeloop_sim):
+    assert tradeloop_sim.config.symbols == ("ETH-USDT",)
+    assert abs(tradeloop_sim.now_ms() - 1_767_225_600_000) < 60_000  # the kit's fixed start, a moment ago
 """
 
 
 def test_misuses_fail_at_once_with_an_explanation(tmp_path: Path) -> None:
     (tmp_path / "test_misuses.py").write_text(MISUSES)
-    result = run_pytest(tmp_path, "--tb=line")
+    result = run_pytest(tmp_path, "--tb=line", "-rA")
     output = result.stdout + result.stderr
-    assert "5 failed" in result.stdout, output
+    assert "5 failed, 1 passed" in result.stdout, output
+    assert "PASSED test_misuses.py::test_real_clock_on_purpose" in output
     for test, error in [
         ("test_no_clock", "ClockMisuseError"),
         ("test_clock_requested_by_a_fixture_only", "ClockMisuseError"),

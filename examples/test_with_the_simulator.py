@@ -3,10 +3,12 @@
 Copy this file into your project and run ``pytest``: the fixtures come from the plugin installed
 with tradeloop (``pip install 'tradeloop[testing]'``), so there is no conftest.py to write. Every
 test runs on ``tradeloop_clock`` (simulated time: minutes of candles in well under a second).
+The ``# --8<--`` comments mark the parts the documentation site shows (docs/concepts/testing.md).
 """
 
 from __future__ import annotations
 
+# --8<-- [start:imports]
 from decimal import Decimal
 from pathlib import Path
 
@@ -17,8 +19,10 @@ from tradeloop import EngineConfig, Kline, Signal, Tick, TradingEngine
 from tradeloop.testing import TEST_STREAM_CONFIG, assert_candles_match, closed_klines, faults
 
 SWAP = "BTC/USDT:USDT"
+# --8<-- [end:imports]
 
 
+# --8<-- [start:disconnect]
 @pytest.mark.tradeloop_sim(symbols=["BTC-USDT"], seed=1)
 async def test_every_closed_candle_despite_a_disconnect(tradeloop_clock, tradeloop_sim, tradeloop_streams):
     async with tradeloop_streams.klines("bingx", SWAP, "1m") as candles:
@@ -26,6 +30,9 @@ async def test_every_closed_candle_despite_a_disconnect(tradeloop_clock, tradelo
         tradeloop_sim.faults.drop_all()  # every socket aborted mid-candle
         after = await closed_klines(candles, 3, sim=tradeloop_sim)
     assert_candles_match(tradeloop_sim, before + after)  # none lost, none twice, final values
+
+
+# --8<-- [end:disconnect]
 
 
 class BuyTheDip:
@@ -52,6 +59,7 @@ class BuyTheDip:
         return []
 
 
+# --8<-- [start:malformed]
 @pytest.mark.tradeloop_sim(symbols=["BTC-USDT"])
 async def test_my_strategy_under_malformed_frames(tradeloop_clock, tradeloop_sim, tradeloop_streams):
     strategy = BuyTheDip()
@@ -64,6 +72,10 @@ async def test_my_strategy_under_malformed_frames(tradeloop_clock, tradeloop_sim
     assert_candles_match(tradeloop_sim, strategy.seen)  # the strategy still saw every candle, right
 
 
+# --8<-- [end:malformed]
+
+
+# --8<-- [start:outage]
 @pytest.mark.tradeloop_sim(symbols=["BTC-USDT"])
 async def test_my_bot_after_a_rest_outage(tradeloop_clock, tradeloop_sim, tmp_path: Path):
     strategy = BuyTheDip()
@@ -79,3 +91,6 @@ async def test_my_bot_after_a_rest_outage(tradeloop_clock, tradeloop_sim, tmp_pa
     closed = [kline for kline in strategy.seen if kline.closed]
     assert len(closed) >= 8
     assert_candles_match(tradeloop_sim, closed)  # after the outage the bot caught up, in order
+
+
+# --8<-- [end:outage]

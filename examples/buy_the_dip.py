@@ -6,7 +6,8 @@
 With ``--sim`` the exchange runs inside this process and the whole run uses a Trio ``MockClock``
 running 100 times faster than the wall clock, so ``--minutes`` of market pass in as many times 0.6
 seconds. (Not an autojumping clock: the journal writes SQLite in worker threads, which a clock
-jumping ahead while every Trio task waits would not wait for.)
+jumping ahead while every Trio task waits would not wait for.) The ``# --8<--`` comments mark
+the part the documentation site shows.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ SIM_SPEED = 100.0
 """Simulated seconds per real second with ``--sim``."""
 
 
+# --8<-- [start:strategy]
 class BuyTheDip:
     """Hold 0.01 BTC after a candle closes 1% below the one before, flat otherwise."""
 
@@ -48,6 +50,9 @@ class BuyTheDip:
 
     def on_tick(self, tick: Tick) -> list[Signal]:
         return []
+
+
+# --8<-- [end:strategy]
 
 
 async def trade(bingx: dict[str, Any], minutes: float, journal: Path) -> None:

@@ -35,34 +35,35 @@ async def test_every_closed_candle_despite_a_disconnect(tradeloop_clock, tradelo
 # --8<-- [end:disconnect]
 
 
-class BuyTheDip:
-    """The README's strategy, remembering the candles it was given."""
+# --8<-- [start:strategy]
+class UpCandles:
+    """A strategy of yours: hold 0.01 BTC after a candle that closed up, none after one that closed
+    down; it also keeps every candle it was given, for the test to check."""
 
-    name = "buy-the-dip"
+    name = "up-candles"
     symbols = (SWAP,)
     timeframe = "1m"
-    warmup = 1
+    warmup = 0
 
     def __init__(self) -> None:
-        self.previous: Decimal | None = None
         self.seen: list[Kline] = []
 
     def on_kline(self, kline: Kline) -> list[Signal]:
         self.seen.append(kline)
-        previous, self.previous = self.previous, kline.close
-        if previous is None:
-            return []
-        dipped = kline.close < previous * Decimal("0.99")
-        return [Signal.hold(kline, Decimal("0.01") if dipped else Decimal(0), "dip" if dipped else "no dip")]
+        up = kline.close > kline.open
+        return [Signal.hold(kline, Decimal("0.01") if up else Decimal(0), "up" if up else "down")]
 
     def on_tick(self, tick: Tick) -> list[Signal]:
         return []
 
 
+# --8<-- [end:strategy]
+
+
 # --8<-- [start:malformed]
 @pytest.mark.tradeloop_sim(symbols=["BTC-USDT"])
 async def test_my_strategy_under_malformed_frames(tradeloop_clock, tradeloop_sim, tradeloop_streams):
-    strategy = BuyTheDip()
+    strategy = UpCandles()
     with faults(tradeloop_sim, malformed_rate=0.05):  # 5% of pushes broken: bad gzip, bad JSON, missing field
         async with tradeloop_streams.klines("bingx", SWAP, "1m") as candles:
             for kline in await closed_klines(candles, 5):
@@ -78,7 +79,7 @@ async def test_my_strategy_under_malformed_frames(tradeloop_clock, tradeloop_sim
 # --8<-- [start:outage]
 @pytest.mark.tradeloop_sim(symbols=["BTC-USDT"])
 async def test_my_bot_after_a_rest_outage(tradeloop_clock, tradeloop_sim, tmp_path: Path):
-    strategy = BuyTheDip()
+    strategy = UpCandles()
     urls = {"ws_url": tradeloop_sim.ws_url, "rest_url": tradeloop_sim.rest_url}
     journal = tmp_path / "journal.sqlite"
     config = EngineConfig(exchanges={"bingx": urls}, strategies=[strategy], journal=journal, streams=TEST_STREAM_CONFIG)

@@ -54,6 +54,13 @@ def test_the_fixtures_work_under_trio_mode_too(tmp_path: Path) -> None:
     assert "1 passed" in result.stdout
 
 
+def test_without_pytest_trio_the_fixtures_are_a_usage_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / EXAMPLE.name).write_text(EXAMPLE.read_text())
+    result = run_pytest(tmp_path, "-p", "no:trio", "-k", "disconnect")
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert "which run in Trio: install pytest-trio" in result.stderr
+
+
 MISUSES = """
 import pytest
 import trio

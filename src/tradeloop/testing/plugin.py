@@ -16,7 +16,8 @@ Fixtures (each test gets its own, torn down when it ends):
 
 Only tests that use these fixtures are touched: an ``async def`` test using them is run by
 pytest-trio even without ``trio_mode`` (it gets the ``trio`` mark), and every other test runs as
-it would without this plugin. Nothing of tradeloop is imported until a fixture runs.
+it would without this plugin. (Loading the plugin imports tradeloop, as importing any of its
+modules does: pytest starts that much later in an environment where tradeloop is installed.)
 """
 
 from __future__ import annotations
@@ -24,15 +25,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import AsyncIterator
 from inspect import iscoroutinefunction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
+import trio
+from trio.testing import MockClock
 
-if TYPE_CHECKING:
-    from trio.testing import MockClock
-
-    from tradeloop.sim import SimConfig, Simulator
-    from tradeloop.streams import StreamConfig, StreamManager
+from ..errors import InvalidValueError
+from ..sim import SimConfig, Simulator, open_simulator
+from ..streams import StreamConfig, StreamManager
+from . import TEST_STREAM_CONFIG, ClockMisuseError, check_clock, register_simulator
 
 KIT_FIXTURES = frozenset({"tradeloop_sim", "tradeloop_streams"})
 PLUGIN_OPTIONS = ("real_clock", "timeout")
@@ -72,27 +74,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def tradeloop_clock() -> MockClock:
     """A MockClock that jumps to the next deadline once every task has waited 2 ms of real time."""
-    from trio.testing import MockClock
-
     return MockClock(autojump_threshold=AUTOJUMP_THRESHOLD)
 
 
 @pytest.fixture
 def tradeloop_stream_config() -> StreamConfig:
     """The ``StreamConfig`` of ``tradeloop_streams``: override this fixture to change it."""
-    from tradeloop.testing import TEST_STREAM_CONFIG
-
     return TEST_STREAM_CONFIG
 
 
 @pytest.fixture
 async def tradeloop_sim(request: pytest.FixtureRequest) -> AsyncIterator[Simulator]:
     """The embedded exchange, running for the test; configured by ``@pytest.mark.tradeloop_sim``."""
-    import trio
-
-    from tradeloop.sim import open_simulator
-    from tradeloop.testing import ClockMisuseError, check_clock, register_simulator
-
     config, real_clock, timeout = _marker_options(request)
     try:
         clock = check_clock(real_clock=real_clock)
@@ -115,8 +108,6 @@ async def tradeloop_streams(
     tradeloop_sim: Simulator, tradeloop_stream_config: StreamConfig
 ) -> AsyncIterator[StreamManager]:
     """A StreamManager connected to ``tradeloop_sim`` (the exchange it simulates, under its name)."""
-    from tradeloop.streams import StreamManager
-
     async with StreamManager.open([tradeloop_sim.exchange()], tradeloop_stream_config) as streams:
         yield streams
 
@@ -127,9 +118,6 @@ def _marker_options(request: pytest.FixtureRequest) -> tuple[SimConfig, bool, fl
     An option the installed SimConfig lacks is an error naming it, never silently ignored: options
     such as ``exchange`` or ``speed`` exist only in tradeloop versions whose simulator has them.
     """
-    from tradeloop.errors import InvalidValueError
-    from tradeloop.sim import SimConfig
-
     marker = request.node.get_closest_marker("tradeloop_sim")
     options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
     if marker is not None and marker.args:
@@ -155,8 +143,6 @@ def _marker_options(request: pytest.FixtureRequest) -> tuple[SimConfig, bool, fl
 
 def _unrequested_clocks(request: pytest.FixtureRequest) -> str:
     """A note naming the fixtures that made a clock the test function did not take."""
-    import trio
-
     funcargs: dict[str, object] = getattr(request.node, "funcargs", {})
     names = [name for name, value in funcargs.items() if isinstance(value, trio.abc.Clock)]
     if not names:

@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-full sim clean
+.PHONY: run test lint bench bench-full sim docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[bench]'
 	touch $@
 
+$(VENV)/.installed-docs: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[docs]'
+	touch $@
+
 run: $(VENV)/.installed-run
 	$(BIN)/tradeloop run $(ARGS)
 
@@ -33,7 +37,7 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples docs
 	$(BIN)/mypy src
 
 bench: $(VENV)/.installed-bench
@@ -41,6 +45,10 @@ bench: $(VENV)/.installed-bench
 
 bench-full: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks
+
+# The documentation site into site/; --strict turns every warning (a broken reference) into an error.
+docs: $(VENV)/.installed-docs
+	$(BIN)/mkdocs build --strict
 
 clean:
 	rm -rf $(VENV)

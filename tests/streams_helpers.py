@@ -10,19 +10,12 @@ import trio
 from tradeloop.models import Kline
 from tradeloop.sim import SimConfig, Simulator, open_simulator
 from tradeloop.streams import StreamConfig, StreamManager, Subscription
-from tradeloop.symbols import next_open_time
+from tradeloop.testing import TEST_STREAM_CONFIG, assert_candles_match
 
 START_MS = 1_760_000_040_000  # a minute boundary
 SWAP = "BTC/USDT:USDT"
 
-FAST = StreamConfig(
-    stall_timeout=10.0,
-    reconnect_delay=0.5,
-    reconnect_delay_max=2.0,
-    rest_poll_interval=1.0,
-    rest_retry_delay=0.5,
-    rest_retry_delay_max=2.0,
-)
+FAST = TEST_STREAM_CONFIG
 
 
 @asynccontextmanager
@@ -67,23 +60,4 @@ class Collector:
                 await trio.sleep(1)
 
 
-def assert_matches_history(sim: Simulator, closed: list[Kline], symbol_id: str = "BTC-USDT") -> None:
-    """Each candle exactly once, in order, no gap, with the exchange's final values."""
-    assert closed, "no closed candle received"
-    timeframe = closed[0].timeframe
-    open_times = [k.open_time for k in closed]
-    expected_times = [open_times[0]]
-    while len(expected_times) < len(open_times):
-        expected_times.append(next_open_time(timeframe, expected_times[-1]))
-    assert open_times == expected_times, "missing, duplicated or out-of-order candles"
-    truth = sim.candles(symbol_id, timeframe, open_times[0], open_times[-1])
-    assert [t.open_time for t in truth] == open_times
-    for got, want in zip(closed, truth, strict=True):
-        assert want.closed
-        assert (got.open, got.high, got.low, got.close, got.volume) == (
-            want.open,
-            want.high,
-            want.low,
-            want.close,
-            want.volume,
-        ), f"candle {got.open_time} differs from the exchange's"
+assert_matches_history = assert_candles_match  # each candle once, in order, no gap, the exchange's final values

@@ -1,7 +1,12 @@
-"""The shipped example config: valid, and the same file trades once its two URLs point elsewhere."""
+"""The shipped examples: the config file is valid and trades once its two URLs point elsewhere, and
+every example script runs to its end against the simulator, as a user would start it."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +18,8 @@ from tradeloop.streams import StreamConfig
 from tradeloop.symbols import Market
 from tradeloop.trading import TradingEngine, load_config
 
-EXAMPLE = Path(__file__).parent.parent / "examples" / "bingx-paper.toml"
+EXAMPLES = Path(__file__).parent.parent / "examples"
+EXAMPLE = EXAMPLES / "bingx-paper.toml"
 REAL_WS = "wss://open-api-swap.bingx.com/swap-market"
 REAL_REST = "https://open-api.bingx.com"
 
@@ -41,3 +47,33 @@ async def test_changing_the_two_urls_runs_it_against_the_simulator(mock_clock: M
     assert strategy.enabled and strategy.klines >= 2
     assert summary.journal.parent == tmp_path
     assert isinstance(config.streams, StreamConfig)
+
+
+SCRIPTS = {
+    # script: patterns its output must match
+    "stream_candles.py": [r"closed candle 1/3", r"drops 1 socket", r"closed candle 3/3", r"reconnects: 1"],
+    "buy_the_dip.py": [r"buy-the-dip: [1-9]\d* closed candles, [1-9]\d* signals", r"equity \d+\.\d\d USDT"],
+}
+RUN_ELSEWHERE = {"test_with_the_simulator.py": "tests/test_testing_plugin.py runs it with pytest in a fresh directory"}
+
+
+def test_every_example_script_is_run_by_a_test() -> None:
+    scripts = {path.name for path in EXAMPLES.glob("*.py")}
+    assert scripts == set(SCRIPTS) | set(RUN_ELSEWHERE)
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_the_script_runs_against_the_simulator(script: str, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), "--sim"],
+        cwd=tmp_path,  # a user's directory, not the repository
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    for pattern in SCRIPTS[script]:
+        assert re.search(pattern, result.stdout), result.stdout
+    assert "Traceback" not in result.stderr

@@ -71,7 +71,8 @@ class EquityPoint:
 
 def read_equity(path: Path) -> list[EquityPoint]:
     """Every equity snapshot of a closed journal, oldest first."""
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    # immutable: the engine has closed the journal and checkpointed its WAL into the file.
+    connection = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
     try:
         rows = connection.execute("SELECT time, equity, marks FROM snapshots ORDER BY seq").fetchall()
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from decimal import Decimal
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from backtest_helpers import BTC, DAY, MINUTE, START, random_walk
 from trio.testing import MockClock
 
 from tradeloop.backtest import MarketHistory, run_backtest, series_from_klines
-from tradeloop.trading import EngineConfig, RiskLimits, SmaCrossover
+from tradeloop.trading import Breakout, EngineConfig, RiskLimits, SmaCrossover
 
 D = Decimal
 
@@ -63,12 +64,24 @@ async def test_fills_at_the_next_open_in_virtual_time(mock_clock: MockClock, tmp
 
 
 async def test_the_same_inputs_give_the_same_fills(mock_clock: MockClock, tmp_path: Path) -> None:
-    config = sma_config(tmp_path)
+    # candles and ticks, two timeframes, two strategies on one symbol: every ordering matters here
+    config = dataclasses.replace(
+        sma_config(tmp_path),
+        strategies=[
+            SmaCrossover(name="sma-1m", symbols=[BTC], fast=3, slow=8, size=1000, allow_short=True),
+            SmaCrossover(name="sma-5m", symbols=[BTC], fast=2, slow=4, size=700, timeframe="5m"),
+            Breakout(name="ticks", symbols=[BTC], lookback=6, size=500, source="tick", allow_short=True),
+        ],
+    )
     data = history(600, seed=4)
     start, end = START + 30 * MINUTE, START + 600 * MINUTE
     runs = [await run_backtest(config, data, start_ms=start, end_ms=end, out_dir=tmp_path / n) for n in "ab"]
     assert runs[0].fills == runs[1].fills
     assert runs[0].summary.portfolio == runs[1].summary.portfolio
+    assert {fill.strategy for fill in runs[0].fills} == {"sma-1m", "sma-5m", "ticks"}
+    status = {s.name: s for s in runs[0].summary.strategies}
+    assert status["sma-5m"].klines == 4 + (600 - 30) // 5  # warm-up, then one per five minutes
+    assert status["ticks"].ticks == 570 + 1
 
 
 async def test_the_kill_switch_stops_a_backtest(mock_clock: MockClock, tmp_path: Path) -> None:

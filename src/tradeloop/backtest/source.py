@@ -21,11 +21,20 @@ configured slippage and fee), as it would live: the close of a candle is only kn
 one has opened. A backtest cannot know the path inside a candle: its marks (and so drawdown and
 the kill switch) see one price per candle, the open, where a live run sees every tick.
 
-Determinism: Trio runs the tasks woken at one instant in a random order, so the replay publishes
-one event at a time and waits until every task is blocked (``wait_all_tasks_blocked``) before the
-next; and it wakes one microsecond of Trio time before the instant an event belongs to, so that
-the engine's timers due at that same instant (the daily equity snapshot at midnight) always run
-after it. The same history and config therefore give the same fills, byte for byte.
+Determinism. Trio runs the tasks woken in one scheduler pass in a random order, so the replay
+never lets two of its items race:
+
+- it moves to the next instant only once every task is blocked (``wait_all_tasks_blocked``), by
+  jumping the ``MockClock`` itself, and it stops at each engine timer due before then so that the
+  timer runs at its own time (cheaper than sleeping until each instant: no cancel scope per event);
+- it lands one microsecond of Trio time before an instant, so that the engine's timers due at
+  that same instant (the daily equity snapshot at midnight) run after its events;
+- within an instant it publishes one item per scheduler pass: the engine's pumps forward an item
+  in the step that receives it, so the strategies see the items in publication order, and a
+  candle's tick is marked before any order that the previous candle's kline causes is priced.
+  The final tick follows klines, so the replay waits for the engine to be idle before it.
+
+The same history and config therefore give the same orders and fills, byte for byte.
 """
 
 from __future__ import annotations
@@ -93,6 +102,7 @@ class HistoricalMarketData:
         clock = trio.lowlevel.current_clock()
         if not isinstance(clock, MockClock) or clock.rate != 0:
             raise RuntimeError("a backtest runs in virtual time: trio.run(..., clock=MockClock(autojump_threshold=0))")
+        self._clock = clock
         if not start_ms < end_ms:
             raise InvalidValueError(f"the backtest must end after it starts (start {start_ms}, end {end_ms})")
         self._history: dict[tuple[str, str], CandleSeries] = {
@@ -234,27 +244,47 @@ class HistoricalMarketData:
         total = sum(len(series.index_range(self.start_ms, self.end_ms)) for series in self._history.values())
         candles = 0
         now: int | None = None
-        busy = False  # whether the engine may still be working on what was published last
+        settled = True  # whether nothing has been published since the engine was last idle
         for time_ms, phase, _, _, fanout, item in heapq.merge(*self._streams()):
             if time_ms != now:
                 now = time_ms
-                # The clock only jumps once every task is blocked: the engine is idle after this.
-                await trio.sleep_until(self._zero + (time_ms - self.start_ms) / 1000 - _EARLY)
-                busy = False
+                await self._advance(self._zero + (time_ms - self.start_ms) / 1000 - _EARLY)
+                settled = True
             if phase == _TICK:
                 candles += 1
                 if self._on_progress is not None and candles % _PROGRESS_EVERY == 0:
                     self._on_progress(ReplayProgress(candles, total, time_ms))
             if len(fanout):
-                if busy:
-                    await wait_all_tasks_blocked()
+                if phase == _FINAL_TICK:
+                    await wait_all_tasks_blocked()  # the orders of the last candle first
+                elif not settled:
+                    await trio.lowlevel.checkpoint()  # one item per scheduler pass: see the module docs
                 await fanout.publish(item)
+                settled = False
                 self._published[id(fanout)] = self._published.get(id(fanout), 0) + 1
-                busy = True
         await wait_all_tasks_blocked()
         if self._on_progress is not None:
             self._on_progress(ReplayProgress(candles, total, now if now is not None else self.start_ms))
         self.finished.set()
+
+    async def _advance(self, deadline: float) -> None:
+        """Move virtual time to ``deadline`` once every task is blocked, stopping at each of the
+        engine's timers due before it so that they run at their own time.
+
+        Jumping the clock here, rather than sleeping until the deadline, spares a cancel scope and
+        a deadline entry per event (about a tenth of a backtest's time).
+        """
+        while True:
+            await wait_all_tasks_blocked()
+            now = trio.current_time()
+            if now >= deadline:
+                return
+            timer = trio.lowlevel.current_statistics().seconds_to_next_deadline
+            if now + timer < deadline:
+                self._clock.jump(timer)
+            else:
+                self._clock.jump(deadline - now)
+                return
 
     def _streams(self) -> list[Iterator[_Event]]:
         streams: list[Iterator[_Event]] = []

@@ -128,9 +128,8 @@ class CandleSeries:
 
     def aggregate(self, timeframe: str, indices: range) -> Iterator[Kline]:
         """Candles of ``timeframe`` (a multiple of this series' timeframe) built from the candles
-        at ``indices``, oldest first; each also counts candles of its bucket outside ``indices``
-        only if the caller includes them. Open = first open, high = max, low = min, close = last
-        close, volume = sum.
+        at ``indices``, oldest first: open = first open, high = max, low = min, close = last close,
+        volume = sum. A bucket holds only the candles of ``indices`` (and of the data) it covers.
         """
         opens, highs, lows, closes, volumes = self.opens, self.highs, self.lows, self.closes, self.volumes
         bucket: int | None = None

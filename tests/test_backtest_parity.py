@@ -12,6 +12,7 @@ from backtest_helpers import BTC, MINUTE, START, random_walk
 from trio.testing import MockClock
 
 from tradeloop.backtest import run_backtest, series_from_klines
+from tradeloop.exchanges import Exchange
 from tradeloop.models import Fill
 from tradeloop.sim import SimConfig, open_simulator
 from tradeloop.trading import EngineConfig, SmaCrossover, TradingEngine
@@ -21,10 +22,10 @@ CANDLES = 30
 D = Decimal
 
 
-def config(exchange: object, journal: Path) -> EngineConfig:
+def config(exchange: Exchange | dict[str, str], journal: Path) -> EngineConfig:
     strategy = SmaCrossover(name="sma", symbols=[BTC], fast=3, slow=WARMUP, size=1000, allow_short=True)
     return EngineConfig(
-        exchanges={"bingx": exchange},  # type: ignore[dict-item]
+        exchanges={"bingx": exchange},
         strategies=[strategy],
         fee_rate=D("0.0005"),
         slippage=D("0.0002"),

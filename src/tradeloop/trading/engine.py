@@ -132,7 +132,7 @@ class TradingEngine:
     ) -> None:
         self.config = config
         self._market_data = market_data or (lambda: StreamManager.open(config.clients, config.streams))
-        self._now_ms = now_ms or _wall_clock_ms
+        self._now_ms = now_ms or _now_ms
         self._journal_class = journal_class
         self._run: _Run | None = None
         self._scope: trio.CancelScope | None = None
@@ -320,5 +320,5 @@ class TradingEngine:
             logger.error("final snapshot of %s took over %.0f s; skipped", run.journal.path, _FINAL_SNAPSHOT_TIMEOUT)
 
 
-def _wall_clock_ms() -> int:
+def _now_ms() -> int:
     return time.time_ns() // 1_000_000

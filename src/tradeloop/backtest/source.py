@@ -3,9 +3,10 @@
 :class:`HistoricalMarketData` implements :class:`~tradeloop.streams.MarketData` (``klines()``,
 ``ticks()``, ``fetch_klines()``, ``health()``) over candle history, handing out
 :class:`~tradeloop.streams.Subscription` s through the same :class:`~tradeloop.streams.fanout.FanOut`
-as the live stream layer. Time is virtual and driven by the data: the run must use
-``trio.testing.MockClock(autojump_threshold=0)``; the replay sleeps until each event's time, and
-the clock jumps there as soon as the engine has nothing left to do.
+as the live stream layer. Time is virtual and driven by the data: the run must use a
+``trio.testing.MockClock`` that does not follow the wall clock (``rate=0``, the default; use
+``MockClock(autojump_threshold=0)``), and the replay moves it to each event's time as soon as the
+engine has nothing left to do. A year of one-minute candles takes under a minute.
 
 What the engine sees, per base candle (the timeframe of the data), in this fixed order:
 

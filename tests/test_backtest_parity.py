@@ -15,7 +15,8 @@ from tradeloop.backtest import run_backtest, series_from_klines
 from tradeloop.exchanges import Exchange
 from tradeloop.models import Fill
 from tradeloop.sim import SimConfig, open_simulator
-from tradeloop.trading import EngineConfig, SmaCrossover, TradingEngine
+from tradeloop.streams import StreamConfig
+from tradeloop.trading import EngineConfig, RiskLimits, SmaCrossover, TradingEngine
 
 WARMUP = 8
 CANDLES = 30
@@ -27,15 +28,23 @@ def config(exchange: Exchange | dict[str, str], journal: Path) -> EngineConfig:
     return EngineConfig(
         exchanges={"bingx": exchange},
         strategies=[strategy],
+        # No tick-age limit: how long the live run's REST confirmation of a close takes must not
+        # matter. The simulator pushes once a minute, so the stall watchdog waits longer.
+        risk=RiskLimits(max_tick_age=None),
+        streams=StreamConfig(stall_timeout=150),
         fee_rate=D("0.0005"),
         slippage=D("0.0002"),
         journal=journal,
+        snapshot_interval=600,  # few timers: each costs the live run 20 ms of real idle time
     )
 
 
 def test_a_backtest_and_a_live_run_on_the_same_candles_fill_alike(tmp_path: Path) -> None:
-    klines = random_walk(WARMUP + CANDLES, seed=11, start_ms=START - WARMUP * MINUTE)
-    start = START
+    klines = random_walk(WARMUP + 1 + CANDLES, seed=11, start_ms=START - (WARMUP + 1) * MINUTE)
+    # Both start 45 s into the candle before START: they warm up on the candles closed by then and
+    # trade from the first candle the live stream sees whole (the one opening at START). The margin
+    # keeps any clock jump during the live run's start-up (to a timer due before it) before START.
+    start = START - 45_000
 
     async def live() -> list[Fill]:
         sim_config = SimConfig(
@@ -43,13 +52,15 @@ def test_a_backtest_and_a_live_run_on_the_same_candles_fill_alike(tmp_path: Path
             history={"BTC-USDT": klines},
             start_ms=start,
             step_seconds=15,
-            push_interval=15,
-            ping_interval=20,
+            # Pushes at the minute only: the ticker then shows each candle's open until the next
+            # minute, however long the stream layer takes to confirm the candle that closed.
+            push_interval=60,
+            ping_interval=60,
         )
         async with open_simulator(sim_config) as sim:
             engine = TradingEngine(config(sim.exchange(), tmp_path / "live.sqlite"))
             # every candle but the last closes within the run (its order would fill at the next open)
-            await engine.run(duration=(CANDLES - 1) * 60 + 30)
+            await engine.run(duration=45 + (CANDLES - 1) * 60 + 30)
         assert engine.portfolio is not None
         return engine.portfolio.fills
 
@@ -59,7 +70,7 @@ def test_a_backtest_and_a_live_run_on_the_same_candles_fill_alike(tmp_path: Path
             config({}, tmp_path / "unused.sqlite"),
             history,
             start_ms=start,
-            end_ms=start + CANDLES * MINUTE,
+            end_ms=START + CANDLES * MINUTE,
             out_dir=tmp_path / "backtest",
         )
         return list(result.fills)

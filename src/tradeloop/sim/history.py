@@ -10,7 +10,9 @@ steps built from the candles, so that REST klines and WebSocket pushes serve exa
 one step each (``step_seconds``), so a candle must last at least four steps. The volume goes to
 the steps evenly (the remainder on the first). The book is zero-wide (bid = ask = last): candles
 carry no spread. That is the same information a backtest has, and the same fill model follows:
-an order placed when a candle closes fills at the next candle's open, live or backtested.
+an order placed when a candle closes fills at the next candle's open, live or backtested, provided
+the ticker has not moved on before the stream layer has confirmed the close over REST; with
+``push_interval=60`` it shows each open for a whole minute.
 
 After the last candle the price stays at its close, with no volume.
 """

@@ -127,6 +127,7 @@ def _backtest(args: argparse.Namespace) -> int:
             history = trio.run(_exchange_history, config, instruments, start, end, args.cache, progress)
             described = "rest " + ", ".join(sorted({exchange for exchange, _ in instruments}))
         end = _check_history(config, history, start, end, allow_gaps=args.allow_gaps, console=stderr)
+        described += f" ({', '.join(sorted({series.timeframe for series in history.values()}))} candles)"
         task = progress.add_task("replaying", total=None, date="")
         last_redraw = 0.0
 

@@ -242,7 +242,7 @@ class HistoricalMarketData:
     async def _replay(self) -> None:
         # Subscriptions and warm-ups come first: the engine makes them before it first blocks.
         await wait_all_tasks_blocked()
-        total = sum(len(series.index_range(self.start_ms, self.end_ms)) for series in self._history.values())
+        total = sum(len(self._replayed(series)) for series in self._history.values())
         candles = 0
         now: int | None = None
         settled = True  # whether nothing has been published since the engine was last idle
@@ -268,6 +268,11 @@ class HistoricalMarketData:
             self._on_progress(ReplayProgress(candles, total, now if now is not None else self.start_ms))
         self.finished.set()
 
+    def _replayed(self, series: CandleSeries) -> range:
+        """Indices of the candles that open at or after the start and close by the end."""
+        opening = series.index_range(self.start_ms, self.end_ms)
+        return range(opening.start, max(opening.start, min(opening.stop, series.closed_before(self.end_ms))))
+
     async def _advance(self, deadline: float) -> None:
         """Move virtual time to ``deadline`` once every task is blocked, stopping at each of the
         engine's timers due before it so that they run at their own time.
@@ -290,7 +295,7 @@ class HistoricalMarketData:
     def _streams(self) -> list[Iterator[_Event]]:
         streams: list[Iterator[_Event]] = []
         for rank, (key, series) in enumerate(sorted(self._history.items())):
-            indices = series.index_range(self.start_ms, self.end_ms)
+            indices = self._replayed(series)
             ticks = self._ticks.setdefault(key, FanOut())
             streams.append(self._tick_events(series, indices, rank, ticks))
             timeframes = sorted(
@@ -318,10 +323,9 @@ class HistoricalMarketData:
     ) -> Iterator[_Event]:
         start, end = self.start_ms, self.end_ms
         if timeframe == series.timeframe:
-            for index in series.index_range(start, end):
+            for index in self._replayed(series):
                 close_time = next_open_time(timeframe, series.open_times[index])
-                if close_time <= end:
-                    yield close_time, _KLINE, rank, tf_rank, fanout, series.kline(index)
+                yield close_time, _KLINE, rank, tf_rank, fanout, series.kline(index)
             return
         # Buckets closing in (start, end], built from every base candle they hold (a bucket that
         # began before the start closes inside the backtest with its whole history).

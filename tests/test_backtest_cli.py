@@ -147,14 +147,21 @@ async def test_exchange_history_is_fetched_once_into_the_cache(tmp_path: Path) -
     assert len(truth) == 118 and all(candle.closed for candle in truth)
 
 
-async def test_an_unknown_exchange_symbol_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    async with open_simulator(SimConfig(symbols=["ETH-USDT"])) as sim:
+@pytest.mark.parametrize("case", ["unknown symbol", "broken cache"])
+async def test_exchange_history_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    cache = tmp_path / "cache.sqlite"
+    if case == "broken cache":
+        cache.write_bytes(b"this is not a database, not even close" * 100)
+    async with open_simulator(SimConfig(symbols=["ETH-USDT" if case == "unknown symbol" else "BTC-USDT"])) as sim:
         config = config_file(tmp_path, f'rest_url = "{sim.rest_url}"')
         args = ["backtest", "--config", str(config), "--from", "2026-01-01", "--to", "2026-01-01"]
-        code = await trio.to_thread.run_sync(main, [*args, "--cache", str(tmp_path / "cache.sqlite")])
+        code = await trio.to_thread.run_sync(main, [*args, "--cache", str(cache)])
     assert code == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "unknown symbol 'BTC-USDT'" in err
+    expected = "unknown symbol 'BTC-USDT'" if case == "unknown symbol" else "delete it to start afresh"
+    assert err.count("\n") == 1 and expected in err and "Traceback" not in err
 
 
 def _iso(time_ms: int) -> str:

@@ -90,6 +90,8 @@ async def load_exchange_history(
                 for gap in missing:
                     await _fetch_range(client, http, connection, source, symbol, timeframe, *gap, on_fetched)
         rows = await trio.to_thread.run_sync(_select, connection, source, symbol, timeframe, start_ms, end_ms)
+    except sqlite3.Error as exc:
+        raise CacheError(f"the candle cache {cache} is unusable ({exc}); delete it to start afresh") from None
     finally:
         await trio.to_thread.run_sync(connection.close)
     builder = SeriesBuilder(exchange, symbol, timeframe)
@@ -150,10 +152,14 @@ def _connect(path: Path) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise CacheError(f"cannot open the candle cache {path}: {exc}") from None
+    try:
         for statement in _SCHEMA:
             connection.execute(statement)
-    except (OSError, sqlite3.Error) as exc:
-        raise CacheError(f"cannot use the candle cache {path}: {exc}") from None
+    except sqlite3.Error as exc:
+        connection.close()
+        raise CacheError(f"the candle cache {path} is unusable ({exc}); delete it to start afresh") from None
     return connection
 
 

@@ -119,7 +119,7 @@ def _backtest(args: argparse.Namespace) -> int:
         raise InvalidValueError(f"--from {args.start} must be before --to {args.end}")
     instruments = sorted({(config.strategy_exchange(s), symbol) for s in config.strategies for symbol in s.symbols})
     stderr = Console(stderr=True)
-    with _progress(stderr) as progress:
+    with _ProgressBar(stderr) as progress:
         if args.data:
             history = _csv_history(args.data, instruments)
             described = "csv " + ", ".join(sorted(path.name for path in _paths(args.data)))
@@ -156,7 +156,7 @@ def _backtest(args: argparse.Namespace) -> int:
     return 0
 
 
-class _progress:
+class _ProgressBar:
     """A progress bar on stderr when it is a terminal, nothing otherwise."""
 
     def __init__(self, console: Console) -> None:
@@ -227,7 +227,8 @@ async def _exchange_history(
     first = candle_open_time(timeframe, start - warmup)
     history: dict[tuple[str, str], CandleSeries] = {}
     for exchange, symbol in instruments:
-        task = progress.add_task(f"fetching {symbol} {timeframe}", total=(end - first) // length, date="")
+        total = (end - first) // length
+        task = progress.add_task(f"fetching {symbol} {timeframe}", total=total, date="")
 
         def fetched(count: int, task: Any = task) -> None:
             progress.advance(task, count)
@@ -243,6 +244,7 @@ async def _exchange_history(
             cache=cache or default_cache_path(),
             on_fetched=fetched,
         )
+        progress.update(task, completed=total)  # what the cache held was not fetched
     return history
 
 

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import trio
 
 from ..errors import InvalidValueError
+from ..models import Kline
+from .history import check_history
 from .market import symbol_spec
 
 __all__ = ["EXCHANGES", "SimClock", "SimConfig", "SimStats"]
@@ -65,6 +67,10 @@ class SimConfig:
     max_messages_per_second: int = 5
     """Binance dialect: incoming messages (requests and pongs) a socket may send within any one
     second before it is closed with 1008 "Too many requests" (spot's documented budget)."""
+    history: Mapping[str, Sequence[Kline]] = field(default_factory=dict)
+    """Candles to replay instead of the random walk, by BingX symbol id (each must be in
+    ``symbols``); see :mod:`tradeloop.sim.history`. The market then begins at their first open
+    time, and ``start_ms`` defaults to ``history_seconds`` after it."""
 
     def __post_init__(self) -> None:
         if isinstance(self.symbols, str) or not self.symbols:
@@ -92,6 +98,13 @@ class SimConfig:
             )
         if not self.history_seconds >= 0:
             raise InvalidValueError(f"invalid history_seconds {self.history_seconds!r}: expected >= 0")
+        if self.history:
+            unknown = sorted(set(self.history) - set(self.symbols))
+            if unknown:
+                raise InvalidValueError(f"history of {unknown[0]!r}: not one of the symbols {list(self.symbols)}")
+            first_open = check_history(self.history, self.step_ms)
+            if self.start_ms is None:
+                self.start_ms = first_open + round(self.history_seconds * 1000)
         for name in ("max_topics_per_socket", "send_queue_size", "max_messages_per_second"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -100,6 +113,11 @@ class SimConfig:
     @property
     def step_ms(self) -> int:
         return round(self.step_seconds * 1000)
+
+    @property
+    def history_start_ms(self) -> int | None:
+        """The first open time of the replayed history (None without one)."""
+        return min((candles[0].open_time for candles in self.history.values()), default=None)
 
     @property
     def push_ms(self) -> int:

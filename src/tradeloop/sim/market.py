@@ -15,12 +15,18 @@ import math
 import random
 import re
 from array import array
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from operator import mul
+from typing import TYPE_CHECKING
 
 from ..errors import InvalidValueError
 from ..symbols import candle_open_time, next_open_time, validate_timeframe
+
+if TYPE_CHECKING:
+    from ..models import Kline
+    from .history import HistorySeries
 
 __all__ = ["CandleValues", "MarketModel", "SimCandle", "SymbolSpec", "TickerValues", "symbol_spec"]
 
@@ -153,7 +159,8 @@ class TickerValues:
     bid: int
     bid_qty: int
     ask: int
-    """One tick above the bid: the book is always one tick wide, the last trade at the bid."""
+    """One tick above the bid: the book is always one tick wide, the last trade at the bid (zero-wide
+    for a replayed history, see :mod:`tradeloop.sim.history`)."""
     ask_qty: int
 
 
@@ -166,6 +173,9 @@ class _Series:
     """One symbol's steps: parallel arrays of prices (ticks) and volumes (lots)."""
 
     __slots__ = ("_rng", "_sigma", "mean_lots", "prices", "spec", "volumes")
+
+    spread = 1
+    """Ticks between bid and ask."""
 
     def __init__(self, spec: SymbolSpec, seed: int, step_ms: int) -> None:
         self.spec = spec
@@ -240,7 +250,15 @@ class MarketModel:
     Methods taking ``now_ms`` see only the steps at or before it.
     """
 
-    def __init__(self, symbol_ids: tuple[str, ...], *, seed: int, step_ms: int, first_step_ms: int) -> None:
+    def __init__(
+        self,
+        symbol_ids: tuple[str, ...],
+        *,
+        seed: int,
+        step_ms: int,
+        first_step_ms: int,
+        history: Mapping[str, Sequence[Kline]] | None = None,
+    ) -> None:
         if step_ms <= 0 or _MINUTE_MS % step_ms:
             raise InvalidValueError(
                 f"invalid step of {step_ms} ms: it must divide one minute (e.g. 0.01, 0.5, 1, 5, 15, 60 s)"
@@ -250,8 +268,16 @@ class MarketModel:
         self.step_ms = step_ms
         self.first_step_ms = first_step_ms
         self._seed = seed
-        self.specs = {symbol_id: symbol_spec(symbol_id) for symbol_id in symbol_ids}
-        self._series: dict[str, _Series] = {}
+        from .history import history_spec  # history builds on this module's SymbolSpec
+
+        self._history = dict(history or {})
+        self.specs = {
+            symbol_id: history_spec(symbol_id, self._history[symbol_id])
+            if symbol_id in self._history
+            else symbol_spec(symbol_id)
+            for symbol_id in symbol_ids
+        }
+        self._series: dict[str, _Series | HistorySeries] = {}
         self._closed: dict[tuple[str, str], dict[int, CandleValues]] = {}
         self._forming: dict[tuple[str, str], _Forming] = {}
         self._tickers: dict[str, TickerValues] = {}
@@ -266,10 +292,18 @@ class MarketModel:
                 f"unknown symbol {symbol_id!r}: the simulator serves {', '.join(self.specs)}"
             ) from None
 
-    def _series_of(self, symbol_id: str) -> _Series:
+    def _series_of(self, symbol_id: str) -> _Series | HistorySeries:
         series = self._series.get(symbol_id)
         if series is None:
-            series = self._series[symbol_id] = _Series(self.spec(symbol_id), self._seed, self.step_ms)
+            from .history import HistorySeries
+
+            spec = self.spec(symbol_id)
+            candles = self._history.get(symbol_id)
+            series = self._series[symbol_id] = (
+                _Series(spec, self._seed, self.step_ms)
+                if candles is None
+                else HistorySeries(spec, candles, self.step_ms)
+            )
         return series
 
     def step_index(self, time_ms: int) -> int:
@@ -279,7 +313,7 @@ class MarketModel:
     def step_time(self, index: int) -> int:
         return self.first_step_ms + index * self.step_ms
 
-    def _steps(self, symbol_id: str, last: int) -> _Series:
+    def _steps(self, symbol_id: str, last: int) -> _Series | HistorySeries:
         series = self._series_of(symbol_id)
         if last >= len(series.prices):
             series.extend_to(last)
@@ -322,7 +356,7 @@ class MarketModel:
         return values
 
     @staticmethod
-    def _aggregate(series: _Series, open_time: int, first: int, last: int) -> CandleValues:
+    def _aggregate(series: _Series | HistorySeries, open_time: int, first: int, last: int) -> CandleValues:
         prices = series.prices[first : last + 1]
         volumes = series.volumes[first : last + 1]
         return CandleValues(
@@ -430,7 +464,7 @@ class MarketModel:
             step=last,
             bid=series.prices[last],
             bid_qty=_book_lots(last, 1, series.mean_lots),
-            ask=series.prices[last] + 1,
+            ask=series.prices[last] + series.spread,
             ask_qty=_book_lots(last, 2, series.mean_lots),
         )
         self._tickers[symbol_id] = ticker

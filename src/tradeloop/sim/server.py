@@ -138,12 +138,16 @@ async def open_simulator(
     """
     config = config or SimConfig()
     clock = SimClock.starting_now(config.start_ms, config.speed)
-    history_start = clock.start_ms - round(config.history_seconds * 1000)
+    history_start = config.history_start_ms
+    if history_start is None:
+        history_start = clock.start_ms - round(config.history_seconds * 1000)
+        history_start -= history_start % 60_000
     model = MarketModel(
         tuple(config.symbols),
         seed=config.seed,
         step_ms=config.step_ms,
-        first_step_ms=history_start - history_start % 60_000,
+        first_step_ms=history_start,
+        history=config.history,
     )
     stats = SimStats()
     binance = config.exchange == "binance"

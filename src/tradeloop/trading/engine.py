@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -129,11 +129,25 @@ class TradingEngine:
     :class:`~tradeloop.streams.StreamManager` on ``config``'s exchange clients and stream settings.
     The engine only subscribes, warms up and reads health through it, so a Redis consumer or a
     historical replay plugs in here without the engine knowing.
+
+    ``now_ms`` is the clock of the journal's snapshot timestamps (default: the wall clock); a
+    backtest passes its virtual clock. ``journal_class`` opens the journal (default
+    :class:`Journal`); a backtest passes one that writes in the Trio thread, so that virtual time
+    cannot jump while a write is in flight.
     """
 
-    def __init__(self, config: EngineConfig, *, market_data: MarketDataFactory | None = None) -> None:
+    def __init__(
+        self,
+        config: EngineConfig,
+        *,
+        market_data: MarketDataFactory | None = None,
+        now_ms: Callable[[], int] | None = None,
+        journal_class: type[Journal] = Journal,
+    ) -> None:
         self.config = config
         self._market_data = market_data or (lambda: StreamManager.open(config.clients, config.streams))
+        self._now_ms = now_ms or _now_ms
+        self._journal_class = journal_class
         self._run: _Run | None = None
         self._scope: trio.CancelScope | None = None
         self._stop_reason: str | None = None
@@ -189,12 +203,12 @@ class TradingEngine:
         self._run = None
         self._stop_reason = None
         try:
-            async with Journal.open(config.journal, starting_cash=config.starting_cash) as journal:
+            async with self._journal_class.open(config.journal, starting_cash=config.starting_cash) as journal:
                 portfolio = await PortfolioManager.restore(journal, fee_rate=config.fee_rate, slippage=config.slippage)
                 run = self._run = _Run(config, journal, portfolio, await journal.risk_state())
                 if reset_kill_switch and run.risk.kill_reason is not None:
                     reason = f"reset by the user (was: {run.risk.kill_reason})"
-                    await journal.record_risk_event("reset", reason, _now_ms(), run.risk.reset(_now_ms()))
+                    await journal.record_risk_event("reset", reason, self._now_ms(), run.risk.reset(self._now_ms()))
                 if duration is not None:
                     scope.deadline = run.started + duration
                 try:
@@ -309,7 +323,7 @@ class TradingEngine:
     async def _snapshots(self, run: _Run) -> None:
         while True:
             await trio.sleep(self.config.snapshot_interval)
-            await run.journal.record_snapshot(run.portfolio.journal_snapshot(_now_ms()), run.risk.record())
+            await run.journal.record_snapshot(run.portfolio.journal_snapshot(self._now_ms()), run.risk.record())
 
     async def _watch_kill_switch(self, run: _Run, scope: trio.CancelScope) -> None:
         await run.risk.killed.wait()
@@ -335,7 +349,7 @@ class TradingEngine:
         """Journal the books' last marks; shielded so a cancelled run still records them."""
         with trio.move_on_after(_FINAL_SNAPSHOT_TIMEOUT, shield=True) as scope:
             try:
-                await run.journal.record_snapshot(run.portfolio.journal_snapshot(_now_ms()), run.risk.record())
+                await run.journal.record_snapshot(run.portfolio.journal_snapshot(self._now_ms()), run.risk.record())
             except Exception:
                 # The fills are already durable; only the marks of this moment are lost.
                 logger.exception("final snapshot of %s failed", run.journal.path)

@@ -1,0 +1,170 @@
+"""``tradeloop backtest``: CSV and exchange history, the report, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import trio
+from backtest_helpers import MINUTE, START, random_walk, write_csv
+
+from tradeloop.cli import main
+from tradeloop.sim import SimConfig, open_simulator
+
+CONFIG = """
+starting_cash = 10000
+fee_rate = 0.0005
+slippage = 0.0001
+
+[exchanges.bingx]
+{urls}
+
+[[strategies]]
+type = "sma_crossover"
+symbols = ["BTC/USDT:USDT"]
+fast = 3
+slow = 8
+size = 1000
+allow_short = true
+"""
+
+
+def config_file(tmp_path: Path, urls: str = "") -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(CONFIG.format(urls=urls))
+    return path
+
+
+def backtest(tmp_path: Path, *args: str) -> int:
+    return main(["backtest", "--config", str(config_file(tmp_path)), *args])
+
+
+def test_a_csv_backtest_writes_the_same_report_twice(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_csv(tmp_path / "btc.csv", random_walk(2 * 1440 + 30, start_ms=START - 30 * MINUTE), iso=True)
+    reports = []
+    for out in ("one", "two"):
+        dates = ("--from", "2026-01-01", "--to", "2026-01-02")
+        assert backtest(tmp_path, *dates, "--data", str(data), "--out", str(tmp_path / out)) == 0
+        reports.append((tmp_path / out / "report.json").read_bytes())
+    assert reports[0] == reports[1]
+    report = json.loads(reports[0])
+    assert report["backtest"]["from"] == "2026-01-01T00:00:00Z" and report["backtest"]["to"] == "2026-01-03T00:00:00Z"
+    assert report["backtest"]["candles"] == 2 * 1440
+    total, sma = report["total"], report["strategies"]["sma_crossover"]
+    assert total["trades"] == sma["trades"] > 10
+    assert total["fees"] == sma["fees"] and total["realised_pnl"] == sma["realised_pnl"]
+    assert [moment for moment, _ in report["equity"]] == [
+        "2026-01-01T00:00:00Z",
+        "2026-01-02T00:00:00Z",
+        "2026-01-03T00:00:00Z",
+    ]
+    assert report["equity"][-1][1] == total["final_equity"]
+    assert 0 < total["exposure"] <= 1 and total["sharpe"] is not None
+    out, err = capsys.readouterr()
+    assert "tradeloop backtest: 2026-01-01T00:00:00Z to 2026-01-03T00:00:00Z, 2,880 candles" in out
+    assert "sharpe / sortino" in out
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "one" / "equity.png").read_bytes().startswith(b"\x89PNG")
+    else:
+        assert "pip install 'tradeloop[plot]'" in err
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("unknown symbol", "unknown symbol ETH/USDT:USDT"),
+        ("no data", "no BTC/USDT:USDT candles between 2026-03-01T00:00:00Z and 2026-03-02T00:00:00Z"),
+        ("gap", "1 gap(s), 5 1m candle(s) missing, the first at 2026-01-01T01:00:00Z; pass --allow-gaps"),
+        ("malformed", "btc.csv:4: high: 'abc' is not a number"),
+        ("bad row", "btc.csv:3: expected low <= open, close <= high"),
+        ("bad date", "invalid --from '2026-13-01'"),
+        ("no header", "the header lacks column 'volume'"),
+        ("missing file", "cannot read data file"),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, expected: str) -> None:
+    klines = random_walk(300)
+    if case == "gap":
+        klines = klines[:60] + klines[65:]
+    data = write_csv(tmp_path / "btc.csv", klines)
+    lines = data.read_text().splitlines()
+    if case == "malformed":
+        lines[3] = lines[3].replace(",", ",abc,", 2).replace(",abc,", ",", 1)
+    elif case == "bad row":
+        fields = lines[2].split(",")
+        lines[2] = ",".join([fields[0], fields[1], fields[3], fields[2], *fields[4:]])  # high and low swapped
+    elif case == "no header":
+        lines[0] = "open_time,open,high,low,close"
+    data.write_text("\n".join(lines) + "\n")
+    dates = ["--from", "2026-03-01" if case == "no data" else "2026-13-01" if case == "bad date" else "2026-01-01"]
+    dates += ["--to", "2026-03-01" if case == "no data" else "2026-01-01T05:00"]
+    sources = {"unknown symbol": f"ETH/USDT:USDT={data}", "missing file": str(tmp_path / "nope.csv")}
+    source = sources.get(case, str(data))
+    assert backtest(tmp_path, *dates, "--data", source, "--out", str(tmp_path / "out")) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1 and err.startswith("tradeloop backtest: ") and "Traceback" not in err
+    assert expected in err
+
+
+def test_gaps_run_with_allow_gaps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    klines = random_walk(300)
+    data = write_csv(tmp_path / "btc.csv", klines[:60] + klines[65:])
+    args = ["--from", "2026-01-01T00:00", "--to", "2026-01-01T05:00", "--data", str(data), "--out", str(tmp_path)]
+    assert backtest(tmp_path, *args, "--allow-gaps") == 0
+    assert "note: the data of BTC/USDT:USDT has 1 gap(s)" in capsys.readouterr().err
+    assert json.loads((tmp_path / "report.json").read_text())["backtest"]["candles"] == 295
+
+
+async def test_exchange_history_is_fetched_once_into_the_cache(tmp_path: Path) -> None:
+    async with open_simulator(SimConfig(symbols=["BTC-USDT"], history_seconds=3 * 3600)) as sim:
+        urls = f'rest_url = "{sim.rest_url}"\nws_url = "{sim.ws_url}"'
+        now = sim.now_ms()
+        start, end = now - now % MINUTE - 120 * MINUTE, now - now % MINUTE - 10 * MINUTE
+        args = [
+            "backtest",
+            "--config",
+            str(config_file(tmp_path, urls)),
+            "--from",
+            _iso(start),
+            "--to",
+            _iso(end),
+            "--cache",
+            str(tmp_path / "cache.sqlite"),
+        ]
+        requests = []
+        for out in ("first", "second"):
+            code = await trio.to_thread.run_sync(main, [*args, "--out", str(tmp_path / out)])
+            assert code == 0
+            requests.append(sim.stats.rest_requests)
+        truth = sim.candles("BTC-USDT", "1m", start - 8 * MINUTE, end - MINUTE)
+    assert requests[0] >= 1 and requests[1] == requests[0]  # the second run reads the cache only
+    first = (tmp_path / "first" / "report.json").read_bytes()
+    assert first == (tmp_path / "second" / "report.json").read_bytes()
+    assert json.loads(first)["backtest"]["candles"] == 110
+    assert len(truth) == 118 and all(candle.closed for candle in truth)
+
+
+@pytest.mark.parametrize("case", ["unknown symbol", "broken cache"])
+async def test_exchange_history_errors_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    cache = tmp_path / "cache.sqlite"
+    if case == "broken cache":
+        cache.write_bytes(b"this is not a database, not even close" * 100)
+    async with open_simulator(SimConfig(symbols=["ETH-USDT" if case == "unknown symbol" else "BTC-USDT"])) as sim:
+        config = config_file(tmp_path, f'rest_url = "{sim.rest_url}"')
+        args = ["backtest", "--config", str(config), "--from", "2026-01-01", "--to", "2026-01-01"]
+        code = await trio.to_thread.run_sync(main, [*args, "--cache", str(cache)])
+    assert code == 1  # what the exchange or the cache file said: a runtime error, not a usage one
+    err = capsys.readouterr().err
+    expected = "unknown symbol 'BTC-USDT'" if case == "unknown symbol" else "delete it to start afresh"
+    assert err.count("\n") == 1 and expected in err and "Traceback" not in err
+
+
+def _iso(time_ms: int) -> str:
+    from tradeloop.backtest.report import iso
+
+    return iso(time_ms)

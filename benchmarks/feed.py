@@ -9,7 +9,8 @@ Why not the simulator: the benchmark must measure the client, so the server may 
 bottleneck. trio-websocket pays a wsproto call and a ``send_all`` (one syscall, one scheduling
 point) per message, ~15 µs, which caps a server near the rates the clients reach. Here wsproto
 does the handshake and the few control messages, while the pushes are complete WebSocket frames
-encoded before the clock starts and written many per ``send_all``. Send times are read from
+encoded before the clock starts and written many per ``send_all`` (or, in the paced runs' one
+frame per packet mode, one per ``send_all``, as exchanges often send them). Send times are read from
 ``time.monotonic_ns()``, the system-wide clock the client processes read too, so latency is
 server send → consumer receive on one clock.
 """
@@ -17,6 +18,7 @@ server send → consumer receive on one clock.
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,6 +83,8 @@ class FeedServer:
     # -- connections ------------------------------------------------------------------------------
 
     async def serve(self, stream: trio.SocketStream) -> None:
+        # Trio sets it already; the one-frame-per-packet mode depends on it, so it is stated here.
+        stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         client = _Client(stream)
         self.clients.add(client)
         try:
@@ -179,8 +183,13 @@ class FeedServer:
         self._paced = _Paced(rate, data_types, frames)
         return {"encode_s": time.perf_counter() - started}
 
-    async def paced(self, sockets: int) -> dict[str, Any]:
-        """Send the prepared pushes at their rate, in 1 ms ticks; the send time of each push."""
+    async def paced(self, sockets: int, per_packet: bool = False) -> dict[str, Any]:
+        """Send the prepared pushes at their rate, in 1 ms ticks; the send time of each push.
+
+        By default a client's pushes of one tick go out in one ``send_all``. With ``per_packet``
+        every push is its own ``send_all`` (one TCP segment: the sockets have TCP_NODELAY), as
+        exchanges often send them; the pushes of one tick still leave back to back.
+        """
         paced = self._paced
         assert paced is not None, "prepare_paced first"
         await self._wait_until(
@@ -194,15 +203,21 @@ class FeedServer:
         sent = 0
         while sent < total:
             due = min(total, int((trio.current_time() - start) * paced.rate) + 1)
-            batches: dict[_Client, list[bytes]] = {}
-            for i in range(sent, due):
-                for client in routes[paced.data_types[i % len(paced.data_types)]]:
-                    batches.setdefault(client, []).append(paced.frames[i])
-            now_ns = time.monotonic_ns()
-            for i in range(sent, due):
-                send_ns[i] = now_ns
-            for client, frames in batches.items():
-                await client.send(b"".join(frames))
+            if per_packet:
+                for i in range(sent, due):
+                    send_ns[i] = time.monotonic_ns()
+                    for client in routes[paced.data_types[i % len(paced.data_types)]]:
+                        await client.send(paced.frames[i])
+            else:
+                batches: dict[_Client, list[bytes]] = {}
+                for i in range(sent, due):
+                    for client in routes[paced.data_types[i % len(paced.data_types)]]:
+                        batches.setdefault(client, []).append(paced.frames[i])
+                now_ns = time.monotonic_ns()
+                for i in range(sent, due):
+                    send_ns[i] = now_ns
+                for client, frames in batches.items():
+                    await client.send(b"".join(frames))
             sent = due
             await trio.sleep_until(max(start + sent / paced.rate, trio.current_time() + _PACED_TICK))
         return {"start_ns": start_ns, "end_ns": time.monotonic_ns(), "send_ns": send_ns}

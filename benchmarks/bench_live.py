@@ -1,10 +1,11 @@
 """Live rates: pushes paced at a few thousand msg/s over 100 topics, one consumer each, in two feeds.
 
 The *batched* feed writes the pushes of each 1 ms tick in one ``send_all`` (at 1,000 / 2,000 /
-10,000 msg/s); the *one frame per packet* feed writes every push in its own ``send_all``, one TCP
-segment each, as exchanges often send them (at 2,000 and 10,000 msg/s). The clients of each feed
-run side by side, in turn, in the same run; the per-packet feed also runs the bare-Trio floor
-(:mod:`benchmarks.client_floor`), and both run every baseline revision's tradeloop.
+10,000 msg/s); the *one frame per packet* feed writes every push on its own at its own time, one
+TCP segment each, as exchanges often send them (at 2,000 and 10,000 msg/s: 500 and 100 µs apart).
+The clients of each feed run side by side, in turn, in the same run; the per-packet feed also runs
+the bare-Trio floor (:mod:`benchmarks.client_floor`), and both run every baseline revision's
+tradeloop.
 
 Two numbers per run. CPU per message: the client process's CPU time from its first push to its
 last, over the pushes in between. Latency: each push's server send time to the moment a consumer

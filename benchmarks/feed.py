@@ -238,10 +238,15 @@ async def _send_spaced(paced: _Paced, routes: dict[str, list[_Client]]) -> dict[
     the server's Trio tasks have nothing else to do meanwhile.
     """
     clients = {client for subscribers in routes.values() for client in subscribers}
-    async with AsyncExitStack() as locks:
+    async with AsyncExitStack() as stack:
         for client in clients:
-            await locks.enter_async_context(client.lock)
-        descriptors = {d: [c.stream.socket.fileno() for c in subscribers] for d, subscribers in routes.items()}
+            await stack.enter_async_context(client.lock)
+        # Duplicates: if a client leaves mid-run and serve() closes its socket, the thread's writes
+        # fail instead of landing on whatever file reuses the number.
+        duplicates = {client: os.dup(client.stream.socket.fileno()) for client in clients}
+        for fd in duplicates.values():
+            stack.callback(os.close, fd)
+        descriptors = {d: [duplicates[c] for c in subscribers] for d, subscribers in routes.items()}
         return await trio.to_thread.run_sync(_write_spaced, paced, descriptors)
 
 

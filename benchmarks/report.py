@@ -157,6 +157,20 @@ def _goals(results: dict[str, Any]) -> str:
                   rows)
 
 
+def _fell_behind(live: dict[str, Any]) -> str:
+    """A note for every live run where ccxt.pro missed pushes: its CPU ratio there flatters it."""
+    notes = []
+    for feed, name in FEEDS.items():
+        for rate, data in live["feeds"][feed].items():
+            ccxt = data["summary"]["ccxt"]
+            if ccxt["observed"] < 0.99:
+                p50_ms = ccxt["latency_p50_us"] / 1000
+                notes.append(f"ccxt.pro fell behind at {_n(int(rate))} msg/s, {name} (its consumers saw "
+                             f"{ccxt['observed']:.0%} of the pushes, p50 latency {p50_ms:.1f} ms): it read many "
+                             "pushes per receive, so its CPU per message is lower than keeping up costs.")
+    return "\n\n".join(notes)
+
+
 def _yes(met: bool) -> str:
     return "yes" if met else "**no**"
 
@@ -192,6 +206,9 @@ def markdown(results: dict[str, Any]) -> str:
         "### Goals",
         _goals(results),
     ]
+    behind = _fell_behind(results["live"])
+    if behind:
+        parts.append(behind)
     profile = _profile(results["burst"].get("profile"))
     if profile:
         parts += [f"### Where tradeloop's burst time goes ({_n(results['burst']['profile']['msgs_per_s'])} msgs/s "

@@ -37,10 +37,10 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy src
 
 bench: $(VENV)/.installed-bench
-	$(BIN)/python -m benchmarks --quick
+	$(BIN)/python -m benchmarks --quick $(BENCH_ARGS)
 
 bench-full: $(VENV)/.installed-bench
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV)

@@ -41,10 +41,10 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy src
 
 bench: $(VENV)/.installed-bench
-	$(BIN)/python -m benchmarks --quick
+	$(BIN)/python -m benchmarks --quick $(BENCH_ARGS)
 
 bench-full: $(VENV)/.installed-bench
-	$(BIN)/python -m benchmarks
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 # The documentation site into site/; --strict turns every warning (a broken reference) into an error.
 docs: $(VENV)/.installed-docs

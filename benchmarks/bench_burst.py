@@ -7,39 +7,42 @@ time from the server's first send to the moment the last consumer holds push N, 
 tradeloop runs twice: on its default transport (wsproto driven on the Trio stream) and on the
 reference one (trio-websocket). Two receive paths without any stream layer run on the same pushes as references (see
 :mod:`benchmarks.client_transport`): trio-websocket, which tradeloop uses today, and wsproto
-driven directly on a Trio stream. With ``profile_pushes`` set, one more tradeloop run under
-cProfile says where its time goes.
+driven directly on a Trio stream. The bare-Trio floor (:mod:`benchmarks.client_floor`) reads the
+same pushes with one task and nothing but frame parsing, gunzip and JSON: no client can beat it.
+Every baseline revision's tradeloop runs beside today's. With ``profile_pushes`` set, one more
+tradeloop run under cProfile says where its time goes.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
-from .harness import FeedProcess, ServerProcess, median, read_json_line, run_client, start_client, stop_client
+from .harness import FeedProcess, ServerProcess, median, read_client_result, run_client, start_client, stop_client
 from .modes import Mode
+from .variants import BARE_TRIO, CCXT, TRADELOOP, TRADELOOP_TRIO_WEBSOCKET, TRIO_WEBSOCKET, WSPROTO, Variant
 
-__all__ = ["CLIENTS", "run"]
+__all__ = ["VARIANTS", "run"]
 
-CLIENTS = ("tradeloop", "ccxt", "tradeloop_trio_websocket")
-RECEIVE_PATHS = ("trio_websocket", "wsproto")
+VARIANTS = (TRADELOOP, CCXT, TRADELOOP_TRIO_WEBSOCKET, TRIO_WEBSOCKET, WSPROTO, BARE_TRIO)
 _SYMBOL = "BTC-USDT"
 _CONSUMERS = 3
 
 
-def _one(feed: FeedProcess, client: str, pushes: int, *, profile: bool = False) -> dict[str, Any]:
+def _one(feed: FeedProcess, variant: Variant, pushes: int, *, profile: bool = False) -> dict[str, Any]:
     spec = {
-        "client": client,
         "run": "burst",
         "url": feed.url,
         "symbols": [_SYMBOL],
-        "consumers": _CONSUMERS if client in CLIENTS else 1,
+        "consumers": _CONSUMERS if variant.fan_out else 1,
         "total": pushes,
         "subscribe_rate": 10.0,
         "timeout": 300.0,
         "profile": profile,
     }
-    served, measured = run_client(feed, spec, {"cmd": "burst", "data_type": f"{_SYMBOL}@kline_1m", "sockets": 1})
+    command = {"cmd": "burst", "data_type": f"{_SYMBOL}@kline_1m", "sockets": 1}
+    served, measured = run_client(feed, variant, spec, command)
     seconds = (measured["last_ns"] - served["start_ns"]) / 1e9
     result = {
         "msgs_per_s": pushes / seconds,
@@ -61,7 +64,6 @@ def _simulator_burst(pushes: int) -> dict[str, Any]:
     through trio-websocket, one ``send_message`` per push.
     """
     spec = {
-        "client": "wsproto",
         "run": "burst",
         "symbols": [_SYMBOL],
         "consumers": 1,
@@ -71,10 +73,10 @@ def _simulator_burst(pushes: int) -> dict[str, Any]:
     }
     with ServerProcess.running("benchmarks.simhost", json.dumps({"symbols": [_SYMBOL]})) as sim:
         spec["url"] = sim.hello["ws_url"]
-        client = start_client(spec)
+        client = start_client(WSPROTO, spec)
         try:
             served = sim.command(cmd="burst", symbol_id=_SYMBOL, count=pushes, subscriptions=1, timeout=300)
-            measured = read_json_line(client, 300.0)
+            measured = read_client_result(client, WSPROTO, 300.0)
         finally:
             stop_client(client)
     return {"msgs_per_s": pushes / ((measured["last_ns"] - served["start_ns"]) / 1e9), "pushes": pushes}
@@ -87,24 +89,26 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def run(mode: Mode, floor_msgs_per_s: float) -> dict[str, Any]:
+def run(mode: Mode, floor_msgs_per_s: float, baselines: Sequence[Variant] = ()) -> dict[str, Any]:
     pushes = mode.burst_pushes
+    variants = (*VARIANTS, *baselines)
     with FeedProcess.start() as feed:
         encode = feed.command(cmd="prepare_burst", symbol_id=_SYMBOL, count=pushes, timeout=300)
-        runs: dict[str, list[dict[str, Any]]] = {client: [] for client in (*CLIENTS, *RECEIVE_PATHS)}
+        runs: dict[str, list[dict[str, Any]]] = {variant.key: [] for variant in variants}
         for _ in range(mode.runs):
-            for client in runs:
-                runs[client].append(_one(feed, client, pushes))
+            for variant in variants:
+                runs[variant.key].append(_one(feed, variant, pushes))
         profile = None
         if mode.profile_pushes:
             feed.command(cmd="prepare_burst", symbol_id=_SYMBOL, count=mode.profile_pushes, timeout=300)
-            profile = _one(feed, "tradeloop", mode.profile_pushes, profile=True)
+            profile = _one(feed, TRADELOOP, mode.profile_pushes, profile=True)
     simulator = _simulator_burst(min(pushes, 50_000))
-    summary = {client: _summary(results) for client, results in runs.items()}
-    tradeloop, ccxt = summary["tradeloop"]["msgs_per_s"], summary["ccxt"]["msgs_per_s"]
+    summary = {key: _summary(results) for key, results in runs.items()}
+    tradeloop, ccxt = summary[TRADELOOP.key]["msgs_per_s"], summary[CCXT.key]["msgs_per_s"]
     return {
         "pushes": pushes,
         "consumers": _CONSUMERS,
+        "labels": {variant.key: variant.label for variant in variants},
         "runs": runs,
         "summary": summary,
         "floor_msgs_per_s": floor_msgs_per_s,
@@ -112,11 +116,9 @@ def run(mode: Mode, floor_msgs_per_s: float) -> dict[str, Any]:
         "ratio_tradeloop_to_floor": tradeloop / floor_msgs_per_s,
         "ratio_ccxt_to_floor": ccxt / floor_msgs_per_s,
         "per_run_ratio_tradeloop_to_ccxt": [
-            t["msgs_per_s"] / c["msgs_per_s"] for t, c in zip(runs["tradeloop"], runs["ccxt"], strict=True)
+            t["msgs_per_s"] / c["msgs_per_s"] for t, c in zip(runs[TRADELOOP.key], runs[CCXT.key], strict=True)
         ],
         "server_encode_seconds": encode["encode_s"],
-        "goal": "tradeloop >= 2x ccxt.pro msgs/s",
-        "goal_met": tradeloop >= 2 * ccxt,
         "profile": profile,
         "simulator_burst_to_wsproto": simulator,
     }

@@ -1,9 +1,10 @@
 """The measured clients, one process per run: ``python -m benchmarks.client '<json spec>'``.
 
 Each run is a fresh process so that its CPU time, memory and event loop are its own and the
-server (another process) does not share its core. The spec names the client (``tradeloop`` on
-Trio, ``ccxt`` for ccxt.pro on asyncio), the run (``burst`` or ``paced``) and the server URL; the
-process prints one JSON line with what it measured and exits.
+server (another process) does not share its core. The spec names the runner module (see
+:mod:`benchmarks.variants`: ``client_tradeloop`` on Trio, ``client_ccxt`` for ccxt.pro on
+asyncio, ...), the run (``burst`` or ``paced``) and the server URL; the process prints one JSON
+line with what it measured and exits.
 
 Both clients do the same job: subscribe to swap ``@kline_1m`` topics, and hand every push, fully
 decoded into the library's own candle value, to consumer tasks. A push's close price is its
@@ -14,10 +15,10 @@ sequence number, so consumers know which push they hold. Receive times are read 
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 __all__ = ["Meter", "final_seqs", "main"]
@@ -81,20 +82,12 @@ class Meter:
         return result
 
 
-def _run(spec: dict[str, Any]) -> dict[str, Any]:
-    runner: Callable[[dict[str, Any]], dict[str, Any]]
-    if spec["client"] in ("tradeloop", "tradeloop_trio_websocket"):
-        from .client_tradeloop import run as runner
-    elif spec["client"] == "ccxt":
-        from .client_ccxt import run as runner
-    else:
-        from .client_transport import run as runner
-    return runner(spec)
-
-
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    result = _run(spec)
+    result = importlib.import_module(f"benchmarks.{spec['runner']}").run(spec)
+    # Which tradeloop ran: the orchestrator checks that a baseline imported its own revision's.
+    tradeloop = sys.modules.get("tradeloop")
+    result["tradeloop_imported_from"] = getattr(tradeloop, "__file__", None)
     sys.stdout.write(json.dumps(result) + "\n")
     sys.stdout.flush()
 

@@ -1,7 +1,9 @@
 """tradeloop's side of a run: a StreamManager on Trio, every subscriber draining its channel.
 
-``tradeloop_trio_websocket`` is the same client on the reference transport (trio-websocket) instead
-of the default (wsproto driven directly on the Trio stream).
+A ``transport`` in the spec selects it (``trio-websocket``, the reference); without one, tradeloop's
+default runs. The script uses only ``StreamManager.open``, ``klines()``, a subscription's
+``receive()`` / ``receive_nowait()`` and ``StreamConfig``, which older revisions have too: a baseline
+run (:func:`benchmarks.variants.baseline`) imports another revision's tradeloop under it.
 
 A consumer takes one kline with ``await receive()`` and then everything already buffered with
 ``receive_nowait()``: one scheduling point per wake-up instead of one per kline, which is how a
@@ -13,16 +15,19 @@ from __future__ import annotations
 
 import cProfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from tradeloop.exchanges.bingx import BingX
-from tradeloop.streams import StreamConfig, StreamManager, Subscription
+from tradeloop.streams import StreamConfig, StreamManager
 
 from .client import TIMEFRAME, Meter, final_seqs
 from .frames import unified
 from .profiling import where_time_goes
+
+if TYPE_CHECKING:
+    from tradeloop.streams import Subscription
 
 __all__ = ["run"]
 
@@ -47,9 +52,8 @@ async def _consume(subscription: Subscription[Any], consumer: int, meter: Meter,
 async def _run(spec: dict[str, Any]) -> dict[str, Any]:
     url = spec["url"]
     exchange = BingX(ws_url=url, spot_ws_url=url, rest_url=_UNUSED_REST)
-    config = StreamConfig(
-        confirm_closed_candles=False, subscribe_rate=spec["subscribe_rate"], transport=spec.get("transport", "wsproto")
-    )
+    transport = {"transport": spec["transport"]} if "transport" in spec else {}
+    config = StreamConfig(confirm_closed_candles=False, subscribe_rate=spec["subscribe_rate"], **transport)
     topics = unified(spec["symbols"])
     consumers = spec["consumers"]
     meter = Meter(spec["total"], len(topics) * consumers, final_seqs(len(topics), spec["total"]),
@@ -63,16 +67,10 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
                     nursery.start_soon(_consume, subscription, index, meter, done)
                 await done.wait()
                 nursery.cancel_scope.cancel()
-            health = streams.health()
-    result = meter.result(keep_times=spec["run"] == "paced")
-    result["reconnects"] = health.total_reconnects
-    result["parse_errors"] = health.total_parse_errors
-    return result
+    return meter.result(keep_times=spec["run"] == "paced")
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
-    if spec["client"] == "tradeloop_trio_websocket":
-        spec = {**spec, "transport": "trio-websocket"}
     if not spec.get("profile"):
         return trio.run(_run, spec)
     profiler = cProfile.Profile(time.process_time)  # CPU time: waiting in epoll is not work

@@ -72,7 +72,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     (symbol,) = unified(spec["symbols"])
     topic = Topic(TopicKind.KLINE, symbol, "1m")
     meter = Meter(spec["total"], 1, [spec["total"]], waiting=1)
-    receive = _trio_websocket if spec["client"] == "trio_websocket" else _wsproto
+    receive = _trio_websocket if spec["receive_path"] == "trio_websocket" else _wsproto
 
     async def main() -> None:
         with trio.fail_after(spec["timeout"]):

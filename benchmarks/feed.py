@@ -9,7 +9,8 @@ Why not the simulator: the benchmark must measure the client, so the server may 
 bottleneck. trio-websocket pays a wsproto call and a ``send_all`` (one syscall, one scheduling
 point) per message, ~15 µs, which caps a server near the rates the clients reach. Here wsproto
 does the handshake and the few control messages, while the pushes are complete WebSocket frames
-encoded before the clock starts and written many per ``send_all``. Send times are read from
+encoded before the clock starts and written many per ``send_all`` (or, in the paced runs' one
+frame per packet mode, each on its own at its own time, as exchanges often send them). Send times are read from
 ``time.monotonic_ns()``, the system-wide clock the client processes read too, so latency is
 server send → consumer receive on one clock.
 """
@@ -17,8 +18,12 @@ server send → consumer receive on one clock.
 from __future__ import annotations
 
 import json
+import os
+import select
+import socket
 import time
 from collections.abc import Callable
+from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -81,6 +86,8 @@ class FeedServer:
     # -- connections ------------------------------------------------------------------------------
 
     async def serve(self, stream: trio.SocketStream) -> None:
+        # Trio sets it already; the one-frame-per-packet mode depends on it, so it is stated here.
+        stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
         client = _Client(stream)
         self.clients.add(client)
         try:
@@ -142,7 +149,8 @@ class FeedServer:
             await trio.sleep(_PING_EVERY)
             for client in tuple(self.clients):
                 if client.open:
-                    with trio.move_on_after(1):
+                    # A client that left since the tuple was taken: serve() cleans up after it.
+                    with trio.move_on_after(1), suppress(trio.BrokenResourceError, trio.ClosedResourceError):
                         await client.send(ping)
 
     def subscribers(self, data_type: str) -> list[_Client]:
@@ -179,14 +187,21 @@ class FeedServer:
         self._paced = _Paced(rate, data_types, frames)
         return {"encode_s": time.perf_counter() - started}
 
-    async def paced(self, sockets: int) -> dict[str, Any]:
-        """Send the prepared pushes at their rate, in 1 ms ticks; the send time of each push."""
+    async def paced(self, sockets: int, per_packet: bool = False) -> dict[str, Any]:
+        """Send the prepared pushes at their rate; the send time of each push.
+
+        By default the pushes go out in 1 ms ticks, a client's pushes of one tick in one
+        ``send_all``. With ``per_packet`` every push is written on its own, at its own time
+        (:func:`_send_spaced`), as exchanges often send them: one push per TCP segment.
+        """
         paced = self._paced
         assert paced is not None, "prepare_paced first"
         await self._wait_until(
             lambda: all(len(self.subscribers(d)) >= sockets for d in paced.data_types)
         )
         routes = {d: self.subscribers(d) for d in paced.data_types}
+        if per_packet:
+            return await _send_spaced(paced, routes)
         total = len(paced.frames)
         send_ns = [0] * total
         start = trio.current_time()
@@ -211,6 +226,54 @@ class FeedServer:
         """Wait until every client has disconnected (between runs)."""
         await self._wait_until(lambda: not self.clients)
         return {}
+
+
+async def _send_spaced(paced: _Paced, routes: dict[str, list[_Client]]) -> dict[str, Any]:
+    """Write each push on its own at ``start + i / rate``, from a thread: one push per TCP segment.
+
+    Trio's timers have millisecond resolution, so in Trio the pushes of a tick would leave back to
+    back and a client would often read several in one ``receive_some``. A thread's ``time.sleep``
+    keeps them apart (at 10,000 msg/s, 100 µs). The thread writes to the sockets' file descriptors
+    (non-blocking, TCP_NODELAY) while the clients' locks are held, so no ping lands inside a push;
+    the server's Trio tasks have nothing else to do meanwhile.
+    """
+    clients = {client for subscribers in routes.values() for client in subscribers}
+    async with AsyncExitStack() as stack:
+        for client in clients:
+            await stack.enter_async_context(client.lock)
+        # Duplicates: if a client leaves mid-run and serve() closes its socket, the thread's writes
+        # fail instead of landing on whatever file reuses the number.
+        duplicates = {client: os.dup(client.stream.socket.fileno()) for client in clients}
+        for fd in duplicates.values():
+            stack.callback(os.close, fd)
+        descriptors = {d: [duplicates[c] for c in subscribers] for d, subscribers in routes.items()}
+        return await trio.to_thread.run_sync(_write_spaced, paced, descriptors)
+
+
+def _write_spaced(paced: _Paced, descriptors: dict[str, list[int]]) -> dict[str, Any]:
+    total = len(paced.frames)
+    send_ns = [0] * total
+    start_ns = time.monotonic_ns()
+    for i, frame in enumerate(paced.frames):
+        delay_ns = start_ns + i * 1e9 / paced.rate - time.monotonic_ns()
+        if delay_ns > 0:
+            time.sleep(delay_ns / 1e9)
+        send_ns[i] = time.monotonic_ns()
+        for fd in descriptors[paced.data_types[i % len(paced.data_types)]]:
+            _write_all(fd, frame)
+    return {"start_ns": start_ns, "end_ns": time.monotonic_ns(), "send_ns": send_ns}
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to a non-blocking socket, waiting (bounded) whenever its buffer is full."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            _, writable, _ = select.select([], [fd], [], _WAIT_LIMIT)
+            if not writable:
+                raise TimeoutError(f"a client read nothing for {_WAIT_LIMIT:g} s") from None
 
 
 async def _send_chunked(client: _Client, blob: memoryview) -> None:

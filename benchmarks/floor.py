@@ -19,10 +19,12 @@ from tradeloop.models import Kline
 
 from .frames import kline_push
 
-__all__ = ["measure_floor"]
+__all__ = ["Candle", "measure_floor"]
 
 
-class _Candle(msgspec.Struct):
+class Candle(msgspec.Struct):
+    """A BingX kline as pushed (BINGX.md §5), typed so msgspec decodes it in C."""
+
     o: str
     h: str
     l: str  # noqa: E741 - BingX's field name
@@ -35,7 +37,7 @@ class _Push(msgspec.Struct):
     code: int
     dataType: str
     s: str
-    data: list[_Candle]
+    data: list[Candle]
 
 
 _decode_push = msgspec.json.Decoder(_Push).decode

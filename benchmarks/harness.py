@@ -21,12 +21,15 @@ from typing import IO, Any
 
 import psutil  # type: ignore[import-untyped]
 
+from .variants import Variant
+
 __all__ = [
     "FeedProcess",
     "ServerProcess",
     "machine",
     "median",
     "percentiles",
+    "read_client_result",
     "read_json_line",
     "run_client",
     "start_client",
@@ -35,6 +38,7 @@ __all__ = [
 ]
 
 _STARTUP_TIMEOUT = 30.0
+_REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def start_python(*args: str) -> subprocess.Popen[str]:
@@ -44,7 +48,7 @@ def start_python(*args: str) -> subprocess.Popen[str]:
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        cwd=_REPOSITORY,
     )
 
 
@@ -125,31 +129,41 @@ class FeedProcess(ServerProcess):
 
 
 def run_client(
-    feed: FeedProcess, spec: dict[str, Any], command: dict[str, Any]
+    feed: FeedProcess, variant: Variant, spec: dict[str, Any], command: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Start a client process with ``spec``, have the server run ``command`` for it, return both results.
+    """Start a ``variant`` client process with ``spec``, have the server run ``command`` for it, return both results.
 
     The server command waits for the client's subscriptions itself, so there is no race between the
     client subscribing and the pushes starting.
     """
-    client = start_client(spec)
+    client = start_client(variant, spec)
     try:
         served = feed.command(timeout=spec["timeout"], **command)
-        measured = read_json_line(client, spec["timeout"])
+        measured = read_client_result(client, variant, spec["timeout"])
     finally:
         stop_client(client)
     feed.command(cmd="wait_idle", timeout=30)
     return served, measured
 
 
-def start_client(spec: dict[str, Any]) -> subprocess.Popen[str]:
-    """A measured client process (:mod:`benchmarks.client`) running ``spec``."""
+def start_client(variant: Variant, spec: dict[str, Any]) -> subprocess.Popen[str]:
+    """A measured client process (:mod:`benchmarks.client`) running ``variant`` with ``spec``."""
     return subprocess.Popen(
-        [sys.executable, "-m", "benchmarks.client", json.dumps(spec)],
+        [sys.executable, "-m", "benchmarks.client", json.dumps(variant.spec(**spec))],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        cwd=_REPOSITORY,
+        env=variant.environment(),
     )
+
+
+def read_client_result(client: subprocess.Popen[str], variant: Variant, timeout: float) -> dict[str, Any]:
+    """The client's result line, checked to come from the ``tradeloop`` the variant asked for."""
+    measured = read_json_line(client, timeout)
+    imported = measured.get("tradeloop_imported_from")
+    if variant.pythonpath is not None and not (imported or "").startswith(variant.pythonpath):
+        raise RuntimeError(f"{variant.label} imported tradeloop from {imported}, not from {variant.pythonpath}")
+    return measured
 
 
 def stop_client(client: subprocess.Popen[str]) -> None:

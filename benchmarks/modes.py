@@ -15,6 +15,9 @@ class Mode:
     floor_pushes: int
     burst_pushes: int
     live_rates: tuple[int, ...]
+    """Rates of the paced runs that write many frames per ``send_all``."""
+    packet_rates: tuple[int, ...]
+    """Rates of the paced runs that write one frame per ``send_all`` (one per packet)."""
     live_seconds: float
     live_topics: int
     scale_topics: int
@@ -29,8 +32,9 @@ QUICK = Mode(
     runs=1,
     floor_pushes=5_000,
     burst_pushes=20_000,
-    live_rates=(1_000, 2_000, 10_000),
-    live_seconds=1.5,
+    live_rates=(2_000, 10_000),
+    packet_rates=(2_000, 10_000),
+    live_seconds=1.0,
     live_topics=100,
     scale_topics=400,
     scale_topics_per_socket=40,
@@ -45,6 +49,7 @@ FULL = Mode(
     floor_pushes=50_000,
     burst_pushes=200_000,
     live_rates=(1_000, 2_000, 10_000),
+    packet_rates=(2_000, 10_000),
     live_seconds=5.0,
     live_topics=100,
     scale_topics=2_000,

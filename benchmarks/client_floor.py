@@ -1,0 +1,106 @@
+"""The bare-Trio floor: the least work a Trio client can do per push, over the same socket as the clients.
+
+One Trio task reads the socket (``receive_some``), tradeloop's sans-IO
+:class:`~tradeloop.streams.frames.FrameDecoder` parses the WebSocket frames, and every push is
+gunzipped and its JSON parsed by msgspec into typed candles. Nothing else: no routing, no
+validation, no candle value of a library, no channel, no second task (the Meter's bookkeeping is
+the same as every client's). Whatever a client adds costs more, so its CPU per message on the same
+feed is the floor no Trio client can beat, and the share of it that is event loop and socket.
+
+wsproto does the opening handshake and masks what we send; it is fed exactly the server's
+response head, and the decoder everything after it (see ``WsprotoSocket.handshake`` for why).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+from urllib.parse import urlsplit
+
+import msgspec
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request, TextMessage
+
+from tradeloop.streams.frames import FrameDecoder
+
+from .client import Meter, final_seqs
+from .floor import Candle
+
+__all__ = ["run"]
+
+_RECEIVE_SIZE = 65536
+_HEAD_END = b"\r\n\r\n"
+
+
+class _Message(msgspec.Struct):
+    """A push's candles; acks carry none (msgspec skips every other field)."""
+
+    data: list[Candle] | None = None
+
+
+_decode = msgspec.json.Decoder(_Message).decode
+
+
+async def _receive_some(stream: trio.SocketStream) -> bytes | bytearray:
+    data = await stream.receive_some(_RECEIVE_SIZE)
+    if not data:
+        raise ConnectionError("the feed server closed the connection")
+    return data
+
+
+async def _handshake(stream: trio.SocketStream, ws: WSConnection, url: str) -> bytes:
+    """The opening handshake; returns what the server sent after its response head."""
+    parts = urlsplit(url)
+    await stream.send_all(ws.send(Request(host=parts.netloc, target=parts.path)))
+    received = b""
+    while _HEAD_END not in received:
+        received += await _receive_some(stream)
+    head, _, rest = received.partition(_HEAD_END)
+    ws.receive_data(head + _HEAD_END)
+    if not any(isinstance(event, AcceptConnection) for event in ws.events()):
+        raise ConnectionError(f"the feed server refused the WebSocket: {head[:80]!r}")
+    return rest
+
+
+async def _receive(url: str, symbol_ids: list[str], meter: Meter) -> None:
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+    async with stream:
+        ws = WSConnection(ConnectionType.CLIENT)
+        decoder = FrameDecoder()
+        decoder.feed(await _handshake(stream, ws, url))
+        subscribe = [
+            ws.send(TextMessage(json.dumps({"id": str(n), "reqType": "sub", "dataType": f"{symbol_id}@kline_1m"})))
+            for n, symbol_id in enumerate(symbol_ids)
+        ]
+        await stream.send_all(b"".join(subscribe))
+        while True:
+            seqs: list[int] = []
+            for event in decoder.events():
+                if type(event) is not bytes:
+                    continue  # no control frame comes from the feed server but its close
+                text = zlib.decompress(event, 31)
+                if text == b"Ping":
+                    await stream.send_all(ws.send(TextMessage("Pong")))
+                    continue
+                candles = _decode(text).data
+                if candles:
+                    seqs.append(int(candles[-1].c))
+            if seqs and meter.seen(0, seqs):
+                return
+            decoder.feed(await _receive_some(stream))
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    symbol_ids = spec["symbols"]
+    meter = Meter(spec["total"], 1, final_seqs(len(symbol_ids), spec["total"]), waiting=len(symbol_ids))
+
+    async def main() -> None:
+        with trio.fail_after(spec["timeout"]):
+            await _receive(spec["url"], symbol_ids, meter)
+
+    trio.run(main)
+    return meter.result(keep_times=spec["run"] == "paced")

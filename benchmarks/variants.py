@@ -1,0 +1,90 @@
+"""The measured client variants: what runs in a client process, and the name its rows carry.
+
+A variant is one entry: its key (in specs and the JSON results), the label of its rows, the module
+whose ``run(spec)`` runs it in the client process, options merged into the spec, whether it hands
+each push to several consumers, and where its ``tradeloop`` comes from. Adding a client (say
+tradeloop on asyncio: ``Variant("tradeloop_asyncio", "tradeloop on asyncio", "client_tradeloop",
+{"loop": "asyncio"})``) is one entry here and its key in a benchmark's list.
+
+A baseline (:func:`baseline`) is the tradeloop client run with the ``tradeloop`` of another git
+revision: the same client script and server, ``PYTHONPATH`` pointing at that revision's ``src``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+__all__ = [
+    "BARE_TRIO",
+    "CCXT",
+    "TRADELOOP",
+    "TRADELOOP_TRIO_WEBSOCKET",
+    "TRIO_WEBSOCKET",
+    "WSPROTO",
+    "Variant",
+    "baseline",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    key: str
+    label: str
+    runner: str
+    """Module of ``benchmarks`` whose ``run(spec)`` the client process calls."""
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """Merged into the spec the runner gets (a transport, a receive path, an event loop...)."""
+    fan_out: bool = True
+    """A client hands each push to every consumer of its topic; a receive path or a floor reads it once."""
+    pythonpath: str | None = None
+    """Imported before the installed packages: another revision's ``src`` for a baseline."""
+
+    def spec(self, **fields: Any) -> dict[str, Any]:
+        """The JSON spec of one client process running this variant."""
+        return {"client": self.key, "runner": self.runner, **self.options, **fields}
+
+    def environment(self) -> dict[str, str]:
+        """The environment of its client processes: this one's, with ``pythonpath`` first."""
+        env = dict(os.environ)
+        if self.pythonpath is not None:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [self.pythonpath, env.get("PYTHONPATH")]))
+        return env
+
+
+TRADELOOP = Variant("tradeloop", "tradeloop", "client_tradeloop")
+CCXT = Variant("ccxt", "ccxt.pro", "client_ccxt")
+TRADELOOP_TRIO_WEBSOCKET = Variant(
+    "tradeloop_trio_websocket",
+    "tradeloop on the trio-websocket transport (reference)",
+    "client_tradeloop",
+    MappingProxyType({"transport": "trio-websocket"}),
+)
+TRIO_WEBSOCKET = Variant(
+    "trio_websocket",
+    "trio-websocket receive + codec (reference)",
+    "client_transport",
+    MappingProxyType({"receive_path": "trio_websocket"}),
+    fan_out=False,
+)
+WSPROTO = Variant(
+    "wsproto",
+    "wsproto-on-Trio receive + codec (reference)",
+    "client_transport",
+    MappingProxyType({"receive_path": "wsproto"}),
+    fan_out=False,
+)
+BARE_TRIO = Variant(
+    "bare_trio",
+    "bare-Trio floor (socket + FrameDecoder + gunzip + msgspec, one task)",
+    "client_floor",
+    fan_out=False,
+)
+
+
+def baseline(revision: str, src: str) -> Variant:
+    """The tradeloop client importing the ``tradeloop`` package found in ``src`` (another revision's)."""
+    return replace(TRADELOOP, key=f"tradeloop@{revision}", label=f"tradeloop @{revision}", pythonpath=src)

@@ -1,4 +1,4 @@
-"""The README's strategy example runs as printed (against the simulator instead of the real BingX)."""
+"""The README's examples run as printed (against the simulator instead of the real BingX)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from trio.testing import MockClock
 
 from tradeloop.sim import SimConfig, open_simulator
@@ -41,3 +42,12 @@ async def test_the_readme_strategy_trades_on_the_simulator(mock_clock: MockClock
         summary = await namespace["TradingEngine"](config).run(duration=130)
     (status,) = summary.strategies
     assert status.enabled and status.klines >= 2 and status.signals >= 1
+
+
+async def test_the_readme_mock_clock_example_runs_as_printed(mock_clock: MockClock) -> None:
+    match = re.search(r"### Controlling time in tests.*?```python\n(.*?)```", README.read_text(), re.S)
+    assert match is not None, "the README lost its MockClock example"
+    namespace: dict[str, Any] = {}
+    exec(match.group(1), namespace)
+    with trio.fail_after(3600):
+        await namespace["test_ten_candles"](mock_clock)

@@ -11,8 +11,9 @@ the candle still forming, only the newest. So a :class:`KlineBacklog` keeps:
   and the socket's reader never waits.
 
 Memory per stuck subscriber is therefore bounded by ``buffer`` closed klines plus one update and
-two integers, however long it stays stuck: about 0.5 KiB per kline (``tracemalloc``, a BingX
-kline with its five Decimals), so ~0.5 MiB at the default ``kline_buffer`` of 1024.
+two integers, however long it stays stuck: measured with ``tracemalloc`` after 100,000 closed
+candles offered to a subscriber that never read, 661 KiB retained at the default ``kline_buffer``
+of 1024 (about 0.65 KiB per BingX kline with its five Decimals).
 """
 
 from __future__ import annotations

@@ -100,16 +100,19 @@ async def test_watch_no_data_names_the_last_error(capsys: pytest.CaptureFixture[
     assert "127.0.0.1:9" in line
 
 
-async def test_watch_of_an_unknown_symbol_fails_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    """The simulator rejects the subscription: one line naming the symbol, status 1 (at once
-    once the stream layer raises SubscriptionError; after --first-data-timeout before that).
-    """
+async def test_watch_of_an_unknown_symbol_fails_at_once_with_the_exchanges_message(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The simulator rejects the subscription (code 80014): one line naming the symbol and what the
+    exchange said, status 1, within seconds though --first-data-timeout allows a minute."""
     async with open_simulator(SimConfig(symbols=["BTC-USDT"])) as sim:
-        argv = ["--log-level", "critical", "watch", "bingx", "FOO-USDT", "--ticker", "--ws-url", sim.ws_url]
-        argv += ["--rest-url", sim.rest_url, "--first-data-timeout", "3"]
-        assert await trio.to_thread.run_sync(main, argv) == 1
+        argv = ["--log-level", "critical", "watch", "bingx", "DOGE/USDT:USDT", "--timeframe", "1m"]
+        argv += ["--ws-url", sim.ws_url, "--rest-url", sim.rest_url, "--first-data-timeout", "60"]
+        with trio.fail_after(5):
+            assert await trio.to_thread.run_sync(main, argv) == 1
     line = one_line(capsys)
-    assert line.startswith("tradeloop watch: ") and "FOO" in line
+    assert line.startswith("tradeloop watch: ") and "DOGE" in line
+    assert "80014" in line and "invalid params" in line, "the exchange's code and message"
 
 
 def _watch_process(ws_url: str, rest_url: str) -> list[str]:

@@ -10,6 +10,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from tradeloop import SubscriptionError
 from tradeloop.models import Fill, Kline, Signal, Tick
 from tradeloop.sim import SimConfig, open_simulator
 from tradeloop.trading import (
@@ -207,3 +208,16 @@ async def test_stop_while_starting(mock_clock: MockClock, tmp_path: Path) -> Non
             assert engine.status() is None  # not trading yet
             engine.stop("early")
     assert [(s.stopped_by, s.trades) for s in summaries] == [("early", 0)]
+
+
+async def test_a_symbol_the_exchange_rejects_stops_the_engine_at_start_with_that_error(
+    mock_clock: MockClock, tmp_path: Path
+) -> None:
+    async with open_simulator(SimConfig(symbols=("BTC-USDT",))) as sim:
+        strategy = SmaCrossover(name="doge", symbols=["DOGE/USDT:USDT"], fast=3, slow=8, size=100)
+        config = EngineConfig(exchanges={"bingx": sim.exchange()}, strategies=[strategy], journal=tmp_path / "j.sqlite")
+        started = trio.current_time()
+        with pytest.raises(SubscriptionError, match="DOGE") as info:
+            await TradingEngine(config).run(duration=600)
+    assert not isinstance(info.value, BaseExceptionGroup), "one error, not a group"
+    assert trio.current_time() - started < 10, "at start, not after the run's duration"

@@ -35,6 +35,7 @@ from pathlib import Path
 
 import trio
 
+from .._groups import single_error
 from ..errors import InvalidValueError
 from ..models import Kline, Signal, Tick
 from ..streams import MarketData, MarketDataFactory, StreamHealth, StreamManager
@@ -189,7 +190,8 @@ class TradingEngine:
         """Trade until stopped, the kill switch trips or ``duration`` seconds pass.
 
         A kill switch tripped in an earlier run on this journal stays tripped (the run flattens
-        and stops at once) unless ``reset_kill_switch`` clears it first.
+        and stops at once) unless ``reset_kill_switch`` clears it first. An error raised by one
+        of its tasks leaves as itself, not wrapped in an ExceptionGroup.
         ``task_status.started()`` fires once the streams are open and every consumer task is started.
         """
         if self._scope is not None:
@@ -212,7 +214,9 @@ class TradingEngine:
                 if duration is not None:
                     scope.deadline = run.started + duration
                 try:
-                    with scope:
+                    # One error (a strategy's bug, a rejected symbol) leaves run() as itself, not
+                    # wrapped in the groups of the nurseries below; Ctrl-C as KeyboardInterrupt.
+                    with scope, single_error():
                         await self._serve(run, scope, task_status)
                 finally:
                     await self._final_snapshot(run)

@@ -88,9 +88,9 @@ class ErrorKind(StrEnum):
     BAD_FIELD = "bad_field"
     """A field is missing or has the wrong type or value."""
     TOO_LARGE = "too_large"
-    """A frame or body larger than its limit once decompressed (:class:`~.limits.PeerLimits`)."""
+    """A frame or body larger than its limit once decompressed (:class:`~tradeloop.exchanges.limits.PeerLimits`)."""
     TOO_DEEP = "too_deep"
-    """JSON nested deeper than its limit (:class:`~.limits.PeerLimits`)."""
+    """JSON nested deeper than its limit (:class:`~tradeloop.exchanges.limits.PeerLimits`)."""
 
 
 _MAX_QUOTED = 200

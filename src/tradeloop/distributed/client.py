@@ -12,19 +12,36 @@ third-party exception. Bad URLs are :class:`~tradeloop.errors.InvalidValueError`
 
 from __future__ import annotations
 
+import logging
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio
 import coredis
 import coredis.exceptions
 
 from ..errors import InvalidValueError, TradeloopError
+from ..streams.backoff import full_jitter_delay
 
-__all__ = ["RedisClient", "RedisError", "RedisTimeouts", "open_redis", "redacted_url", "redis_errors", "sole_error"]
+__all__ = [
+    "RedisClient",
+    "RedisError",
+    "RedisTimeouts",
+    "RedisUnavailable",
+    "open_redis",
+    "redacted_url",
+    "redis_errors",
+    "sole_error",
+    "until_available",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 RedisClient = coredis.Redis[bytes]
 """The client type the rest of the package takes (responses stay bytes: entries are msgspec JSON)."""
@@ -32,6 +49,10 @@ RedisClient = coredis.Redis[bytes]
 
 class RedisError(TradeloopError):
     """Redis cannot be reached, refused a command, or answered something we cannot use."""
+
+
+class RedisUnavailable(RedisError):
+    """The connection failed or timed out, or the server is still loading its data: worth retrying."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,10 +94,35 @@ def redis_errors(what: str) -> Iterator[None]:
     """Map coredis and socket errors raised inside to :class:`RedisError` naming ``what`` was done."""
     try:
         yield
+    except (coredis.exceptions.ConnectionError, OSError, TimeoutError) as exc:
+        raise RedisUnavailable(f"Redis {what}: {type(exc).__name__}: {exc}") from exc
     except coredis.exceptions.RedisError as exc:
         raise RedisError(f"Redis {what}: {type(exc).__name__}: {exc}") from exc
-    except (OSError, TimeoutError) as exc:
-        raise RedisError(f"Redis {what}: {type(exc).__name__}: {exc}") from exc
+
+
+async def until_available(
+    operation: Callable[[], Awaitable[T]],
+    what: str,
+    *,
+    on_retry: Callable[[RedisUnavailable], None] | None = None,
+    base: float = 0.05,
+    cap: float = 2.0,
+) -> T:
+    """Run ``operation`` until Redis answers it: a lost connection or a restarting server is waited
+    out with jittered exponential backoff (each failure logged and passed to ``on_retry``); any
+    other error is raised as :class:`RedisError`. Only for idempotent operations.
+    """
+    attempt = 0
+    while True:
+        try:
+            with redis_errors(what):
+                return await operation()
+        except RedisUnavailable as exc:
+            attempt += 1
+            if on_retry is not None:
+                on_retry(exc)
+            log.warning("%s (attempt %d); retrying", exc, attempt)
+            await anyio.sleep(full_jitter_delay(attempt, base, cap))
 
 
 @asynccontextmanager

@@ -9,6 +9,7 @@ characters, so the ``:`` and ``/`` of ``ccxt:okx`` or ``BTC/USDT:USDT`` never sp
     <prefix>:collector:<name>                           a collector's health (hash, expires)
     <prefix>:lease:<group>:<stream key>                 which engine of a group owns a kline stream
     <prefix>:members:<group>:<stream key>               the group's live engines for that stream
+    <prefix>:progress:<group>:<stream key>              the newest open time the group processed
 
 The prefix is ``tradeloop`` unless configured. Each stream entry has one field, ``data``: the
 candle or tick as JSON (msgspec), prices as decimal strings, so they round-trip exactly.

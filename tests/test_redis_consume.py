@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from coredis.tokens import PureToken
 import trio
+from coredis.tokens import PureToken
 from redis_server import RedisServer, persistent_redis, redis_server  # noqa: F401 (fixtures)
 from streams_helpers import SWAP, assert_matches_history, simulated_streams
 from trio.testing import MockClock

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import gc
+import re
+from pathlib import Path
+
+import httpx
 import pytest
 import trio
+from metrics_helpers import metrics_port
 from redis_server import RedisServer, persistent_redis, redis_server  # noqa: F401 (fixtures)
-from streams_helpers import SWAP, assert_matches_history, simulated_streams
+from streams_helpers import START_MS, SWAP, assert_matches_history, simulated_streams
 from trio.testing import MockClock
 
+from tradeloop.cli import main
 from tradeloop.distributed import StreamKey, open_redis
+from tradeloop.distributed.cli import publish_command
 from tradeloop.distributed.client import RedisClient
 from tradeloop.distributed.keys import collector_key, decode_kline, decode_tick
 from tradeloop.distributed.publisher import Publisher, PublishSettings, PublishTopics
+from tradeloop.metrics.cli import MetricsAddress
 from tradeloop.models import Kline
+from tradeloop.sim import SimConfig, open_simulator
 from tradeloop.streams import StreamManager
+from tradeloop.trading.config import load_publish_config
 
 KEY = StreamKey.kline("bingx", SWAP, "1m")
 TOPICS = [PublishTopics("bingx", [SWAP], ["1m"], ticks=True)]
@@ -21,7 +32,7 @@ TOPICS = [PublishTopics("bingx", [SWAP], ["1m"], ticks=True)]
 
 @pytest.fixture
 def mock_clock() -> MockClock:
-    return MockClock(autojump_threshold=0.005)
+    return MockClock(autojump_threshold=0.002)
 
 
 async def published_candles(redis: RedisClient, key: StreamKey = KEY) -> list[Kline]:
@@ -87,3 +98,60 @@ async def test_redis_restart_loses_no_candle(mock_clock: MockClock, persistent_r
         assert_matches_history(sim, candles)
         assert len(candles) >= 2 + 5
         assert publisher.stats.redis_retries > 0
+
+
+async def test_publish_command_from_a_config_file_with_metrics(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with open_simulator(SimConfig(start_ms=START_MS, seed=7)) as sim:
+        path = tmp_path / "desk.toml"
+        path.write_text(
+            f'[exchanges.bingx]\nws_url = "{sim.ws_url}"\nrest_url = "{sim.rest_url}"\n\n'
+            f'[publish]\nredis = "{redis_server.url}"\nexchange = "BingX"\nsymbols = ["{SWAP}"]\n'
+            f'timeframes = ["1m"]\nticks = true\nbackfill = 2\ncollector = "desk-1"\n'
+        )
+        config = load_publish_config(path)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(publish_command, config, 200.0, MetricsAddress("127.0.0.1", 0))
+            port = await metrics_port(capsys)
+            await trio.sleep(150)
+            async with httpx.AsyncClient() as http:
+                text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+        async with open_redis(redis_server.url) as redis:
+            candles = await published_candles(redis)
+            assert (await redis.hgetall(collector_key("desk-1")))[b"klines"] == str(len(candles)).encode()
+    assert_matches_history(sim, candles)
+    published = re.search(r"^tradeloop_published_klines_total (\S+)$", text, re.MULTILINE)
+    assert published is not None and float(published.group(1)) >= 3
+    assert "tradeloop_published_ticks_total" in text and "tradeloop_topic_messages_total" in text
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["publish"], "give --redis URL EXCHANGE SYMBOL"),
+        (["publish", "--redis", "http://127.0.0.1:1", "bingx", "BTC/USDT:USDT", "--ticker"], "invalid Redis URL"),
+        (["publish", "--redis", "redis://127.0.0.1:1", "bingx", "BTC/USDT:USDT"], "nothing to publish"),
+        (["publish", "--redis", "redis://127.0.0.1:1", "bingx", "BTC/USDT:USDT", "--timeframe", "7q"], "7q"),
+        (["publish", "--config", "/nonexistent.toml"], "cannot read config file"),
+    ],
+)
+def test_publish_mistakes_are_one_line_errors(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # coredis, see test_redis_keys
+def test_publish_to_an_unreachable_redis_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["publish", "--redis", "redis://127.0.0.1:1/0", "bingx", "BTC/USDT:USDT", "--ticker"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "tradeloop publish: Redis at redis://127.0.0.1:1/0" in err and "Traceback" not in err
+    gc.collect()

@@ -1,4 +1,4 @@
-"""The ``tradeloop`` command: ``run``, ``sim`` and ``watch``.
+"""The ``tradeloop`` command: ``run``, ``sim``, ``watch`` and ``publish``.
 
 Each sub-command lives beside the code it drives and contributes its own parser through
 ``add_parser(subparsers)``; this module only assembles them and maps errors to exit codes.
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .distributed import cli as publish_cli
     from .sim import cli as sim_cli
     from .streams import cli as watch_cli
     from .trading import cli as run_cli
@@ -20,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradeloop", description=__doc__.splitlines()[0])
     parser.add_argument("--log-level", default="ERROR", help="logging level on stderr (default ERROR)")
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (run_cli, sim_cli, watch_cli):
+    for module in (run_cli, sim_cli, watch_cli, publish_cli):
         module.add_parser(subparsers)
     return parser
 

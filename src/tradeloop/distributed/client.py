@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
+import anyio.abc
 import coredis
 import coredis.exceptions
 
@@ -133,6 +134,10 @@ async def open_redis(
 
     Checks the server answers (PING) before yielding. Raises :class:`InvalidValueError` for a bad
     URL and :class:`RedisError` when the server cannot be reached or refuses us (e.g. AUTH).
+
+    The client's connections live in a task shielded from the caller's cancellation until the
+    body has left: cancelling the caller would otherwise cut coredis's connections at once, and
+    its cleanup (acknowledging, handing a lease back) would find no connection to do it with.
     """
     _check_url(url)
     timeouts = timeouts or RedisTimeouts()
@@ -149,12 +154,15 @@ async def open_redis(
         **options,
     )
     where = f"at {redacted_url(url)}"
+    closing = anyio.Event()
     try:
-        async with AsyncExitStack() as stack:
+        async with anyio.create_task_group() as holder:
             with redis_errors(where):
-                await stack.enter_async_context(client)
-                await client.ping()
-            yield client
+                await holder.start(_hold, client, closing)
+            try:
+                yield client
+            finally:
+                closing.set()
     except BaseExceptionGroup as group:
         # coredis runs its pool in an anyio task group, which wraps whatever crosses it (our own
         # errors from the body included): hand the caller the one error it is about.
@@ -163,6 +171,16 @@ async def open_redis(
             raise
         with redis_errors(where):
             raise sole from None
+
+
+async def _hold(
+    client: RedisClient, closing: anyio.Event, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    with anyio.CancelScope(shield=True):
+        async with client:
+            await client.ping()
+            task_status.started()
+            await closing.wait()
 
 
 def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

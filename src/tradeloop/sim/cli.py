@@ -17,6 +17,8 @@ from typing import Any
 import trio
 
 from ..errors import InvalidValueError
+from ..metrics.cli import add_metrics_options, metrics_address, start_metrics
+from ..metrics.collector import Snapshot
 from .config import SimConfig
 from .faults import FAULT_NAMES, Faults
 from .server import Simulator, open_simulator
@@ -44,6 +46,7 @@ def add_parser(subparsers: Any) -> None:
         metavar="NAME[=VALUE]",
         help=f"switch a fault on at start (repeatable): {', '.join(FAULT_NAMES)}",
     )
+    add_metrics_options(parser)
     parser.set_defaults(handler=_handle)
 
 
@@ -85,6 +88,7 @@ async def _serve(config: SimConfig, args: argparse.Namespace, faults: list[tuple
         ):
             for name, value in faults:
                 sim.faults.set(name, value)
+            await start_metrics(nursery, metrics_address(args), lambda: Snapshot(sim=sim.stats))
             print(f"swap WebSocket  {sim.ws_url}", flush=True)
             print(f"spot WebSocket  {sim.spot_ws_url}", flush=True)
             print(f"REST            {sim.rest_url}", flush=True)

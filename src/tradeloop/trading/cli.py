@@ -31,6 +31,8 @@ import trio
 from rich.console import Console
 
 from ..exchanges import Exchange
+from ..metrics.cli import MetricsAddress, add_metrics_options, metrics_address, start_metrics
+from ..metrics.collector import Snapshot
 from .config import EngineConfig, load_config
 from .engine import RunSummary, TradingEngine
 from .journal import JournalError
@@ -55,6 +57,7 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--config", type=Path, metavar="FILE", help="TOML engine config (default: the demo)")
     parser.add_argument("--duration", type=_seconds, metavar="SECONDS", help="stop after this long (default: Ctrl-C)")
     parser.add_argument("--journal", type=Path, metavar="PATH", help=f"SQLite journal (demo default: {DEMO_JOURNAL})")
+    add_metrics_options(parser)
     parser.set_defaults(handler=_handle)
 
 
@@ -95,27 +98,48 @@ def demo_config(exchange: Exchange, journal: Path = DEMO_JOURNAL) -> EngineConfi
 
 
 async def run_command(
-    config_path: Path | None, duration: float | None, journal: Path | None, console: Console
+    config_path: Path | None,
+    duration: float | None,
+    journal: Path | None,
+    console: Console,
+    metrics: MetricsAddress | None = None,
 ) -> RunSummary:
     """What ``tradeloop run`` does, as a coroutine (the demo's simulator lives inside it)."""
     if config_path is not None:
         config = load_config(config_path, **({"journal": journal} if journal is not None else {}))
-        return await _trade(TradingEngine(config), duration, console)
+        return await _trade(_engine(config), duration, console, metrics)
     from ..sim import SimConfig, open_simulator
 
     async with open_simulator(SimConfig(symbols=_SIM_SYMBOLS, seed=7)) as sim:
         engine = TradingEngine(demo_config(sim.exchange(), journal or DEMO_JOURNAL))
-        return await _trade(engine, duration, console)
+        return await _trade(engine, duration, console, metrics)
 
 
-async def _trade(engine: TradingEngine, duration: float | None, console: Console) -> RunSummary:
+def _engine(config: EngineConfig) -> TradingEngine:
+    """An engine on the exchanges' sockets, or on Redis when the config has a ``[data]`` table."""
+    if config.data is None:
+        return TradingEngine(config)
+    from ..distributed.engine import RedisFeed
+
+    return RedisFeed(config.data, config.clients).engine(config)
+
+
+async def _trade(
+    engine: TradingEngine, duration: float | None, console: Console, metrics: MetricsAddress | None = None
+) -> RunSummary:
     async with trio.open_nursery() as nursery:
         if threading.current_thread() is threading.main_thread():
             nursery.start_soon(_stop_on_signals, engine)
+        await start_metrics(nursery, metrics, lambda: _snapshot(engine))
         nursery.start_soon(show_live, engine, console)
         summary = await engine.run(duration)
         nursery.cancel_scope.cancel()
     return summary
+
+
+def _snapshot(engine: TradingEngine) -> Snapshot:
+    status = engine.status()
+    return Snapshot() if status is None else Snapshot(health=status.health, engine=status)
 
 
 async def _stop_on_signals(engine: TradingEngine) -> None:
@@ -128,7 +152,7 @@ def _handle(args: argparse.Namespace) -> int:
     console = Console()
     try:
         try:
-            summary = trio.run(run_command, args.config, args.duration, args.journal, console)
+            summary = trio.run(run_command, args.config, args.duration, args.journal, console, metrics_address(args))
         except BaseExceptionGroup as group:
             raise _sole_error(group) from None
     except JournalError as exc:

@@ -130,3 +130,15 @@ async def test_a_trimmed_gap_is_filled_from_rest_or_raised(mock_clock: MockClock
                 nursery.cancel_scope.cancel()
             assert source.health().topics[0].backfilled_candles >= 3
     assert_matches_history(sim, processor.processed[SWAP])
+
+
+async def test_redis_restarts_lose_and_repeat_nothing(mock_clock: MockClock, persistent_redis: RedisServer) -> None:  # noqa: F811
+    processor = Processor()
+    async with collector(persistent_redis) as sim, trio.open_nursery() as nursery:
+        nursery.start_soon(consume_for, 10 * 60, processor, settings(persistent_redis))
+        for _ in range(3):
+            await trio.sleep(2 * 60 + 13)
+            persistent_redis.restart()  # SIGKILL; the AOF (fsync always) brings streams and groups back
+    for symbol, symbol_id in ((SWAP, "BTC-USDT"), (ETH, "ETH-USDT")):
+        assert_matches_history(sim, processor.processed[symbol], symbol_id)
+        assert len(processor.processed[symbol]) >= 8

@@ -305,24 +305,28 @@ class _KlineStream:
         while True:
             await self.ack_wanted.wait()
             self.ack_wanted = trio.Event()
-            # Shielded: a cancelled XACK would leave us not knowing whether it counted.
-            with trio.CancelScope(shield=True):
-                await self._acknowledge()
+            await self._acknowledge()
 
     async def _acknowledge(self) -> None:
-        processed, self.processed = self.processed, []
-        done = [t for t in processed if t in self.delivered]
-        if not done:
-            return
-        ids = [self.delivered.pop(t) for t in done]
-        group = self.source.settings.group
-        await until_available(
-            lambda: self.source.redis.eval(
-                _ACKNOWLEDGE, [self.name, self.progress_key], [group, max(done), *ids]
-            ),
-            f"XACK {self.name}",
-            on_retry=self.source.count_retry,
-        )
+        """XACK the processed entries. They are forgotten only once Redis confirmed, so an
+        acknowledgement cut short (cancelled, Redis down) is repeated by the hand-over (XACK is
+        idempotent).
+        """
+        taken = len(self.processed)
+        done = [t for t in self.processed[:taken] if t in self.delivered]
+        if done:
+            ids = [self.delivered[t] for t in done]
+            group = self.source.settings.group
+            await until_available(
+                lambda: self.source.redis.eval(
+                    _ACKNOWLEDGE, [self.name, self.progress_key], [group, max(done), *ids]
+                ),
+                f"XACK {self.name}",
+                on_retry=self.source.count_retry,
+            )
+            for t in done:
+                del self.delivered[t]
+        del self.processed[:taken]
 
     # -- reading ----------------------------------------------------------------------------------
 

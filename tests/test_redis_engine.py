@@ -5,6 +5,7 @@ closed candle is processed exactly once in total, with each engine's journal mat
 
 from __future__ import annotations
 
+import io
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 from redis_server import RedisServer, redis_server  # noqa: F401 (fixture)
+from rich.console import Console
 from streams_helpers import FAST, START_MS, SWAP, assert_matches_history
 from trio.testing import MockClock
 
@@ -23,6 +25,7 @@ from tradeloop.models import Fill, Kline, Signal, Tick
 from tradeloop.sim import SimConfig, Simulator, open_simulator
 from tradeloop.streams import StreamManager
 from tradeloop.trading import EngineConfig, Journal, TradingEngine
+from tradeloop.trading.cli import run_command
 
 ETH = "ETH/USDT:USDT"
 SYMBOLS = {SWAP: "BTC-USDT", ETH: "ETH-USDT"}
@@ -139,3 +142,26 @@ async def test_engines_share_streams_and_survive_kills_exactly_once(
         fills = await journal_fills(tmp_path / f"{consumer}.sqlite")
         assert fills == engine.portfolio.fills
         assert fills, f"engine {consumer} traded nothing"
+
+
+async def test_run_takes_its_data_from_redis_when_the_config_says_so(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "engine.toml"
+    # The exchange's own URLs lead nowhere: whatever the engine trades on came through Redis.
+    config.write_text(
+        '[exchanges.bingx]\nws_url = "ws://127.0.0.1:1/swap-market"\nrest_url = "http://127.0.0.1:1"\n\n'
+        f'[data]\nsource = "{redis_server.url}"\nconsumer = "solo"\nread_wait = 0\npoll_interval = 0.5\n\n'
+        f'[[strategies]]\ntype = "sma_crossover"\nsymbols = ["{SWAP}"]\nfast = 3\nslow = 8\nsize = 1000\n'
+        'source = "tick"\nallow_short = true\n'
+    )
+    sim_config = SimConfig(symbols=tuple(SYMBOLS.values()), start_ms=START_MS, seed=11)
+    async with open_simulator(sim_config) as sim, trio.open_nursery() as nursery:
+        desk = Desk(sim, redis_server, tmp_path, nursery)
+        desk.start_collector()
+        summary = await run_command(config, 60.0, tmp_path / "journal.sqlite", Console(file=io.StringIO()))
+        nursery.cancel_scope.cancel()
+    assert summary.trades > 0
+    assert summary.trades == len(await journal_fills(tmp_path / "journal.sqlite"))

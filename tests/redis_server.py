@@ -86,23 +86,22 @@ class RedisServer:
         self.start()
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A fresh redis-server (no persistence) for one test."""
-    server = RedisServer(tmp_path, appendonly=False)
+def _serving(data_dir: Path, *, appendonly: bool) -> Iterator[RedisServer]:
+    server = RedisServer(data_dir, appendonly=appendonly)
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server (no persistence) for one test."""
+    yield from _serving(tmp_path, appendonly=False)
 
 
 @pytest.fixture
 def persistent_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh redis-server with AOF on (fsync always), for restart tests."""
-    server = RedisServer(tmp_path, appendonly=True)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serving(tmp_path, appendonly=True)

@@ -96,8 +96,9 @@ async def test_redis_restart_loses_no_candle(mock_clock: MockClock, persistent_r
             nursery.cancel_scope.cancel()
         candles = await published_candles(redis)
         assert_matches_history(sim, candles)
+        # Candles from before the first restart to after the last one: the restarts fell mid-stream.
+        # (Whether a command met a dead connection, and was retried, depends on timing.)
         assert len(candles) >= 2 + 5
-        assert publisher.stats.redis_retries > 0
 
 
 async def test_publish_command_from_a_config_file_with_metrics(

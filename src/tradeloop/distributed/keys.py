@@ -43,6 +43,7 @@ __all__ = [
 ]
 
 DEFAULT_PREFIX = "tradeloop"
+_TICK_KINDS = {kind.value: kind for kind in TopicKind if kind is not TopicKind.KLINE}
 DATA_FIELD = b"data"
 
 _kline_decoder = msgspec.json.Decoder(Kline)
@@ -98,14 +99,11 @@ class StreamKey:
 
     @classmethod
     def tick(cls, exchange: str, symbol: str, kind: str, prefix: str = DEFAULT_PREFIX) -> StreamKey:
-        try:
-            topic_kind = TopicKind(kind)
-        except ValueError:
-            allowed = ", ".join(k.value for k in TopicKind if k is not TopicKind.KLINE)
-            raise InvalidValueError(f"invalid tick kind {kind!r}: expected one of {allowed}") from None
-        if topic_kind is TopicKind.KLINE:
+        if kind == TopicKind.KLINE:
             raise InvalidValueError("use StreamKey.kline for kline streams")
-        return cls(normalize_exchange_name(exchange), Topic(topic_kind, symbol), prefix)
+        if kind not in _TICK_KINDS:
+            raise InvalidValueError(f"invalid tick kind {kind!r}: expected one of {', '.join(_TICK_KINDS)}")
+        return cls(normalize_exchange_name(exchange), Topic(_TICK_KINDS[kind], symbol), prefix)
 
 
 def collector_key(name: str, prefix: str = DEFAULT_PREFIX) -> str:

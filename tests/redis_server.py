@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 
+from tradeloop.distributed import RedisTimeouts
+
 _START_TIMEOUT = 10.0
+
+SIMULATED_TIMEOUTS = RedisTimeouts(connect=120.0, command=120.0)
+"""For tests on an autojumping MockClock: while a Redis reply is on its way every task is blocked,
+so the clock jumps from deadline to deadline, and a reply slowed by a loaded machine can look
+minutes late. Generous simulated timeouts keep that from failing a test."""
 
 
 def _free_port() -> int:

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 import pytest
 import trio
 from coredis.tokens import PureToken
-from redis_server import RedisServer, persistent_redis, redis_server  # noqa: F401 (fixtures)
+from redis_server import SIMULATED_TIMEOUTS, RedisServer, persistent_redis, redis_server  # noqa: F401 (fixtures)
 from streams_helpers import SWAP, assert_matches_history, simulated_streams
 from trio.testing import MockClock
 
@@ -30,7 +30,13 @@ def mock_clock() -> MockClock:
 
 
 def settings(server: RedisServer, consumer: str = "engine-a", **options: object) -> RedisSourceSettings:
-    values: dict[str, object] = {"read_wait": 0, "poll_interval": 2.0, "lease_ttl": 6.0, "command_timeout": 60.0}
+    values: dict[str, object] = {
+        "read_wait": 0,
+        "poll_interval": 2.0,
+        "lease_ttl": 6.0,
+        "command_timeout": 120.0,
+        "connect_timeout": 120.0,
+    }
     values.update(options)
     return RedisSourceSettings(server.url, consumer=consumer, **values)  # type: ignore[arg-type]
 
@@ -40,7 +46,7 @@ async def collector(server: RedisServer, backfill: int = 3) -> AsyncIterator[Sim
     """The simulator with a collector publishing its candles and ticks to ``server``."""
     async with (
         simulated_streams(push_interval=5.0) as (sim, streams),
-        open_redis(server.url) as redis,
+        open_redis(server.url, timeouts=SIMULATED_TIMEOUTS) as redis,
         trio.open_nursery() as nursery,
     ):
         await nursery.start(Publisher(redis, streams, PublishSettings(backfill=backfill)).run, TOPICS)
@@ -117,7 +123,7 @@ async def test_two_engines_share_streams_and_fail_over(mock_clock: MockClock, re
 async def test_a_trimmed_gap_is_filled_from_rest_or_raised(mock_clock: MockClock, redis_server: RedisServer) -> None:  # noqa: F811
     processor = Processor()
     key = str(StreamKey.kline("bingx", SWAP, "1m"))
-    async with collector(redis_server) as sim, open_redis(redis_server.url) as redis:
+    async with collector(redis_server) as sim, open_redis(redis_server.url, timeouts=SIMULATED_TIMEOUTS) as redis:
         await consume_for(3 * 60, processor, settings(redis_server), (SWAP,))
         await trio.sleep(5 * 60)
         await redis.xtrim(key, PureToken.MAXLEN, 2)

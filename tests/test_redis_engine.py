@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from redis_server import RedisServer, redis_server  # noqa: F401 (fixture)
+from redis_server import SIMULATED_TIMEOUTS, RedisServer, redis_server  # noqa: F401 (fixture)
 from rich.console import Console
 from streams_helpers import FAST, START_MS, SWAP, assert_matches_history
 from trio.testing import MockClock
@@ -71,7 +71,13 @@ class Desk:
 
     def start_engine(self, consumer: str) -> None:
         settings = RedisSourceSettings(
-            self.server.url, consumer=consumer, read_wait=0, poll_interval=2.0, lease_ttl=6.0, command_timeout=60.0
+            self.server.url,
+            consumer=consumer,
+            read_wait=0,
+            poll_interval=2.0,
+            lease_ttl=6.0,
+            command_timeout=120.0,
+            connect_timeout=120.0,
         )
         config = EngineConfig(
             exchanges={"bingx": self.sim.exchange()},
@@ -88,7 +94,7 @@ class Desk:
     async def _collect(self) -> None:
         async with (
             StreamManager.open({"bingx": self.sim.exchange()}, FAST) as streams,
-            open_redis(self.server.url) as redis,
+            open_redis(self.server.url, timeouts=SIMULATED_TIMEOUTS) as redis,
         ):
             publisher = Publisher(redis, streams, PublishSettings(backfill=5))
             self.publishers.append(publisher)
@@ -153,7 +159,8 @@ async def test_run_takes_its_data_from_redis_when_the_config_says_so(
     # The exchange's own URLs lead nowhere: whatever the engine trades on came through Redis.
     config.write_text(
         '[exchanges.bingx]\nws_url = "ws://127.0.0.1:1/swap-market"\nrest_url = "http://127.0.0.1:1"\n\n'
-        f'[data]\nsource = "{redis_server.url}"\nconsumer = "solo"\nread_wait = 0\npoll_interval = 0.5\n\n'
+        f'[data]\nsource = "{redis_server.url}"\nconsumer = "solo"\n'
+        "read_wait = 0\npoll_interval = 0.5\ncommand_timeout = 120\n\n"
         f'[[strategies]]\ntype = "sma_crossover"\nsymbols = ["{SWAP}"]\nfast = 3\nslow = 8\nsize = 1000\n'
         'source = "tick"\nallow_short = true\n'
     )

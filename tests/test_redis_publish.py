@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 from metrics_helpers import metrics_port
-from redis_server import RedisServer, persistent_redis, redis_server  # noqa: F401 (fixtures)
+from redis_server import SIMULATED_TIMEOUTS, RedisServer, persistent_redis, redis_server  # noqa: F401 (fixtures)
 from streams_helpers import START_MS, SWAP, assert_matches_history, simulated_streams
 from trio.testing import MockClock
 
@@ -51,7 +51,10 @@ async def run_for(seconds: float, *publishers: tuple[Publisher, list[PublishTopi
 
 
 async def test_a_restarted_collector_backfills_its_gap(mock_clock: MockClock, redis_server: RedisServer) -> None:  # noqa: F811
-    async with simulated_streams() as (sim, streams), open_redis(redis_server.url) as redis:
+    async with (
+        simulated_streams() as (sim, streams),
+        open_redis(redis_server.url, timeouts=SIMULATED_TIMEOUTS) as redis,
+    ):
         first = Publisher(redis, streams, PublishSettings(backfill=3, collector="c1", health_interval=1.0))
         await run_for(4 * 60, (first, TOPICS))
         health = await redis.hgetall(collector_key("c1"))
@@ -71,7 +74,10 @@ async def test_a_restarted_collector_backfills_its_gap(mock_clock: MockClock, re
 
 
 async def test_two_collectors_publish_each_candle_once(mock_clock: MockClock, redis_server: RedisServer) -> None:  # noqa: F811
-    async with simulated_streams() as (sim, streams), open_redis(redis_server.url) as redis:
+    async with (
+        simulated_streams() as (sim, streams),
+        open_redis(redis_server.url, timeouts=SIMULATED_TIMEOUTS) as redis,
+    ):
         # A second manager: two collectors with their own sockets, as for redundancy.
         async with StreamManager.open({"bingx": sim.exchange()}, streams.config) as other:
             one = Publisher(redis, streams, PublishSettings(backfill=2))
@@ -85,7 +91,10 @@ async def test_two_collectors_publish_each_candle_once(mock_clock: MockClock, re
 
 
 async def test_redis_restart_loses_no_candle(mock_clock: MockClock, persistent_redis: RedisServer) -> None:  # noqa: F811
-    async with simulated_streams() as (sim, streams), open_redis(persistent_redis.url) as redis:
+    async with (
+        simulated_streams() as (sim, streams),
+        open_redis(persistent_redis.url, timeouts=SIMULATED_TIMEOUTS) as redis,
+    ):
         publisher = Publisher(redis, streams, PublishSettings(backfill=2))
         async with trio.open_nursery() as nursery:
             await nursery.start(publisher.run, TOPICS)
@@ -121,7 +130,7 @@ async def test_publish_command_from_a_config_file_with_metrics(
             await trio.sleep(150)
             async with httpx.AsyncClient() as http:
                 text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
-        async with open_redis(redis_server.url) as redis:
+        async with open_redis(redis_server.url, timeouts=SIMULATED_TIMEOUTS) as redis:
             candles = await published_candles(redis)
             assert (await redis.hgetall(collector_key("desk-1")))[b"klines"] == str(len(candles)).encode()
     assert_matches_history(sim, candles)

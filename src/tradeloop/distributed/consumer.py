@@ -62,11 +62,21 @@ from ..errors import InvalidValueError, TradeloopError
 from ..exchanges import Exchange, normalize_exchange_name
 from ..models import Kline, Tick
 from ..streams import SlowConsumerPolicy, StreamHealth, Subscription
+from ..streams.backoff import full_jitter_delay
 from ..streams.fanout import FanOut
 from ..streams.health import ConnectionHealth, TopicHealth
 from ..streams.source import TickKind
 from ..symbols import next_open_time, timeframe_ms
-from .client import RedisClient, RedisError, RedisTimeouts, open_redis, redacted_url, redis_errors, until_available
+from .client import (
+    RedisClient,
+    RedisError,
+    RedisTimeouts,
+    RedisUnavailable,
+    open_redis,
+    redacted_url,
+    redis_errors,
+    until_available,
+)
 from .keys import DEFAULT_PREFIX, EntryError, StreamKey, decode_kline, decode_tick, open_time_of
 
 __all__ = ["MarketDataGapError", "RedisMarketData", "RedisSourceSettings", "rendezvous_owner"]
@@ -357,18 +367,26 @@ class _KlineStream:
             cursor = reply[0]
             if cursor in (b"0-0", "0-0"):
                 break
-        # Our pending entries (claimed or from before a restart), in ID order, then new ones.
+        # Our pending entries (claimed or from before a restart), in ID order, then new ones. A
+        # read whose reply was lost may still have moved entries into our pending list, so after
+        # a failed read we go through that list again before reading new entries.
         position = b"0"
+        failures = 0
         while True:
-            entries = await self._read_group(position, wait=False)
-            if not entries:
-                break
+            try:
+                entries = await self._read_group(position, wait=position == b">")
+            except RedisUnavailable as exc:
+                failures += 1
+                self.source.count_retry(exc)
+                log.warning("%s (attempt %d); retrying", exc, failures)
+                await trio.sleep(full_jitter_delay(failures, 0.05, 2.0))
+                position = b"0"
+                continue
+            failures = 0
             for entry_id, fields in entries:
                 await self._deliver(entry_id, fields)
-            position = entries[-1][0]
-        while True:
-            for entry_id, fields in await self._read_group(b">", wait=True):
-                await self._deliver(entry_id, fields)
+            if position != b">":
+                position = entries[-1][0] if entries else b">"
 
     async def _ensure_group(self) -> None:
         try:
@@ -415,18 +433,10 @@ class _KlineStream:
     async def _read_group(self, position: bytes, *, wait: bool) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
         settings = self.source.settings
         block = round(settings.read_wait * 1000) if wait and settings.read_wait > 0 else None
-        reply = await until_available(
-            functools.partial(
-                self.source.redis.xreadgroup,
-                settings.group,
-                settings.consumer,
-                {self.name: position},
-                count=settings.batch,
-                block=block,
-            ),
-            f"XREADGROUP {self.name}",
-            on_retry=self.source.count_retry,
-        )
+        with redis_errors(f"XREADGROUP {self.name}"):
+            reply = await self.source.redis.xreadgroup(
+                settings.group, settings.consumer, {self.name: position}, count=settings.batch, block=block
+            )
         entries = [] if not reply else list(reply.get(self.name.encode(), ()))
         if wait and not entries and block is None:
             await trio.sleep(settings.poll_interval)
@@ -444,6 +454,8 @@ class _KlineStream:
             log.error("%s: entry %s skipped: %s", self.name, _text(entry_id), exc)
             await self._ack_ids([entry_id])
             return
+        if kline.open_time in self.delivered:
+            return  # handed on already in this tenure (a pending list read again after a failure)
         if self.previous is not None and kline.open_time <= self.previous:
             self.counters.duplicates += 1
             await self._ack_ids([entry_id])

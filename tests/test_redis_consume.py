@@ -55,15 +55,24 @@ async def collector(server: RedisServer, backfill: int = 3) -> AsyncIterator[Sim
 
 
 class Processor:
-    """A consumer that processes candles (records them) and reports each one processed."""
+    """A consumer that processes candles (records them, taking ``seconds_each``) and reports each
+    one processed; it skips, as the engine's strategies do, candles its source handed over.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, seconds_each: float = 0.0) -> None:
         self.processed: dict[str, list[Kline]] = {SWAP: [], ETH: []}
+        self.seconds_each = seconds_each
+        self.skipped = 0
 
     async def run(self, source: RedisMarketData, symbol: str, *, task_status: trio.TaskStatus[None]) -> None:
         async with source.klines("bingx", symbol, "1m") as candles:
             task_status.started()
             async for kline in candles:
+                await trio.sleep(self.seconds_each)
+                # Check, process, report in one step (no await between), as the engine's strategies do.
+                if not source.should_process(kline):
+                    self.skipped += 1
+                    continue
                 self.processed[symbol].append(kline)
                 source.mark_processed(kline)
 
@@ -148,3 +157,19 @@ async def test_redis_restarts_lose_and_repeat_nothing(mock_clock: MockClock, per
     for symbol, symbol_id in ((SWAP, "BTC-USDT"), (ETH, "ETH-USDT")):
         assert_matches_history(sim, processor.processed[symbol], symbol_id)
         assert len(processor.processed[symbol]) >= 8
+
+
+async def test_a_stream_handed_over_with_a_backlog_is_processed_once(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    slow, fresh = Processor(seconds_each=100.0), Processor()  # slow falls behind by 40 s a candle
+    async with collector(redis_server) as sim, trio.open_nursery() as nursery:
+        nursery.start_soon(consume_for, 30 * 60, slow, settings(redis_server, "a"))
+        await trio.sleep(12 * 60)  # a holds both streams, with a backlog of read, unprocessed candles
+        await consume_for(16 * 60, fresh, settings(redis_server, "b"))  # b takes one of them
+    assert slow.skipped > 0, "no candle was handed over unprocessed"
+    for symbol, symbol_id in ((SWAP, "BTC-USDT"), (ETH, "ETH-USDT")):
+        both = sorted(slow.processed[symbol] + fresh.processed[symbol], key=lambda k: k.open_time)
+        assert_matches_history(sim, both, symbol_id)
+    assert any(fresh.processed.values())

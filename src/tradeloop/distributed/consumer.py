@@ -688,10 +688,16 @@ class RedisMarketData:
     # -- what the strategy wrapper reports --------------------------------------------------------
 
     def should_process(self, kline: Kline) -> bool:
+        """False for a candle this engine handed over to another engine before processing it.
+
+        Ask, process and call :meth:`mark_processed` in one step, with no await in between: a
+        hand-over in between would give the candle to two engines.
+        """
         stream = self._klines.get(StreamKey.kline(kline.exchange, kline.symbol, kline.timeframe, self.settings.prefix))
         return stream is None or stream.should_process(kline)
 
     def mark_processed(self, kline: Kline) -> None:
+        """The candle was processed: its entry is acknowledged (soon, in the background)."""
         stream = self._klines.get(StreamKey.kline(kline.exchange, kline.symbol, kline.timeframe, self.settings.prefix))
         if stream is not None:
             stream.mark_processed(kline)

@@ -5,8 +5,8 @@ port (no persistence) and measures, for closed candles and for ticks:
 
 - in-process: a :class:`~tradeloop.streams.fanout.FanOut` (what a StreamManager hands the
   engine) straight to a subscriber;
-- through Redis: the same items handed to a :class:`~tradeloop.distributed.Publisher` (one XADD
-  each, explicit IDs for candles, MAXLEN ~ trimming), read by a
+- through Redis: the same items handed to a :class:`~tradeloop.distributed.publisher.Publisher`
+  (XADDs pipelined, explicit IDs for candles, MAXLEN ~ trimming), read by a
   :class:`~tradeloop.distributed.consumer.RedisMarketData` (XREADGROUP for candles, acknowledged
   as processed; XREAD for ticks, server-side BLOCK waits) into the subscriber.
 

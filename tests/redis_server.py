@@ -35,15 +35,17 @@ def _free_port() -> int:
 class RedisServer:
     """One redis-server process; :meth:`restart` keeps its port and data dir (so AOF replays)."""
 
-    def __init__(self, data_dir: Path, *, appendonly: bool) -> None:
+    def __init__(self, data_dir: Path, *, appendonly: bool, password: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not on PATH: run `make test` (it installs Debian's redis-server)")
         self.binary = binary
         self.data_dir = data_dir
         self.appendonly = appendonly
+        self.password = password
         self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        auth = "" if password is None else f":{password}@"
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -56,6 +58,7 @@ class RedisServer:
             "--appendonly", "yes" if self.appendonly else "no",
             "--appendfsync", "always",
             "--logfile", str(self.data_dir / "redis.log"),
+            *(["--requirepass", self.password] if self.password is not None else []),
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + _START_TIMEOUT
@@ -74,7 +77,8 @@ class RedisServer:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1.0) as connection:
                 connection.sendall(b"PING\r\n")
-                return connection.recv(64).startswith(b"+PONG")
+                reply = connection.recv(64)
+                return reply.startswith(b"+PONG") or reply.startswith(b"-NOAUTH")
         except OSError:
             return False
 
@@ -93,8 +97,8 @@ class RedisServer:
         self.start()
 
 
-def _serving(data_dir: Path, *, appendonly: bool) -> Iterator[RedisServer]:
-    server = RedisServer(data_dir, appendonly=appendonly)
+def _serving(data_dir: Path, *, appendonly: bool, password: str | None = None) -> Iterator[RedisServer]:
+    server = RedisServer(data_dir, appendonly=appendonly, password=password)
     server.start()
     try:
         yield server
@@ -112,3 +116,9 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 def persistent_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh redis-server with AOF on (fsync always), for restart tests."""
     yield from _serving(tmp_path, appendonly=True)
+
+
+@pytest.fixture
+def password_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A fresh redis-server that wants a password (``requirepass``); its url carries it."""
+    yield from _serving(tmp_path, appendonly=False, password="s3cret")

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from redis_server import RedisServer, redis_server  # noqa: F401 (fixture)
+from redis_server import RedisServer, password_redis, redis_server  # noqa: F401 (fixtures)
 
 from tradeloop.distributed import RedisError, StreamKey, open_redis
 from tradeloop.distributed.keys import EntryError, decode_kline, decode_tick, encode_entry, kline_entry_id
@@ -77,4 +77,18 @@ async def test_connects_and_maps_errors(redis_server: RedisServer) -> None:  # n
     with pytest.raises(RedisError, match=f"127.0.0.1:{port}"):
         async with open_redis(redis_server.url):
             pass
+    gc.collect()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # coredis, as above
+async def test_password_and_database_come_from_the_url(password_redis: RedisServer) -> None:  # noqa: F811
+    db3 = password_redis.url.replace("/0", "/3")
+    async with open_redis(db3) as redis:
+        await redis.set("where", "db3")
+    async with open_redis(password_redis.url) as redis:
+        assert await redis.get("where") is None
+    with pytest.raises(RedisError, match=r"redis://:\*\*\*@127\.0\.0\.1") as error:
+        async with open_redis(password_redis.url.replace("s3cret", "wrong")):
+            pass
+    assert "wrong" not in str(error.value)
     gc.collect()

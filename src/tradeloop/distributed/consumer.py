@@ -47,8 +47,8 @@ import functools
 import hashlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -231,9 +231,9 @@ class _KlineStream:
                     finally:
                         await self._hand_over()
             finally:
-                with trio.move_on_after(_CLOSE_TIMEOUT, shield=True), redis_errors(f"leaving {self.members_key}"):
-                    await self.source.redis.zrem(self.members_key, [self.source.settings.consumer])
                 self.fanout.close()
+                with trio.move_on_after(_CLOSE_TIMEOUT, shield=True), _logged(f"leaving {self.members_key}"):
+                    await self.source.redis.zrem(self.members_key, [self.source.settings.consumer])
 
     # -- lease ------------------------------------------------------------------------------------
 
@@ -295,7 +295,7 @@ class _KlineStream:
             self.handed_over.update(self.delivered)
             self.delivered.clear()
             me = self.source.settings.consumer
-            with redis_errors(f"releasing {self.lease_key}"):
+            with _logged(f"releasing {self.lease_key}"):
                 await self.source.redis.eval(_RELEASE, [self.lease_key], [me])
         if scope.cancelled_caught:
             log.error("%s: hand-over took over %.0f s; the lease expires by itself", self.name, _CLOSE_TIMEOUT)
@@ -745,6 +745,17 @@ def _topic_health(key: StreamKey, state: str, counters: _Counters, fanout: FanOu
         recent_errors=(),
         subscribers=fanout.health(),
     )
+
+
+@contextmanager
+def _logged(what: str) -> Iterator[None]:
+    """Cleanup that Redis may refuse (it may be down): logged, never raised over what ends us; the
+    lease and the membership expire by themselves."""
+    try:
+        with redis_errors(what):
+            yield
+    except RedisError as exc:
+        log.warning("%s; it expires by itself", exc)
 
 
 def _text(value: bytes | str) -> str:

@@ -6,6 +6,7 @@ import gc
 from decimal import Decimal
 
 import pytest
+import trio
 from hypothesis import given
 from hypothesis import strategies as st
 from redis_server import RedisServer, password_redis, redis_server  # noqa: F401 (fixtures)
@@ -92,3 +93,17 @@ async def test_password_and_database_come_from_the_url(password_redis: RedisServ
             pass
     assert "wrong" not in str(error.value)
     gc.collect()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.0005, 0.001, 0.002])
+async def test_cancelled_while_connecting_the_client_still_closes(
+    redis_server: RedisServer,  # noqa: F811
+    delay: float,
+) -> None:
+    # The client's connections live in a shielded task; a cancel that lands while it starts must
+    # not leave that task waiting for a body that never ran.
+    with trio.fail_after(10):
+        with trio.move_on_after(delay):
+            async with open_redis(redis_server.url) as redis:
+                await redis.ping()
+                await trio.sleep_forever()

@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
-import anyio.abc
 import coredis
 import coredis.exceptions
 
@@ -154,12 +153,14 @@ async def open_redis(
         **options,
     )
     where = f"at {redacted_url(url)}"
-    closing = anyio.Event()
+    ready, closing = anyio.Event(), anyio.Event()
     try:
         async with anyio.create_task_group() as holder:
-            with redis_errors(where):
-                await holder.start(_hold, client, closing)
+            # Not holder.start(): a start cancelled before the holder reports keeps waiting for
+            # the (shielded) holder to finish, which waits for `closing`: a deadlock.
+            holder.start_soon(_hold, client, where, ready, closing)
             try:
+                await ready.wait()
                 yield client
             finally:
                 closing.set()
@@ -173,14 +174,19 @@ async def open_redis(
             raise sole from None
 
 
-async def _hold(
-    client: RedisClient, closing: anyio.Event, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
-) -> None:
+async def _hold(client: RedisClient, where: str, ready: anyio.Event, closing: anyio.Event) -> None:
+    """Keep the client's connections open until ``closing``; connection errors are RedisError."""
     with anyio.CancelScope(shield=True):
-        async with client:
-            await client.ping()
-            task_status.started()
-            await closing.wait()
+        try:
+            with redis_errors(where):
+                async with client:
+                    await client.ping()
+                    ready.set()
+                    await closing.wait()
+        except RedisError:
+            if not closing.is_set():
+                raise
+            log.debug("Redis %s: the connection failed after its user left", where, exc_info=True)
 
 
 def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

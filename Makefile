@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-full sim docs clean
+.PHONY: run test lint bench bench-full sim docs clean redis-server
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +33,11 @@ run: $(VENV)/.installed-run
 sim: $(VENV)/.installed-run
 	$(BIN)/tradeloop sim $(ARGS)
 
-test: $(VENV)/.installed-test
+# The Redis tests start their own redis-server (Debian's); install it when it is not on PATH.
+redis-server:
+	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+
+test: $(VENV)/.installed-test redis-server
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-test

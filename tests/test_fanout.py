@@ -144,3 +144,23 @@ def test_bad_policy_and_buffer_are_named() -> None:
         fanout.subscribe("fastest", 1)
     with pytest.raises(ValueError, match="buffer size 0"):
         fanout.subscribe("block", 0)
+
+
+async def test_a_pausable_source_waits_for_room_and_drops_nothing() -> None:
+    fanout: FanOut[int] = FanOut()
+    channel = fanout.subscribe("block", 2)
+    fanout.subscribe("latest", 1)  # never read: a latest subscriber holds up no one
+    received: list[int] = []
+
+    async def slow_consumer() -> None:
+        async for item in channel:
+            received.append(item)
+            await trio.sleep(0.001)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(slow_consumer)
+        for i in range(20):
+            await fanout.publish_when_room(i)
+        await trio.testing.wait_all_tasks_blocked()
+        fanout.close()
+    assert received == list(range(20)) and channel.dropped == 0

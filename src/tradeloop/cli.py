@@ -1,4 +1,4 @@
-"""The ``tradeloop`` command: ``run``, ``backtest``, ``sim`` and ``watch``.
+"""The ``tradeloop`` command: ``run``, ``backtest``, ``sim``, ``watch`` and ``publish``.
 
 Each sub-command lives beside the code it drives and contributes its own parser through
 ``add_parser(subparsers)``; this module only assembles them and maps errors to exit codes, in
@@ -49,6 +49,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     from .backtest import cli as backtest_cli
+    from .distributed import cli as publish_cli
     from .sim import cli as sim_cli
     from .streams import cli as watch_cli
     from .trading import cli as run_cli
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"logging on stderr: {', '.join(_LOG_LEVELS)} (default ERROR)",
     )
     subparsers = parser.add_subparsers(dest="command", required=True)
-    for module in (run_cli, backtest_cli, sim_cli, watch_cli):
+    for module in (run_cli, backtest_cli, sim_cli, watch_cli, publish_cli):
         module.add_parser(subparsers)
     return parser
 

@@ -24,6 +24,8 @@ import trio
 
 from ..cli import sole_error
 from ..errors import InvalidValueError, TradeloopError
+from ..metrics.cli import add_metrics_options, metrics_address, start_metrics
+from ..metrics.collector import Snapshot
 from .config import EXCHANGES, SimConfig
 from .faults import FAULT_NAMES, Faults
 from .server import Simulator, open_simulator
@@ -59,6 +61,7 @@ def add_parser(subparsers: Any) -> None:
         metavar="NAME[=VALUE]",
         help=f"switch a fault on at start (repeatable): {', '.join(FAULT_NAMES)}",
     )
+    add_metrics_options(parser)
     parser.set_defaults(handler=_handle)
 
 
@@ -111,6 +114,7 @@ async def _serve(config: SimConfig, args: argparse.Namespace, faults: list[tuple
         ):
             for name, value in faults:
                 sim.faults.set(name, value)
+            await start_metrics(nursery, metrics_address(args), lambda: Snapshot(sim=sim.stats))
             if config.exchange == "binance":
                 print(f"WebSocket       {sim.ws_url}  (spot /ws /stream, USDⓈ-M /market/… /public/…)", flush=True)
             else:

@@ -81,6 +81,8 @@ class Subscription(trio.abc.ReceiveChannel[T]):
         self.dropped = 0
         self._items: deque[T] = deque()
         self._waiters = trio.lowlevel.ParkingLot()
+        self._room = trio.lowlevel.ParkingLot()
+        """Publishers that may pause (Redis, a replay) waiting for this buffer to have room."""
         self._ended = False
         self._closed = False
         self._error: BaseException | None = None
@@ -122,6 +124,8 @@ class Subscription(trio.abc.ReceiveChannel[T]):
             raise self._error
         if self._items:
             self.delivered += 1
+            if self._room:
+                self._room.unpark_all()
             return self._items.popleft()
         if self._ended:
             raise trio.EndOfChannel
@@ -149,6 +153,13 @@ class Subscription(trio.abc.ReceiveChannel[T]):
         if on_close is not None:
             on_close(self)
         self._waiters.unpark_all()
+        self._room.unpark_all()
+
+    async def wait_for_room(self) -> None:
+        """Wait until a ``block`` subscriber's buffer has room (at once for other policies, or
+        once the subscription ended): the backpressure a pausable source gives its consumers."""
+        while self.policy is SlowConsumerPolicy.BLOCK and len(self._items) >= self.buffer and not self._ended:
+            await self._room.park()
 
     async def aclose(self) -> None:
         self.close()
@@ -206,6 +217,18 @@ class FanOut(Generic[T]):
             accepts = subscriber.accepts
             if accepts is None or accepts(item):
                 subscriber.offer(item)
+
+    async def publish_when_room(self, item: T) -> None:
+        """Wait until every ``block`` subscriber has room, then publish.
+
+        For a source that can pause without harming anyone (a Redis consumer, a historical
+        replay): there ``block`` means backpressure, and nothing is dropped. Never call it from a
+        socket's reader, which must not wait on a consumer (use :meth:`publish`).
+        """
+        for subscriber in tuple(self._subscribers):
+            if subscriber.accepts is None or subscriber.accepts(item):
+                await subscriber.wait_for_room()
+        self.publish(item)
 
     def close(self, error: BaseException | None = None) -> None:
         """End every subscriber's stream (the upstream is gone), with ``error`` if it failed."""

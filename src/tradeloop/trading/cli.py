@@ -42,6 +42,8 @@ from rich.console import Console
 
 from ..cli import seconds
 from ..exchanges import Exchange
+from ..metrics.cli import MetricsAddress, add_metrics_options, metrics_address, start_metrics
+from ..metrics.collector import Snapshot
 from .config import EngineConfig, load_config
 from .engine import RunSummary, TradingEngine
 from .journal import Journal, JournalError
@@ -71,6 +73,7 @@ def add_parser(subparsers: Any) -> None:
         action="store_true",
         help="clear a kill switch that tripped in an earlier run on this journal (journaled), then trade",
     )
+    add_metrics_options(parser)
     parser.set_defaults(handler=_handle)
 
 
@@ -143,11 +146,12 @@ async def run_command(
     console: Console,
     *,
     reset_kill_switch: bool = False,
+    metrics: MetricsAddress | None = None,
 ) -> RunSummary:
     """What ``tradeloop run`` does, as a coroutine (the demo's simulator lives inside it)."""
     if config_path is not None:
         config = load_config(config_path, **({"journal": journal} if journal is not None else {}))
-        return await _trade(TradingEngine(config), duration, console, reset_kill_switch)
+        return await _trade(_engine(config), duration, console, reset_kill_switch, metrics)
     from ..sim import SimConfig, open_simulator
 
     if journal is None:
@@ -159,7 +163,16 @@ async def run_command(
     seed = time.time_ns() % 2**32
     async with open_simulator(SimConfig(symbols=_SIM_SYMBOLS, seed=seed)) as sim:
         engine = TradingEngine(demo_config(sim.exchange(), journal))
-        return await _trade(engine, duration, console, reset_kill_switch)
+        return await _trade(engine, duration, console, reset_kill_switch, metrics)
+
+
+def _engine(config: EngineConfig) -> TradingEngine:
+    """An engine on the exchanges' sockets, or on Redis when the config has a ``[data]`` table."""
+    if config.data is None:
+        return TradingEngine(config)
+    from ..distributed.engine import RedisFeed
+
+    return RedisFeed(config.data, config.clients).engine(config)
 
 
 async def _set_aside_if_tripped(journal: Path) -> None:
@@ -186,15 +199,25 @@ async def _set_aside_if_tripped(journal: Path) -> None:
 
 
 async def _trade(
-    engine: TradingEngine, duration: float | None, console: Console, reset_kill_switch: bool
+    engine: TradingEngine,
+    duration: float | None,
+    console: Console,
+    reset_kill_switch: bool,
+    metrics: MetricsAddress | None = None,
 ) -> RunSummary:
     async with trio.open_nursery() as nursery:
         if threading.current_thread() is threading.main_thread():
             nursery.start_soon(_stop_on_signals, engine)
+        await start_metrics(nursery, metrics, lambda: _snapshot(engine))
         nursery.start_soon(show_live, engine, console)
         summary = await engine.run(duration, reset_kill_switch=reset_kill_switch)
         nursery.cancel_scope.cancel()
     return summary
+
+
+def _snapshot(engine: TradingEngine) -> Snapshot:
+    status = engine.status()
+    return Snapshot() if status is None else Snapshot(health=status.health, engine=status)
 
 
 async def _stop_on_signals(engine: TradingEngine) -> None:
@@ -216,7 +239,7 @@ class _Console(Console):
 def _handle(args: argparse.Namespace) -> int:
     """Errors go to :func:`tradeloop.cli.main`, which prints them as one line."""
     console = _Console()
-    run = partial(run_command, reset_kill_switch=args.reset_kill_switch)
+    run = partial(run_command, reset_kill_switch=args.reset_kill_switch, metrics=metrics_address(args))
     summary = trio.run(run, args.config, args.duration, args.journal, console)
     console.print(format_summary(summary), markup=False, highlight=False)
     return 0

@@ -18,6 +18,18 @@ A TOML file (every table and field optional except ``exchanges`` and ``strategie
     [streams]                      # optional tuning, see tradeloop.streams.StreamConfig
     stall_timeout = 40
 
+    [data]                         # optional: market data from Redis instead of the exchanges'
+    source = "redis://localhost:6379/0"   # sockets; see tradeloop.distributed.consumer
+    group = "desk"                 #   engines of a group share the kline streams
+    consumer = "engine-1"          #   this engine's name in the group, kept across restarts
+
+    [publish]                      # read by `tradeloop publish --config`, ignored by `run`:
+    redis = "redis://localhost:6379/0"    # see tradeloop.distributed.publisher
+    exchange = "bingx"
+    symbols = ["BTC/USDT:USDT"]
+    timeframes = ["1m"]
+    ticks = true
+
     [[strategies]]
     type = "sma_crossover"         # or "breakout"; the other keys are the strategy's parameters
     symbols = ["BTC/USDT:USDT"]
@@ -43,6 +55,8 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from ..distributed.consumer import RedisSourceSettings
+from ..distributed.publisher import PublishSettings, PublishTopics
 from ..errors import InvalidValueError
 from ..exchanges import Exchange, available_exchanges, exchange_class, normalize_exchange_name
 from ..streams import StreamConfig
@@ -50,7 +64,7 @@ from .risk import RiskLimits, percent
 from .strategies import create_strategy
 from .strategy import Strategy, strategy_exchange
 
-__all__ = ["MAX_CONFIG_SIZE", "EngineConfig", "load_config"]
+__all__ = ["MAX_CONFIG_SIZE", "EngineConfig", "PublishConfig", "load_config", "load_publish_config"]
 
 DEFAULT_JOURNAL = Path("tradeloop-journal.sqlite")
 
@@ -75,6 +89,8 @@ class EngineConfig:
     journal: Path = DEFAULT_JOURNAL
     snapshot_interval: float = 10.0
     streams: StreamConfig = field(default_factory=StreamConfig)
+    data: RedisSourceSettings | None = None
+    """Read market data from Redis (the ``[data]`` table) instead of the exchanges' sockets."""
 
     def __post_init__(self) -> None:
         set_field = object.__setattr__
@@ -93,6 +109,8 @@ class EngineConfig:
             raise InvalidValueError(f"config field 'risk': expected RiskLimits, got {self.risk!r}")
         if not isinstance(self.streams, StreamConfig):
             raise InvalidValueError(f"config field 'streams': expected StreamConfig, got {self.streams!r}")
+        if self.data is not None and not isinstance(self.data, RedisSourceSettings):
+            raise InvalidValueError(f"config field 'data': expected RedisSourceSettings, got {self.data!r}")
         if not isinstance(self.journal, str | Path) or not str(self.journal):
             raise InvalidValueError(f"config field 'journal': expected a file path, got {self.journal!r}")
         set_field(self, "journal", Path(self.journal))
@@ -155,6 +173,18 @@ def load_config(path: str | Path, **overrides: Any) -> EngineConfig:
     own recursion, too), and the ValueError for any mistake is one line of at most 500 characters.
     """
     path = Path(path)
+    data = _read_toml(path)
+    try:
+        config = config_from_mapping(data, base_dir=path.parent)
+    except ValueError as exc:
+        message = str(exc)
+        if len(message) <= _MAX_MESSAGE:
+            raise
+        raise InvalidValueError(f"{message[:_MAX_MESSAGE]}… ({len(message)} characters)") from None
+    return dataclasses.replace(config, **overrides) if overrides else config
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as file:
             raw = file.read(MAX_CONFIG_SIZE + 1)
@@ -171,14 +201,7 @@ def load_config(path: str | Path, **overrides: Any) -> EngineConfig:
         raise InvalidValueError(f"config file {path} is not valid TOML: values nested too deeply") from None
     if _depth(data) > MAX_CONFIG_DEPTH:
         raise InvalidValueError(f"config file {path}: tables and arrays nested deeper than {MAX_CONFIG_DEPTH} levels")
-    try:
-        config = config_from_mapping(data, base_dir=path.parent)
-    except ValueError as exc:
-        message = str(exc)
-        if len(message) <= _MAX_MESSAGE:
-            raise
-        raise InvalidValueError(f"{message[:_MAX_MESSAGE]}… ({len(message)} characters)") from None
-    return dataclasses.replace(config, **overrides) if overrides else config
+    return data
 
 
 def _depth(document: dict[str, Any]) -> int:
@@ -196,7 +219,7 @@ def _depth(document: dict[str, Any]) -> int:
 
 def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path = Path()) -> EngineConfig:
     """Build an EngineConfig from parsed TOML (or any mapping of the same shape)."""
-    allowed = {"exchanges", "strategies", "risk", "streams", *_SCALARS}
+    allowed = {"exchanges", "strategies", "risk", "streams", "data", "publish", *_SCALARS}
     _check_keys("config", data, allowed)
     for required in ("exchanges", "strategies"):
         if required not in data:
@@ -219,8 +242,37 @@ def config_from_mapping(data: Mapping[str, Any], *, base_dir: Path = Path()) -> 
         strategies=strategies,
         risk=_build("risk", RiskLimits, data.get("risk", {})),
         streams=_build("streams", StreamConfig, data.get("streams", {})),
+        data=_build("data", RedisSourceSettings, data["data"]) if "data" in data else None,
         **scalars,
     )
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """What ``tradeloop publish --config FILE`` runs: the ``[publish]`` table and the exchanges."""
+
+    redis: str
+    topics: PublishTopics
+    settings: PublishSettings
+    exchanges: Mapping[str, Exchange]
+
+
+def load_publish_config(path: str | Path) -> PublishConfig:
+    """Read the ``[publish]`` table and ``[exchanges]`` of a TOML file (strategies not needed)."""
+    path = Path(path)
+    data = _read_toml(path)
+    if "publish" not in data:
+        raise InvalidValueError(f"config file {path} has no [publish] table")
+    table = dict(_table("publish", data["publish"]))
+    redis = table.pop("redis", None)
+    if not isinstance(redis, str) or not redis:
+        raise InvalidValueError("config [publish]: 'redis' is missing (e.g. redis = \"redis://localhost:6379/0\")")
+    topic_fields = {f.name for f in dataclasses.fields(PublishTopics)}
+    topics = _build("publish", PublishTopics, {k: v for k, v in table.items() if k in topic_fields})
+    settings = _build("publish", PublishSettings, {k: v for k, v in table.items() if k not in topic_fields})
+    exchange = normalize_exchange_name(topics.exchange)
+    exchanges = _build_exchanges({exchange: _table("exchanges", data.get("exchanges", {})).get(exchange, {})})
+    return PublishConfig(redis, dataclasses.replace(topics, exchange=exchange), settings, exchanges)
 
 
 _SCALARS = ("starting_cash", "fee_rate", "slippage", "journal", "snapshot_interval")

@@ -1,0 +1,197 @@
+"""The Redis connection seam: one client object per process, one error type out of it.
+
+We use coredis rather than a hand-written RESP client or redis-py: redis-py's asyncio client does
+not run under Trio, while coredis is a maintained, fully typed client built on anyio, so it runs
+natively under Trio (and asyncio), parses with hiredis, pools connections inside a task group it
+owns (structured: ``async with`` opens and closes it) and reads ``redis://`` and ``rediss://``
+URLs with password and database number. Its timeouts are anyio deadlines, i.e. Trio's clock.
+
+Every coredis and socket error crossing this seam becomes :class:`RedisError`; callers never see a
+third-party exception. Bad URLs are :class:`~tradeloop.errors.InvalidValueError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+import coredis
+import coredis.exceptions
+
+from ..errors import InvalidValueError, TradeloopError
+from ..streams.backoff import full_jitter_delay
+
+__all__ = [
+    "RedisClient",
+    "RedisError",
+    "RedisTimeouts",
+    "RedisUnavailable",
+    "open_redis",
+    "redacted_url",
+    "redis_errors",
+    "sole_error",
+    "until_available",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RedisClient = coredis.Redis[bytes]
+"""The client type the rest of the package takes (responses stay bytes: entries are msgspec JSON)."""
+
+
+class RedisError(TradeloopError):
+    """Redis cannot be reached, refused a command, or answered something we cannot use."""
+
+
+class RedisUnavailable(RedisError):
+    """The connection failed or timed out, or the server is still loading its data: worth retrying."""
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTimeouts:
+    """Seconds (of Trio's clock) allowed for each step talking to Redis."""
+
+    connect: float = 5.0
+    command: float = 10.0
+    """One command's reply (a blocking read adds its own block time to this)."""
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its password, for logs, health and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _check_url(url: str) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise InvalidValueError(
+            f"invalid Redis URL {redacted_url(url)!r}: expected redis://[:password@]host[:port][/db] or rediss://..."
+        )
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise InvalidValueError(f"invalid Redis URL {redacted_url(url)!r}: the database must be a number, got {db!r}")
+    try:
+        parts.port  # noqa: B018 (urlsplit checks the port lazily)
+    except ValueError:
+        raise InvalidValueError(f"invalid Redis URL {redacted_url(url)!r}: bad port") from None
+
+
+@contextmanager
+def redis_errors(what: str) -> Iterator[None]:
+    """Map coredis and socket errors raised inside to :class:`RedisError` naming ``what`` was done."""
+    try:
+        yield
+    except (coredis.exceptions.ConnectionError, OSError, TimeoutError) as exc:
+        raise RedisUnavailable(f"Redis {what}: {type(exc).__name__}: {exc}") from exc
+    except coredis.exceptions.RedisError as exc:
+        raise RedisError(f"Redis {what}: {type(exc).__name__}: {exc}") from exc
+
+
+async def until_available(
+    operation: Callable[[], Awaitable[T]],
+    what: str,
+    *,
+    on_retry: Callable[[RedisUnavailable], None] | None = None,
+    base: float = 0.05,
+    cap: float = 2.0,
+) -> T:
+    """Run ``operation`` until Redis answers it: a lost connection or a restarting server is waited
+    out with jittered exponential backoff (each failure logged and passed to ``on_retry``); any
+    other error is raised as :class:`RedisError`. Only for idempotent operations.
+    """
+    attempt = 0
+    while True:
+        try:
+            with redis_errors(what):
+                return await operation()
+        except RedisUnavailable as exc:
+            attempt += 1
+            if on_retry is not None:
+                on_retry(exc)
+            log.warning("%s (attempt %d); retrying", exc, attempt)
+            await anyio.sleep(full_jitter_delay(attempt, base, cap))
+
+
+@asynccontextmanager
+async def open_redis(
+    url: str, *, timeouts: RedisTimeouts | None = None, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[RedisClient]:
+    """A connected client for ``url`` (``redis://``, or ``rediss://`` for TLS), closed on exit.
+
+    Checks the server answers (PING) before yielding. Raises :class:`InvalidValueError` for a bad
+    URL and :class:`RedisError` when the server cannot be reached or refuses us (e.g. AUTH).
+
+    The client's connections live in a task shielded from the caller's cancellation until the
+    body has left: cancelling the caller would otherwise cut coredis's connections at once, and
+    its cleanup (acknowledging, handing a lease back) would find no connection to do it with.
+    """
+    _check_url(url)
+    timeouts = timeouts or RedisTimeouts()
+    options: dict[str, Any] = {}
+    if urlsplit(url).scheme == "rediss":
+        options["ssl_context"] = ssl_context or ssl.create_default_context()
+    client: RedisClient = coredis.Redis.from_url(
+        url,
+        decode_responses=False,
+        connect_timeout=timeouts.connect,
+        stream_timeout=timeouts.command,
+        # A command is retried by us, where it is safe to (explicit entry IDs make XADD idempotent).
+        retry_policy=coredis.retry.NoRetryPolicy(),
+        **options,
+    )
+    where = f"at {redacted_url(url)}"
+    ready, closing = anyio.Event(), anyio.Event()
+    try:
+        async with anyio.create_task_group() as holder:
+            # Not holder.start(): a start cancelled before the holder reports keeps waiting for
+            # the (shielded) holder to finish, which waits for `closing`: a deadlock.
+            holder.start_soon(_hold, client, where, ready, closing)
+            try:
+                await ready.wait()
+                yield client
+            finally:
+                closing.set()
+    except BaseExceptionGroup as group:
+        # coredis runs its pool in an anyio task group, which wraps whatever crosses it (our own
+        # errors from the body included): hand the caller the one error it is about.
+        sole = sole_error(group)
+        if sole is group:
+            raise
+        with redis_errors(where):
+            raise sole from None
+
+
+async def _hold(client: RedisClient, where: str, ready: anyio.Event, closing: anyio.Event) -> None:
+    """Keep the client's connections open until ``closing``; connection errors are RedisError."""
+    with anyio.CancelScope(shield=True):
+        try:
+            with redis_errors(where):
+                async with client:
+                    await client.ping()
+                    ready.set()
+                    await closing.wait()
+        except RedisError:
+            if not closing.is_set():
+                raise
+            log.debug("Redis %s: the connection failed after its user left", where, exc_info=True)
+
+
+def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a task group wrapped when it is the only one; otherwise the group itself."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error

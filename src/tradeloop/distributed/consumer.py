@@ -1,0 +1,773 @@
+"""The engine side: a :class:`~tradeloop.streams.MarketData` read from Redis streams.
+
+Engines of one *group* share topics, not entries: a strategy must see every candle of the
+streams it reads (an SMA with every second candle is wrong), so each kline stream goes whole to
+one engine of the group at a time.
+
+Topic assignment. Every engine that subscribes a kline stream registers in the sorted set
+``<prefix>:members:<group>:<stream>`` (score: its registration's expiry on the Redis server's
+clock) and renews that every third of :attr:`RedisSourceSettings.lease_ttl`. The owner is chosen
+by rendezvous hashing over the live members (highest ``sha256(member, stream)``), so every engine
+computes the same owner without talking to the others, and a member joining or leaving moves
+only the streams it wins or held. The owner holds the lease ``<prefix>:lease:<group>:<stream>``
+(``SET NX PX lease_ttl``, renewed with the membership); an engine reads a stream only while it
+holds the lease, and hands it over when it is no longer the chosen owner: it stops reading,
+acknowledges what its strategies processed, and deletes the lease, after which the chosen engine
+takes it. A dead engine's lease and membership expire after ``lease_ttl``.
+
+Delivery. Kline streams are read with a consumer group named after the engine group
+(``XREADGROUP``). A new group starts at the stream's end: its engines warm up from the stream's
+history and trade the candles that close from then on (replaying months of candles as live ones
+would trade on stale prices). An engine keeps its consumer name across restarts. On taking a
+stream the engine first claims every pending entry of the group (``XAUTOCLAIM``: entries a dead
+or departed engine read but did not acknowledge), delivers its pending entries in order, then new
+ones. An entry is acknowledged (``XACK``) only after the engine's strategies processed the candle
+(see :class:`~.engine.RedisFeed`, which wraps the strategies to report it), and the same Lua step
+records the newest processed open time in ``<prefix>:progress:<group>:<stream>``. So after a
+crash of either side every closed candle reaches a strategy exactly once: the collector's entry
+IDs make publishing idempotent, the group keeps the position, pending entries are redelivered,
+and the engine's coordinator drops repeats by open time. Warm-up history
+(:meth:`RedisMarketData.fetch_klines`) ends with the newest processed candle.
+
+Gaps. Candles are consecutive, so an entry more than one timeframe after the previous one means
+entries were trimmed before this group read them (or deleted): the missing candles are fetched
+from the exchange's REST when the source was given that exchange's client, otherwise
+:class:`MarketDataGapError` is raised. Never a silent gap.
+
+Ticks are marks, not work: every engine reads every tick stream it subscribes (``XREAD``, from
+the newest entry on), with the ``latest`` slow-consumer policy by default.
+
+Redis going away is waited out (reads and acknowledgements are retried with backoff); it raises
+:class:`~.client.RedisError` for anything else Redis refuses.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import socket
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import httpx
+import trio
+from coredis.exceptions import StreamDuplicateConsumerGroupError
+from coredis.response.types import StreamEntry
+from coredis.tokens import PureToken
+
+from ..errors import InvalidValueError, TradeloopError
+from ..exchanges import Exchange, normalize_exchange_name
+from ..models import Kline, Tick
+from ..streams import SlowConsumerPolicy, StreamHealth, Subscription
+from ..streams.backoff import full_jitter_delay
+from ..streams.fanout import FanOut
+from ..streams.health import ConnectionHealth, TopicHealth
+from ..streams.source import TickKind
+from ..symbols import next_open_time, timeframe_ms
+from .client import (
+    RedisClient,
+    RedisError,
+    RedisTimeouts,
+    RedisUnavailable,
+    open_redis,
+    redacted_url,
+    redis_errors,
+    until_available,
+)
+from .keys import DEFAULT_PREFIX, EntryError, StreamKey, decode_kline, decode_tick, open_time_of
+
+__all__ = ["MarketDataGapError", "RedisMarketData", "RedisSourceSettings", "rendezvous_owner"]
+
+log = logging.getLogger(__name__)
+
+_CLOSE_TIMEOUT = 5.0
+_REST_LIMIT = 1000
+
+# KEYS: members, lease; ARGV: me, ttl ms. Registers ``me`` until now + ttl (server clock), drops
+# expired members, renews the lease if it is ours; returns the lease holder ("" if none) and the
+# live members.
+_HEARTBEAT = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+local ttl = tonumber(ARGV[2])
+redis.call('ZADD', KEYS[1], now_ms + ttl, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+redis.call('PEXPIRE', KEYS[1], ttl * 2)
+local holder = redis.call('GET', KEYS[2])
+if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[2], ttl) end
+return {holder or '', redis.call('ZRANGE', KEYS[1], 0, -1)}
+"""
+
+# KEYS: stream, progress; ARGV: group, open time, entry IDs. Acknowledges the entries and records
+# the newest processed open time in the same step, so the two never disagree after a crash.
+_ACKNOWLEDGE = """
+local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 3))
+local current = tonumber(redis.call('GET', KEYS[2]) or '-1')
+if tonumber(ARGV[2]) > current then redis.call('SET', KEYS[2], ARGV[2]) end
+return acked
+"""
+
+# KEYS: lease; ARGV: me. Deletes the lease only if it is still ours.
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class MarketDataGapError(TradeloopError):
+    """Candles are missing from a stream (trimmed before this group read them) and cannot be
+    fetched from the exchange: the consumer stops rather than hide the gap.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class RedisSourceSettings:
+    """Where and how an engine reads market data from Redis (the config's ``[data]`` table)."""
+
+    source: str
+    """``redis://[:password@]host[:port][/db]`` or ``rediss://...`` (TLS)."""
+    group: str = "tradeloop"
+    """Engines with the same group share the kline streams (each stream goes to one of them)."""
+    consumer: str = field(default_factory=socket.gethostname)
+    """This engine's name in the group; keep it across restarts to resume where it stopped."""
+    prefix: str = DEFAULT_PREFIX
+    lease_ttl: float = 10.0
+    """Seconds (Redis server clock) a dead engine keeps its streams; renewed every third of it."""
+    read_wait: float = 1.0
+    """Seconds a read waits at the server for new entries; 0 polls every ``poll_interval`` instead
+    (for simulated clocks, whose time the server cannot follow)."""
+    poll_interval: float = 0.1
+    batch: int = 100
+    """Entries per read."""
+    connect_timeout: float = 5.0
+    command_timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or not self.source.startswith(("redis://", "rediss://")):
+            raise InvalidValueError(f"data source {self.source!r}: expected a redis:// or rediss:// URL")
+        for name in ("group", "consumer", "prefix"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value:
+                raise InvalidValueError(f"data setting {name!r}: expected a non-empty string, got {value!r}")
+        for name in ("lease_ttl", "poll_interval", "connect_timeout", "command_timeout"):
+            _check_seconds(name, getattr(self, name), minimum=0.001)
+        _check_seconds("read_wait", self.read_wait, minimum=0.0)
+        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
+            raise InvalidValueError(f"data setting 'batch': expected a positive integer, got {self.batch!r}")
+
+    @property
+    def timeouts(self) -> RedisTimeouts:
+        return RedisTimeouts(connect=self.connect_timeout, command=self.command_timeout)
+
+
+def _check_seconds(name: str, value: object, *, minimum: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= minimum:
+        raise InvalidValueError(f"data setting {name!r}: expected seconds >= {minimum:g}, got {value!r}")
+
+
+def rendezvous_owner(members: Iterable[str], stream: str) -> str | None:
+    """The member that owns ``stream``: the highest hash of (member, stream); None if no member."""
+    return max(members, key=lambda member: hashlib.sha256(f"{member}\0{stream}".encode()).digest(), default=None)
+
+
+class _Counters:
+    __slots__ = ("duplicates", "entries", "gap_filled", "last_time", "parse_errors", "rest_errors")
+
+    def __init__(self) -> None:
+        self.entries = 0
+        self.parse_errors = 0
+        self.duplicates = 0
+        self.gap_filled = 0
+        self.rest_errors = 0
+        self.last_time: float | None = None
+
+
+class _KlineStream:
+    """One kline stream of this engine: membership, lease, reading and acknowledgements."""
+
+    def __init__(self, source: RedisMarketData, key: StreamKey) -> None:
+        self.source = source
+        self.key = key
+        self.name = str(key)
+        assert key.topic.timeframe is not None
+        self.timeframe = key.topic.timeframe
+        settings = source.settings
+        self.lease_key = key.derived("lease", settings.group)
+        self.members_key = key.derived("members", settings.group)
+        self.progress_key = key.derived("progress", settings.group)
+        self.fanout: FanOut[Kline] = FanOut(on_empty=self.stop)
+        self.scope = trio.CancelScope()
+        self.owned = False
+        self.resumed = trio.Event()
+        """Set once this engine holds the stream and knows where its group stands."""
+        self.resume_end: str | None = None
+        """XREVRANGE end of the candles the group already processed (warm-up history); None: none."""
+        self.previous: int | None = None
+        """Open time of the last candle handed on (or processed by the group before)."""
+        self.delivered: dict[int, bytes] = {}
+        """Entries handed on in this tenure and not yet acknowledged, by open time."""
+        self.handed_over: set[int] = set()
+        """Open times handed on in an earlier tenure, unprocessed then: another engine has them."""
+        self.processed: list[int] = []
+        self.ack_wanted = trio.Event()
+        self.counters = _Counters()
+
+    def stop(self) -> None:
+        self.scope.cancel()
+
+    async def run(self) -> None:
+        with self.scope:
+            try:
+                while True:
+                    await self._wait_for_lease()
+                    try:
+                        async with trio.open_nursery() as nursery:
+                            nursery.start_soon(self._keep_lease, nursery.cancel_scope)
+                            nursery.start_soon(self._read)
+                            nursery.start_soon(self._acknowledge_forever)
+                    finally:
+                        await self._hand_over()
+            finally:
+                self.fanout.close()
+                with trio.move_on_after(_CLOSE_TIMEOUT, shield=True), _logged(f"leaving {self.members_key}"):
+                    await self.source.redis.zrem(self.members_key, [self.source.settings.consumer])
+
+    # -- lease ------------------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> tuple[str, list[str]]:
+        settings = self.source.settings
+        ttl_ms = round(settings.lease_ttl * 1000)
+        reply = await until_available(
+            lambda: self.source.redis.eval(_HEARTBEAT, [self.members_key, self.lease_key], [settings.consumer, ttl_ms]),
+            f"heartbeat {self.lease_key}",
+            on_retry=self.source.count_retry,
+        )
+        holder, members = cast(list[Any], reply)
+        return _text(holder), [_text(member) for member in members]
+
+    def _chosen(self, members: list[str]) -> bool:
+        return rendezvous_owner(members, self.name) == self.source.settings.consumer
+
+    async def _wait_for_lease(self) -> None:
+        me = self.source.settings.consumer
+        while True:
+            holder, members = await self._heartbeat()
+            if holder == me:
+                return  # ours from before a restart, still unexpired
+            if not holder and self._chosen(members):
+                acquired = await until_available(
+                    functools.partial(
+                        self.source.redis.set,
+                        self.lease_key,
+                        me,
+                        condition=PureToken.NX,
+                        px=round(self.source.settings.lease_ttl * 1000),
+                    ),
+                    f"SET {self.lease_key}",
+                    on_retry=self.source.count_retry,
+                )
+                if acquired:
+                    return
+            await trio.sleep(self.source.renew_interval)
+
+    async def _keep_lease(self, tenure: trio.CancelScope) -> None:
+        me = self.source.settings.consumer
+        while True:
+            await trio.sleep(self.source.renew_interval)
+            holder, members = await self._heartbeat()
+            if holder != me:
+                log.warning("%s: lease lost to %r; stopping reading", self.name, holder or "nobody")
+                break
+            if not self._chosen(members):
+                log.info("%s: handing over to %s", self.name, rendezvous_owner(members, self.name))
+                break
+        tenure.cancel()
+
+    async def _hand_over(self) -> None:
+        """Stop handing on candles, acknowledge the processed ones, then give up the lease."""
+        self.owned = False
+        self.resumed = trio.Event()
+        with trio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
+            await self._acknowledge()
+            self.handed_over.update(self.delivered)
+            self.delivered.clear()
+            me = self.source.settings.consumer
+            with _logged(f"releasing {self.lease_key}"):
+                await self.source.redis.eval(_RELEASE, [self.lease_key], [me])
+        if scope.cancelled_caught:
+            log.error("%s: hand-over took over %.0f s; the lease expires by itself", self.name, _CLOSE_TIMEOUT)
+
+    # -- acknowledgements -------------------------------------------------------------------------
+
+    def should_process(self, kline: Kline) -> bool:
+        """False for a candle this engine handed over unprocessed: another engine processes it."""
+        return kline.open_time not in self.handed_over
+
+    def mark_processed(self, kline: Kline) -> None:
+        if kline.open_time in self.delivered:
+            self.processed.append(kline.open_time)
+            self.ack_wanted.set()
+
+    async def _acknowledge_forever(self) -> None:
+        while True:
+            await self.ack_wanted.wait()
+            self.ack_wanted = trio.Event()
+            await self._acknowledge()
+
+    async def _acknowledge(self) -> None:
+        """XACK the processed entries. They are forgotten only once Redis confirmed, so an
+        acknowledgement cut short (cancelled, Redis down) is repeated by the hand-over (XACK is
+        idempotent).
+        """
+        taken = len(self.processed)
+        done = [t for t in self.processed[:taken] if t in self.delivered]
+        if done:
+            ids = [self.delivered[t] for t in done]
+            group = self.source.settings.group
+            await until_available(
+                lambda: self.source.redis.eval(
+                    _ACKNOWLEDGE, [self.name, self.progress_key], [group, max(done), *ids]
+                ),
+                f"XACK {self.name}",
+                on_retry=self.source.count_retry,
+            )
+            for t in done:
+                del self.delivered[t]
+        del self.processed[:taken]
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    async def _read(self) -> None:
+        redis = self.source.redis
+        settings = self.source.settings
+        await self._ensure_group()
+        await self._find_resume_point()
+        self.owned = True
+        self.resumed.set()
+        # Claim what departed consumers read but did not acknowledge (we hold the lease: all of it).
+        cursor = b"0-0"
+        while True:
+            reply = await until_available(
+                functools.partial(
+                    redis.xautoclaim,
+                    self.name,
+                    settings.group,
+                    settings.consumer,
+                    0,
+                    cursor,
+                    count=settings.batch,
+                    justid=True,
+                ),
+                f"XAUTOCLAIM {self.name}",
+                on_retry=self.source.count_retry,
+            )
+            cursor = reply[0]
+            if cursor in (b"0-0", "0-0"):
+                break
+        # Our pending entries (claimed or from before a restart), in ID order, then new ones. A
+        # read whose reply was lost may still have moved entries into our pending list, so after
+        # a failed read we go through that list again before reading new entries.
+        position = b"0"
+        failures = 0
+        while True:
+            try:
+                entries = await self._read_group(position, wait=position == b">")
+            except RedisUnavailable as exc:
+                failures += 1
+                self.source.count_retry(exc)
+                log.warning("%s (attempt %d); retrying", exc, failures)
+                await trio.sleep(full_jitter_delay(failures, 0.05, 2.0))
+                position = b"0"
+                continue
+            failures = 0
+            for entry_id, fields in entries:
+                await self._deliver(entry_id, fields)
+            if position != b">":
+                position = entries[-1][0] if entries else b">"
+
+    async def _ensure_group(self) -> None:
+        try:
+            await until_available(
+                lambda: self.source.redis.xgroup_create(self.name, self.source.settings.group, "$", mkstream=True),
+                f"XGROUP CREATE {self.name}",
+                on_retry=self.source.count_retry,
+            )
+        except RedisError as exc:
+            if not isinstance(exc.__cause__, StreamDuplicateConsumerGroupError):
+                raise
+
+    async def _find_resume_point(self) -> None:
+        """Where the group stands: after the newest candle it processed, else after its pending
+        entries' predecessor, else where the group was created (the stream's end then).
+        """
+        redis = self.source.redis
+        group = self.source.settings.group
+        progress = await until_available(
+            lambda: redis.get(self.progress_key), f"GET {self.progress_key}", on_retry=self.source.count_retry
+        )
+        if progress is not None:
+            self.previous = int(progress)
+            self.resume_end = f"{self.previous}-0"
+            return
+        pending = await until_available(
+            lambda: redis.xpending(self.name, group), f"XPENDING {self.name}", on_retry=self.source.count_retry
+        )
+        first_pending = getattr(pending, "minimum_identifier", None)
+        if first_pending:
+            self.previous = open_time_of(first_pending) - timeframe_ms(self.timeframe)
+            self.resume_end = f"({_text(first_pending)}"
+            return
+        groups = await until_available(
+            lambda: redis.xinfo_groups(self.name), f"XINFO GROUPS {self.name}", on_retry=self.source.count_retry
+        )
+        for info in groups:
+            if _text(cast(bytes, info[b"name"])) == group:
+                last = _text(cast(bytes, info[b"last-delivered-id"]))
+                self.previous = None if last == "0-0" else open_time_of(last)
+                self.resume_end = None if last == "0-0" else last
+                return
+
+    async def _read_group(self, position: bytes, *, wait: bool) -> list[tuple[bytes, dict[bytes, bytes] | None]]:
+        settings = self.source.settings
+        block = round(settings.read_wait * 1000) if wait and settings.read_wait > 0 else None
+        with redis_errors(f"XREADGROUP {self.name}"):
+            reply = await self.source.redis.xreadgroup(
+                settings.group, settings.consumer, {self.name: position}, count=settings.batch, block=block
+            )
+        entries = [] if not reply else list(reply.get(self.name.encode(), ()))
+        if wait and not entries and block is None:
+            await trio.sleep(settings.poll_interval)
+        return [_entry(entry) for entry in entries]
+
+    async def _deliver(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
+        if fields is None:
+            # A pending entry that was trimmed away: the open-time check below reports the gap.
+            await self._ack_ids([entry_id])
+            return
+        try:
+            kline = decode_kline(fields)
+        except EntryError as exc:
+            self.counters.parse_errors += 1
+            log.error("%s: entry %s skipped: %s", self.name, _text(entry_id), exc)
+            await self._ack_ids([entry_id])
+            return
+        if kline.open_time in self.delivered:
+            return  # handed on already in this tenure (a pending list read again after a failure)
+        if self.previous is not None and kline.open_time <= self.previous:
+            self.counters.duplicates += 1
+            await self._ack_ids([entry_id])
+            return
+        if self.previous is not None:
+            expected = next_open_time(self.timeframe, self.previous)
+            if kline.open_time > expected:
+                await self._fill_gap(expected, kline.open_time)
+        self.delivered[kline.open_time] = entry_id
+        self.handed_over.discard(kline.open_time)
+        self.counters.entries += 1
+        self.counters.last_time = trio.current_time()
+        self.previous = kline.open_time
+        await self.fanout.publish_when_room(kline)
+
+    async def _ack_ids(self, ids: Sequence[bytes]) -> None:
+        group = self.source.settings.group
+        await until_available(
+            lambda: self.source.redis.xack(self.name, group, ids), f"XACK {self.name}", on_retry=self.source.count_retry
+        )
+
+    async def _fill_gap(self, first_missing: int, next_present: int) -> None:
+        """Hand on the candles in [first_missing, next_present) from the exchange's REST."""
+        exchange = self.key.exchange
+        missing = (next_present - first_missing) // timeframe_ms(self.timeframe)
+        where = f"{self.name}: candles {first_missing} to {next_present} (exclusive) are missing"
+        client = self.source.exchanges.get(exchange)
+        if client is None:
+            raise MarketDataGapError(f"{where}; configure exchange {exchange!r} so they are fetched over its REST")
+        if missing > _REST_LIMIT:
+            raise MarketDataGapError(f"{where}: {missing} candles, more than the {_REST_LIMIT} REST backfills")
+        try:
+            with trio.fail_after(self.source.settings.command_timeout):
+                rows = await client.fetch_klines(
+                    self.source.http,
+                    self.key.topic.symbol,
+                    self.timeframe,
+                    start_ms=first_missing,
+                    # Up to the candle we have: the newest candle of a reply counts as still open.
+                    end_ms=next_present,
+                    limit=missing + 1,
+                )
+        except (httpx.HTTPError, TradeloopError, trio.TooSlowError) as exc:
+            self.counters.rest_errors += 1
+            raise MarketDataGapError(f"{where} and REST failed: {exc}") from exc
+        candles = [k for k in rows if k.closed and first_missing <= k.open_time < next_present]
+        if [k.open_time for k in candles] != [first_missing + i * timeframe_ms(self.timeframe) for i in range(missing)]:
+            raise MarketDataGapError(f"{where} and REST returned {len(candles)} of the {missing}")
+        log.warning("%s; %d fetched over REST", where, missing)
+        for kline in candles:
+            self.counters.gap_filled += 1
+            self.previous = kline.open_time
+            await self.fanout.publish_when_room(kline)
+
+    def health(self, now: float) -> TopicHealth:
+        return _topic_health(self.key, "owner" if self.owned else "standby", self.counters, self.fanout, now)
+
+
+class _TickStream:
+    """One tick stream, read whole by this engine from its newest entry on."""
+
+    def __init__(self, source: RedisMarketData, key: StreamKey) -> None:
+        self.source = source
+        self.key = key
+        self.name = str(key)
+        self.fanout: FanOut[Tick] = FanOut(on_empty=self.stop)
+        self.scope = trio.CancelScope()
+        self.counters = _Counters()
+
+    def stop(self) -> None:
+        self.scope.cancel()
+
+    async def run(self) -> None:
+        redis = self.source.redis
+        settings = self.source.settings
+        with self.scope:
+            try:
+                newest = await until_available(
+                    lambda: redis.xrevrange(self.name, count=1),
+                    f"XREVRANGE {self.name}",
+                    on_retry=self.source.count_retry,
+                )
+                position = _bytes(newest[0].identifier) if newest else b"0-0"
+                while True:
+                    block = round(settings.read_wait * 1000) if settings.read_wait > 0 else None
+                    reply = await until_available(
+                        functools.partial(redis.xread, {self.name: position}, count=settings.batch, block=block),
+                        f"XREAD {self.name}",
+                        on_retry=self.source.count_retry,
+                    )
+                    entries = [_entry(e) for e in reply.get(self.name.encode(), ())] if reply else []
+                    for entry_id, fields in entries:
+                        position = entry_id
+                        try:
+                            tick = decode_tick(fields or {})
+                        except EntryError as exc:
+                            self.counters.parse_errors += 1
+                            log.error("%s: entry %s skipped: %s", self.name, _text(entry_id), exc)
+                            continue
+                        self.counters.entries += 1
+                        self.counters.last_time = trio.current_time()
+                        await self.fanout.publish_when_room(tick)
+                    if not entries and block is None:
+                        await trio.sleep(settings.poll_interval)
+            finally:
+                self.fanout.close()
+
+    def health(self, now: float) -> TopicHealth:
+        return _topic_health(self.key, "reading", self.counters, self.fanout, now)
+
+
+class RedisMarketData:
+    """Market data from Redis streams, for the engine. Create it with :meth:`open`."""
+
+    def __init__(
+        self,
+        settings: RedisSourceSettings,
+        redis: RedisClient,
+        http: httpx.AsyncClient,
+        nursery: trio.Nursery,
+        exchanges: Mapping[str, Exchange],
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.http = http
+        self.exchanges = {normalize_exchange_name(name): client for name, client in exchanges.items()}
+        self._nursery = nursery
+        self._klines: dict[StreamKey, _KlineStream] = {}
+        self._ticks: dict[StreamKey, _TickStream] = {}
+        self.redis_retries = 0
+        self.renew_interval = settings.lease_ttl / 3
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls, settings: RedisSourceSettings, exchanges: Mapping[str, Exchange] | None = None
+    ) -> AsyncIterator[RedisMarketData]:
+        """Connect to ``settings.source``; ``exchanges`` (clients by name) fill gaps over REST.
+
+        Leaving the context ends every subscription, acknowledges what was processed and hands
+        every stream back to the group (bounded).
+        """
+        async with (
+            open_redis(settings.source, timeouts=settings.timeouts) as redis,
+            httpx.AsyncClient(timeout=settings.command_timeout) as http,
+            trio.open_nursery() as nursery,
+        ):
+            source = cls(settings, redis, http, nursery, exchanges or {})
+            try:
+                yield source
+            finally:
+                nursery.cancel_scope.cancel()
+
+    def count_retry(self, error: RedisError) -> None:
+        self.redis_retries += 1
+
+    def klines(
+        self,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        *,
+        policy: SlowConsumerPolicy | str = SlowConsumerPolicy.BLOCK,
+        closed_only: bool = False,
+        buffer: int | None = None,
+        name: str | None = None,
+    ) -> Subscription[Kline]:
+        """Closed candles of the stream, once this engine owns it (Redis holds closed candles only,
+        so ``closed_only`` changes nothing)."""
+        key = StreamKey.kline(exchange, symbol, timeframe, self.settings.prefix)
+        stream = self._klines.get(key)
+        if stream is None:
+            stream = self._klines[key] = _KlineStream(self, key)
+            self._nursery.start_soon(self._run_stream, self._klines, key, stream)
+        return stream.fanout.subscribe(policy, buffer or self.settings.batch, name=name)
+
+    def ticks(
+        self,
+        exchange: str,
+        symbol: str,
+        *,
+        kind: TickKind = "ticker",
+        policy: SlowConsumerPolicy | str = SlowConsumerPolicy.LATEST,
+        buffer: int | None = None,
+        name: str | None = None,
+    ) -> Subscription[Tick]:
+        key = StreamKey.tick(exchange, symbol, kind, self.settings.prefix)
+        stream = self._ticks.get(key)
+        if stream is None:
+            stream = self._ticks[key] = _TickStream(self, key)
+            self._nursery.start_soon(self._run_stream, self._ticks, key, stream)
+        return stream.fanout.subscribe(policy, buffer or 16, name=name)
+
+    async def _run_stream(
+        self, streams: dict[StreamKey, Any], key: StreamKey, stream: _KlineStream | _TickStream
+    ) -> None:
+        try:
+            await stream.run()
+        finally:
+            if streams.get(key) is stream:
+                del streams[key]
+
+    async def fetch_klines(self, exchange: str, symbol: str, timeframe: str, *, limit: int = 100) -> list[Kline]:
+        """The newest ``limit`` candles the group processed, oldest first (strategy warm-up).
+
+        While another engine of the group owns the stream this waits until this one takes it
+        over, so the history ends exactly where this engine's live candles begin.
+        """
+        key = StreamKey.kline(exchange, symbol, timeframe, self.settings.prefix)
+        stream = self._klines.get(key)
+        end: str | None = "+"
+        if stream is not None:
+            await stream.resumed.wait()
+            end = stream.resume_end
+        if end is None:
+            return []
+        entries = await until_available(
+            functools.partial(self.redis.xrevrange, str(key), end, "-", count=limit),
+            f"XREVRANGE {key}",
+            on_retry=self.count_retry,
+        )
+        history = []
+        for entry_id, fields in map(_entry, reversed(entries)):
+            try:
+                history.append(decode_kline(fields or {}))
+            except EntryError as exc:
+                log.error("%s: entry %s skipped in history: %s", key, _text(entry_id), exc)
+        return history
+
+    # -- what the strategy wrapper reports --------------------------------------------------------
+
+    def should_process(self, kline: Kline) -> bool:
+        """False for a candle this engine handed over to another engine before processing it.
+
+        Ask, process and call :meth:`mark_processed` in one step, with no await in between: a
+        hand-over in between would give the candle to two engines.
+        """
+        stream = self._klines.get(StreamKey.kline(kline.exchange, kline.symbol, kline.timeframe, self.settings.prefix))
+        return stream is None or stream.should_process(kline)
+
+    def mark_processed(self, kline: Kline) -> None:
+        """The candle was processed: its entry is acknowledged (soon, in the background)."""
+        stream = self._klines.get(StreamKey.kline(kline.exchange, kline.symbol, kline.timeframe, self.settings.prefix))
+        if stream is not None:
+            stream.mark_processed(kline)
+
+    def health(self) -> StreamHealth:
+        now = trio.current_time()
+        streams: list[_KlineStream | _TickStream] = [*self._klines.values(), *self._ticks.values()]
+        entries = sum(s.counters.entries for s in streams)
+        last = max((s.counters.last_time for s in streams if s.counters.last_time is not None), default=None)
+        connection = ConnectionHealth(
+            exchange="redis",
+            market="",
+            url=redacted_url(self.settings.source),
+            connection_id=0,
+            state="open",
+            topics=len(streams),
+            messages=entries,
+            last_message_age=None if last is None else now - last,
+            reconnects=self.redis_retries,
+            last_reconnect_age=None,
+            use_rest_fallback=False,
+            parse_errors={"entry": sum(s.counters.parse_errors for s in streams)},
+            error_replies=0,
+            recent_errors=(),
+        )
+        return StreamHealth((connection,), tuple(stream.health(now) for stream in streams))
+
+
+def _topic_health(key: StreamKey, state: str, counters: _Counters, fanout: FanOut[Any], now: float) -> TopicHealth:
+    return TopicHealth(
+        exchange=key.exchange,
+        topic=key.topic,
+        mode="redis",
+        state=state,
+        messages=counters.entries,
+        last_message_age=None if counters.last_time is None else now - counters.last_time,
+        reconnects=0,
+        parse_errors={"entry": counters.parse_errors} if counters.parse_errors else {},
+        closed_candles=counters.entries,
+        backfilled_candles=counters.gap_filled,
+        stale_updates=0,
+        duplicate_updates=counters.duplicates,
+        unconfirmed_closes=0,
+        rest_errors=counters.rest_errors,
+        recent_errors=(),
+        subscribers=fanout.health(),
+    )
+
+
+@contextmanager
+def _logged(what: str) -> Iterator[None]:
+    """Cleanup that Redis may refuse (it may be down): logged, never raised over what ends us; the
+    lease and the membership expire by themselves."""
+    try:
+        with redis_errors(what):
+            yield
+    except RedisError as exc:
+        log.warning("%s; it expires by itself", exc)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value.encode() if isinstance(value, str) else value
+
+
+def _entry(entry: StreamEntry) -> tuple[bytes, dict[bytes, bytes] | None]:
+    """An entry's ID and fields (None for a pending entry whose data was trimmed away)."""
+    values = entry.field_values
+    fields = None if not values else {_bytes(name): _bytes(value) for name, value in values.items()}
+    return _bytes(entry.identifier), fields

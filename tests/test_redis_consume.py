@@ -1,0 +1,175 @@
+"""Engines' side of Redis: consumer groups, topic leases, acknowledgements, gaps, against a real
+redis-server and the simulator, in simulated time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import trio
+from coredis.tokens import PureToken
+from redis_server import SIMULATED_TIMEOUTS, RedisServer, persistent_redis, redis_server  # noqa: F401 (fixtures)
+from streams_helpers import SWAP, assert_matches_history, simulated_streams
+from trio.testing import MockClock
+
+from tradeloop.distributed import StreamKey, open_redis
+from tradeloop.distributed.consumer import MarketDataGapError, RedisMarketData, RedisSourceSettings, rendezvous_owner
+from tradeloop.distributed.publisher import Publisher, PublishSettings, PublishTopics
+from tradeloop.models import Kline
+from tradeloop.sim import Simulator
+
+ETH = "ETH/USDT:USDT"
+TOPICS = [PublishTopics("bingx", [SWAP, ETH], ["1m"], ticks=True)]
+
+
+@pytest.fixture
+def mock_clock() -> MockClock:
+    return MockClock(autojump_threshold=0.002)
+
+
+def settings(server: RedisServer, consumer: str = "engine-a", **options: object) -> RedisSourceSettings:
+    values: dict[str, object] = {
+        "read_wait": 0,
+        "poll_interval": 2.0,
+        "lease_ttl": 6.0,
+        "command_timeout": 120.0,
+        "connect_timeout": 120.0,
+    }
+    values.update(options)
+    return RedisSourceSettings(server.url, consumer=consumer, **values)  # type: ignore[arg-type]
+
+
+@asynccontextmanager
+async def collector(server: RedisServer, backfill: int = 3) -> AsyncIterator[Simulator]:
+    """The simulator with a collector publishing its candles and ticks to ``server``."""
+    async with (
+        simulated_streams(push_interval=5.0) as (sim, streams),
+        open_redis(server.url, timeouts=SIMULATED_TIMEOUTS) as redis,
+        trio.open_nursery() as nursery,
+    ):
+        await nursery.start(Publisher(redis, streams, PublishSettings(backfill=backfill)).run, TOPICS)
+        yield sim
+        nursery.cancel_scope.cancel()
+
+
+class Processor:
+    """A consumer that processes candles (records them, taking ``seconds_each``) and reports each
+    one processed; it skips, as the engine's strategies do, candles its source handed over.
+    """
+
+    def __init__(self, seconds_each: float = 0.0) -> None:
+        self.processed: dict[str, list[Kline]] = {SWAP: [], ETH: []}
+        self.seconds_each = seconds_each
+        self.skipped = 0
+
+    async def run(self, source: RedisMarketData, symbol: str, *, task_status: trio.TaskStatus[None]) -> None:
+        async with source.klines("bingx", symbol, "1m") as candles:
+            task_status.started()
+            async for kline in candles:
+                await trio.sleep(self.seconds_each)
+                # Check, process, report in one step (no await between), as the engine's strategies do.
+                if not source.should_process(kline):
+                    self.skipped += 1
+                    continue
+                self.processed[symbol].append(kline)
+                source.mark_processed(kline)
+
+
+async def consume_for(
+    seconds: float, processor: Processor, options: RedisSourceSettings, symbols: tuple[str, ...] = (SWAP, ETH)
+) -> None:
+    async with RedisMarketData.open(options) as source, trio.open_nursery() as nursery:
+        for symbol in symbols:
+            await nursery.start(processor.run, source, symbol)
+        await trio.sleep(seconds)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_consumer_killed_mid_batch_resumes_after_its_last_ack(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    processor = Processor()
+    async with collector(redis_server) as sim:
+        await trio.sleep(5 * 60)  # five candles wait in Redis before the first engine starts
+        for run in range(4):
+            await consume_for(97 + run * 31, processor, settings(redis_server))
+            await trio.sleep(45)  # the engine is down; the collector keeps publishing
+        await consume_for(120, processor, settings(redis_server))
+    for symbol, symbol_id in ((SWAP, "BTC-USDT"), (ETH, "ETH-USDT")):
+        assert_matches_history(sim, processor.processed[symbol], symbol_id)
+        assert len(processor.processed[symbol]) >= 12
+
+
+async def test_rendezvous_spreads_streams_and_moves_only_a_leavers() -> None:
+    streams = [f"stream-{n}" for n in range(200)]
+    members = ["a", "b", "c"]
+    owners = {stream: rendezvous_owner(members, stream) for stream in streams}
+    assert all(sum(owner == member for owner in owners.values()) > 40 for member in members)
+    after = {stream: rendezvous_owner(["a", "b"], stream) for stream in streams}
+    assert all(after[s] == owners[s] for s in streams if owners[s] != "c")
+    assert rendezvous_owner([], "stream") is None
+
+
+async def test_two_engines_share_streams_and_fail_over(mock_clock: MockClock, redis_server: RedisServer) -> None:  # noqa: F811
+    first, second = Processor(), Processor()
+    symbols = {rendezvous_owner(["a", "b"], str(StreamKey.kline("bingx", s, "1m"))) for s in (SWAP, ETH)}
+    assert symbols == {"a", "b"}, "the two names must split the two streams for this test"
+    async with collector(redis_server) as sim, trio.open_nursery() as nursery:
+        nursery.start_soon(consume_for, 12 * 60, first, settings(redis_server, "a"))
+        await trio.sleep(3 * 60)
+        await consume_for(4 * 60, second, settings(redis_server, "b"))  # b joins, then leaves
+        await trio.sleep(6 * 60)
+    for symbol, symbol_id in ((SWAP, "BTC-USDT"), (ETH, "ETH-USDT")):
+        both = sorted(first.processed[symbol] + second.processed[symbol], key=lambda k: k.open_time)
+        assert_matches_history(sim, both, symbol_id)
+        assert second.processed[symbol] or first.processed[symbol]
+    assert any(second.processed.values()), "the second engine took over no stream"
+
+
+async def test_a_trimmed_gap_is_filled_from_rest_or_raised(mock_clock: MockClock, redis_server: RedisServer) -> None:  # noqa: F811
+    processor = Processor()
+    key = str(StreamKey.kline("bingx", SWAP, "1m"))
+    async with collector(redis_server) as sim, open_redis(redis_server.url, timeouts=SIMULATED_TIMEOUTS) as redis:
+        await consume_for(3 * 60, processor, settings(redis_server), (SWAP,))
+        await trio.sleep(5 * 60)
+        await redis.xtrim(key, PureToken.MAXLEN, 2)
+        with pytest.raises(MarketDataGapError, match="missing; configure exchange 'bingx'"):
+            await consume_for(3 * 60, Processor(), settings(redis_server), (SWAP,))
+        async with RedisMarketData.open(settings(redis_server), {"bingx": sim.exchange()}) as source:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(processor.run, source, SWAP)
+                await trio.sleep(3 * 60)
+                nursery.cancel_scope.cancel()
+            assert source.health().topics[0].backfilled_candles >= 3
+    assert_matches_history(sim, processor.processed[SWAP])
+
+
+async def test_redis_restarts_lose_and_repeat_nothing(mock_clock: MockClock, persistent_redis: RedisServer) -> None:  # noqa: F811
+    processor = Processor()
+    async with collector(persistent_redis) as sim, trio.open_nursery() as nursery:
+        nursery.start_soon(consume_for, 10 * 60, processor, settings(persistent_redis))
+        for _ in range(3):
+            await trio.sleep(2 * 60 + 13)
+            persistent_redis.restart()  # SIGKILL; the AOF (fsync always) brings streams and groups back
+    for symbol, symbol_id in ((SWAP, "BTC-USDT"), (ETH, "ETH-USDT")):
+        assert_matches_history(sim, processor.processed[symbol], symbol_id)
+        assert len(processor.processed[symbol]) >= 8
+
+
+async def test_a_stream_handed_over_with_a_backlog_is_processed_once(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    slow, fresh = Processor(seconds_each=100.0), Processor()  # slow falls behind by 40 s a candle
+    async with collector(redis_server) as sim, trio.open_nursery() as nursery:
+        nursery.start_soon(consume_for, 30 * 60, slow, settings(redis_server, "a"))
+        await trio.sleep(12 * 60)  # a holds both streams, with a backlog of read, unprocessed candles
+        await consume_for(16 * 60, fresh, settings(redis_server, "b"))  # b takes one of them
+    assert slow.skipped > 0, "no candle was handed over unprocessed"
+    for symbol, symbol_id in ((SWAP, "BTC-USDT"), (ETH, "ETH-USDT")):
+        both = sorted(slow.processed[symbol] + fresh.processed[symbol], key=lambda k: k.open_time)
+        assert_matches_history(sim, both, symbol_id)
+    assert any(fresh.processed.values())

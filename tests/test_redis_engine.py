@@ -1,0 +1,174 @@
+"""The "done when" test: a collector publishes the simulator's candles to Redis, two engines of one
+group share the streams, the collector and one engine are killed and restarted mid-run, and every
+closed candle is processed exactly once in total, with each engine's journal matching its fills.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import trio
+from redis_server import SIMULATED_TIMEOUTS, RedisServer, redis_server  # noqa: F401 (fixture)
+from rich.console import Console
+from streams_helpers import FAST, START_MS, SWAP, assert_matches_history
+from trio.testing import MockClock
+
+from tradeloop.distributed import StreamKey, open_redis
+from tradeloop.distributed.consumer import RedisSourceSettings, rendezvous_owner
+from tradeloop.distributed.engine import RedisFeed
+from tradeloop.distributed.publisher import Publisher, PublishSettings, PublishTopics
+from tradeloop.models import Fill, Kline, Signal, Tick
+from tradeloop.sim import SimConfig, Simulator, open_simulator
+from tradeloop.streams import StreamManager
+from tradeloop.trading import EngineConfig, Journal, TradingEngine
+from tradeloop.trading.cli import run_command
+
+ETH = "ETH/USDT:USDT"
+SYMBOLS = {SWAP: "BTC-USDT", ETH: "ETH-USDT"}
+
+
+@pytest.fixture
+def mock_clock() -> MockClock:
+    return MockClock(autojump_threshold=0.002)
+
+
+class Recorder:
+    """Holds 0.01 after a candle that closed up, flat otherwise; records every candle it sees."""
+
+    timeframe = "1m"
+    warmup = 0
+
+    def __init__(self, symbol: str, seen: list[Kline]) -> None:
+        self.name = f"recorder-{symbol}"
+        self.symbols = (symbol,)
+        self.seen = seen
+
+    def on_kline(self, kline: Kline) -> list[Signal]:
+        self.seen.append(kline)
+        up = kline.close > kline.open
+        return [Signal.hold(kline, Decimal("0.01") if up else Decimal(0), "up" if up else "down")]
+
+    def on_tick(self, tick: Tick) -> list[Signal]:
+        return []
+
+
+class Desk:
+    """The collector and the engines, each in a cancel scope of its own so that it can be killed."""
+
+    def __init__(self, sim: Simulator, server: RedisServer, journals: Path, nursery: trio.Nursery) -> None:
+        self.sim = sim
+        self.server = server
+        self.journals = journals
+        self.nursery = nursery
+        self.seen: dict[str, list[Kline]] = {symbol: [] for symbol in SYMBOLS}
+        self.engines: dict[str, TradingEngine] = {}
+        self.scopes: dict[str, trio.CancelScope] = {}
+        self.publishers: list[Publisher] = []
+
+    def start_engine(self, consumer: str) -> None:
+        settings = RedisSourceSettings(
+            self.server.url,
+            consumer=consumer,
+            read_wait=0,
+            poll_interval=2.0,
+            lease_ttl=6.0,
+            command_timeout=120.0,
+            connect_timeout=120.0,
+        )
+        config = EngineConfig(
+            exchanges={"bingx": self.sim.exchange()},
+            strategies=[Recorder(symbol, self.seen[symbol]) for symbol in SYMBOLS],
+            journal=self.journals / f"{consumer}.sqlite",
+            snapshot_interval=30.0,
+        )
+        engine = self.engines[consumer] = RedisFeed(settings, config.clients).engine(config)
+        self.nursery.start_soon(self._run, consumer, engine.run)
+
+    def start_collector(self) -> None:
+        self.nursery.start_soon(self._run, "collector", self._collect)
+
+    async def _collect(self) -> None:
+        async with (
+            StreamManager.open({"bingx": self.sim.exchange()}, FAST) as streams,
+            open_redis(self.server.url, timeouts=SIMULATED_TIMEOUTS) as redis,
+        ):
+            publisher = Publisher(redis, streams, PublishSettings(backfill=5))
+            self.publishers.append(publisher)
+            await publisher.run([PublishTopics("bingx", list(SYMBOLS), ["1m"], ticks=True)])
+
+    async def _run(self, name: str, function: Callable[[], Awaitable[object]]) -> None:
+        with trio.CancelScope() as scope:
+            self.scopes[name] = scope
+            await function()
+
+    def kill(self, name: str) -> None:
+        self.scopes.pop(name).cancel()
+
+
+async def journal_fills(path: Path) -> list[Fill]:
+    async with Journal.open(path, starting_cash=Decimal(10_000)) as journal:
+        return await journal.load_fills()
+
+
+async def test_engines_share_streams_and_survive_kills_exactly_once(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    owners = {rendezvous_owner(["a", "b"], str(StreamKey.kline("bingx", s, "1m"))) for s in SYMBOLS}
+    assert owners == {"a", "b"}, "the engine names must split the two streams for this test"
+    sim_config = SimConfig(symbols=tuple(SYMBOLS.values()), start_ms=START_MS, seed=11, push_interval=5.0)
+    async with open_simulator(sim_config) as sim, trio.open_nursery() as nursery:
+        desk = Desk(sim, redis_server, tmp_path, nursery)
+        desk.start_collector()
+        await trio.sleep(2 * 60)
+        desk.start_engine("a")
+        desk.start_engine("b")
+        await trio.sleep(3 * 60 + 17)
+        desk.kill("collector")  # down for two candles: the next one backfills them
+        await trio.sleep(2 * 60)
+        desk.start_collector()
+        await trio.sleep(2 * 60 + 31)
+        desk.kill("b")  # a takes b's stream over, pending entries included
+        await trio.sleep(2 * 60)
+        desk.start_engine("b")  # and hands it back
+        await trio.sleep(5 * 60)
+        nursery.cancel_scope.cancel()
+    for symbol, symbol_id in SYMBOLS.items():
+        processed = sorted(desk.seen[symbol], key=lambda kline: kline.open_time)
+        assert_matches_history(sim, processed, symbol_id)  # each candle once, none missing
+        assert len(processed) >= 12
+    assert sum(p.stats.backfilled for p in desk.publishers) >= 2
+    for consumer, engine in desk.engines.items():
+        assert engine.portfolio is not None
+        fills = await journal_fills(tmp_path / f"{consumer}.sqlite")
+        assert fills == engine.portfolio.fills
+        assert fills, f"engine {consumer} traded nothing"
+
+
+async def test_run_takes_its_data_from_redis_when_the_config_says_so(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    config = tmp_path / "engine.toml"
+    # The exchange's own URLs lead nowhere: whatever the engine trades on came through Redis.
+    config.write_text(
+        '[exchanges.bingx]\nws_url = "ws://127.0.0.1:1/swap-market"\nrest_url = "http://127.0.0.1:1"\n\n'
+        f'[data]\nsource = "{redis_server.url}"\nconsumer = "solo"\n'
+        "read_wait = 0\npoll_interval = 0.5\ncommand_timeout = 120\n\n"
+        f'[[strategies]]\ntype = "sma_crossover"\nsymbols = ["{SWAP}"]\nfast = 3\nslow = 8\nsize = 1000\n'
+        'source = "tick"\nallow_short = true\n'
+    )
+    sim_config = SimConfig(symbols=tuple(SYMBOLS.values()), start_ms=START_MS, seed=11)
+    async with open_simulator(sim_config) as sim, trio.open_nursery() as nursery:
+        desk = Desk(sim, redis_server, tmp_path, nursery)
+        desk.start_collector()
+        summary = await run_command(config, 60.0, tmp_path / "journal.sqlite", Console(file=io.StringIO()))
+        nursery.cancel_scope.cancel()
+    assert summary.trades > 0
+    assert summary.trades == len(await journal_fills(tmp_path / "journal.sqlite"))

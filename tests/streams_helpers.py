@@ -26,7 +26,7 @@ async def simulated_streams(
     options.update(sim_options)
     async with (
         open_simulator(SimConfig(**options)) as sim,  # type: ignore[arg-type]
-        StreamManager.open({"bingx": sim.exchange()}, config) as streams,
+        StreamManager.open({sim.config.exchange: sim.exchange()}, config) as streams,
     ):
         yield sim, streams
 

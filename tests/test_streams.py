@@ -106,15 +106,19 @@ FAULTS: dict[str, tuple[Callable[[Simulator], None], Callable[[Simulator], None]
 }
 
 
+@pytest.mark.parametrize("exchange", ["bingx", "binance"])
 @pytest.mark.parametrize("fault", list(FAULTS))
-async def test_every_candle_exactly_once_in_order_through_faults(mock_clock: MockClock, fault: str) -> None:
-    """The no-loss guarantee: whatever the fault, closed candles equal the exchange's history."""
+async def test_every_candle_exactly_once_in_order_through_faults(
+    mock_clock: MockClock, fault: str, exchange: str
+) -> None:
+    """The no-loss guarantee: whatever the fault, closed candles equal the exchange's history,
+    in both dialects of the simulator (BingX: no closed flag; Binance: ``"x": true``)."""
     start, stop = FAULTS[fault]
     async with (
-        simulated_streams(ping_interval=5.0, pong_timeout=15.0) as (sim, streams),
+        simulated_streams(ping_interval=5.0, pong_timeout=15.0, exchange=exchange) as (sim, streams),
         trio.open_nursery() as nursery,
     ):
-        collector = Collector(streams.klines("bingx", SWAP, "1m"))
+        collector = Collector(streams.klines(exchange, SWAP, "1m"))
         nursery.start_soon(collector.run)
         await trio.sleep(75)
         start(sim)
@@ -134,7 +138,9 @@ async def test_every_candle_exactly_once_in_order_through_faults(mock_clock: Moc
         assert sum(topic.parse_errors.values()) >= 1
     if fault in ("duplicates", "out of order"):
         assert topic.duplicate_updates + topic.stale_updates >= 1
-    if fault.startswith("REST"):
+    if fault.startswith("REST") and (exchange == "bingx" or "stall" in fault):
+        # Binance's x:true push of the candle open during a short drop arrives on the new socket,
+        # so it may close with no REST call at all; BingX always confirms over REST.
         assert topic.rest_errors >= 1
 
 

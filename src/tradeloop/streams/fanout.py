@@ -136,14 +136,19 @@ class Subscription(trio.abc.ReceiveChannel[T]):
 
     async def receive(self) -> T:
         await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                item = self._take()
-            except trio.WouldBlock:
+        try:
+            item = self._take()
+        except trio.WouldBlock:
+            # Parking was the scheduling point: once woken with an item, return it at once
+            # (another checkpoint here costs a scheduler pass per message at live rates).
+            while True:
                 await self._waiters.park()
-                continue
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return item
+                try:
+                    return self._take()
+                except trio.WouldBlock:
+                    continue
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return item
 
     def close(self) -> None:
         """Unsubscribe; the last subscriber leaving releases the upstream subscription."""

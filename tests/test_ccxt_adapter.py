@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import sys
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -84,46 +85,42 @@ async def test_watch_cli_ccxt_push_delivers_the_native_clients_closed_candles() 
         assert {**ccxt_kline, "exchange": "bingx"} == native_kline
 
 
-async def _stream_klines(sim: Simulator, exchange: CcxtExchange, count: int) -> tuple[list[Kline], Any]:
+async def _stream_klines(
+    sim: Simulator, *, poll: bool, count: int, after_first: Callable[[], object] = lambda: None
+) -> tuple[list[Kline], Any]:
+    """``count`` closed candles of ccxt:bingx through the stream layer, ``after_first()`` called
+    after the first; with the topic's health, each checked against the simulator's truth."""
+    exchange = create_exchange("ccxt:bingx", ws_url=sim.ws_url, rest_url=sim.rest_url, poll=poll)
+    assert isinstance(exchange, CcxtExchange)
     async with exchange, StreamManager.open([exchange], STREAMS) as streams:
         with trio.fail_after(20):
             async with streams.klines(exchange.name, SWAP, "1m", closed_only=True) as channel:
-                klines = [await channel.receive() for _ in range(count)]
+                klines = [await channel.receive()]
+                after_first()
+                klines += [await channel.receive() for _ in range(count - 1)]
                 (health,) = streams.health().topics
+    assert [_values(k) for k in klines] == [_closed_truth(sim, "BTC-USDT", k) for k in klines]
+    assert [b.open_time - a.open_time for a, b in itertools.pairwise(klines)] == [60_000] * (count - 1)
     return klines, health
 
 
 async def test_fetch_only_ccxt_client_streams_through_the_poller() -> None:
     async with open_simulator(FAST) as sim:
-        exchange = create_exchange("ccxt:bingx", ws_url=sim.ws_url, rest_url=sim.rest_url, poll=True)
-        assert isinstance(exchange, CcxtExchange)
-        klines, health = await _stream_klines(sim, exchange, 3)
-        truth = [_closed_truth(sim, "BTC-USDT", k) for k in klines]
+        klines, health = await _stream_klines(sim, poll=True, count=3)
         assert sim.stats.connections_total == 0  # nothing but REST
         assert sim.stats.rest_requests > 0
 
     assert health.mode == "rest" and health.rest_errors == 0
-    assert [_values(k) for k in klines] == truth
-    assert [b.open_time - a.open_time for a, b in itertools.pairwise(klines)] == [60_000, 60_000]
+    assert {k.exchange for k in klines} == {"ccxt:bingx"}
 
 
 async def test_watched_klines_survive_dropped_sockets_with_no_gap() -> None:
     async with open_simulator(FAST) as sim:
-        exchange = create_exchange("ccxt:bingx", ws_url=sim.ws_url, rest_url=sim.rest_url)
-        assert isinstance(exchange, CcxtExchange)
-        async with exchange, StreamManager.open([exchange], STREAMS) as streams:
-            with trio.fail_after(20):
-                async with streams.klines(exchange.name, SWAP, "1m", closed_only=True) as channel:
-                    klines = [await channel.receive()]
-                    sim.faults.drop_all()
-                    klines += [await channel.receive() for _ in range(3)]
-                    (health,) = streams.health().topics
-        truth = [_closed_truth(sim, "BTC-USDT", k) for k in klines]
+        _, health = await _stream_klines(sim, poll=False, count=4, after_first=sim.faults.drop_all)
+        assert sim.stats.dropped >= 1
 
     assert health.mode == "watch"
     assert health.rest_errors >= 1 and any("Connection closed" in e.message for e in health.recent_errors), health
-    assert [_values(k) for k in klines] == truth
-    assert [b.open_time - a.open_time for a, b in itertools.pairwise(klines)] == [60_000] * 3
 
 
 async def test_watched_ticks_and_an_unknown_symbol() -> None:

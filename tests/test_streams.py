@@ -308,3 +308,18 @@ async def test_both_transports_recover_from_drops(mock_clock: MockClock, transpo
 def test_unknown_transport_is_named() -> None:
     with pytest.raises(ValueError, match="'aiohttp'"):
         StreamConfig(transport="aiohttp")  # type: ignore[arg-type]
+
+
+async def test_a_fetch_only_topic_stops_polling_when_its_last_subscriber_leaves(mock_clock: MockClock) -> None:
+    async with open_simulator(SimConfig(symbols=("BTC-USDT",), start_ms=START_MS)) as sim:
+        client = FetchOnlyBingX(rest_url=sim.rest_url)
+        async with StreamManager.open([client], FAST) as streams:
+            ticks = streams.ticks("bingx", SWAP)
+            with trio.fail_after(60):
+                await ticks.receive()
+            ticks.close()
+            await trio.sleep(5)
+            requests = sim.stats.rest_requests
+            await trio.sleep(60)
+            assert sim.stats.rest_requests == requests, "no poll after the last subscriber left"
+            assert streams.health().topics == ()

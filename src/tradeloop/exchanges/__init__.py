@@ -3,13 +3,17 @@
 Names are normalised to lower case once, here, so ``"BingX"`` and ``"bingx"`` are the same
 exchange. Adding an exchange is one new module that subclasses :class:`Exchange` and decorates
 the class with :func:`register_exchange`, plus its import below.
+
+Names ``ccxt:<id>`` (``ccxt:okx``) are not registered one by one: they build the ccxt adapter
+(:mod:`tradeloop.exchanges.ccxt`) for that ccxt id, imported only then, since ccxt is an optional
+extra and slow to import.
 """
 
 from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from ..errors import InvalidValueError
+from ..errors import InvalidValueError, TradeloopError
 from .base import (
     ErrorKind,
     ErrorReply,
@@ -81,14 +85,30 @@ def available_exchanges() -> list[str]:
 
 
 def exchange_class(name: str) -> type[Exchange]:
-    """The registered class for ``name`` (any letter case); ValueError naming what is allowed."""
+    """The registered class for ``name`` (any letter case), or the ccxt adapter for ``ccxt:<id>``;
+    InvalidValueError naming what is allowed, TradeloopError if ``ccxt:`` is asked without ccxt."""
     key = normalize_exchange_name(name)
+    if key.startswith(_CCXT_PREFIX):
+        return _ccxt_class(key.removeprefix(_CCXT_PREFIX))
     try:
         return _REGISTRY[key]
     except KeyError:
         raise InvalidValueError(
             f"unknown exchange {name!r}: expected one of {', '.join(available_exchanges())}"
         ) from None
+
+
+_CCXT_PREFIX = "ccxt:"
+
+
+def _ccxt_class(ccxt_id: str) -> type[Exchange]:
+    try:
+        from .ccxt import ccxt_exchange_class
+    except ModuleNotFoundError as exc:
+        if exc.name != "ccxt" and not (exc.name or "").startswith("ccxt."):
+            raise
+        raise TradeloopError(f"exchange 'ccxt:{ccxt_id}' needs ccxt: pip install 'tradeloop[ccxt]'") from None
+    return ccxt_exchange_class(ccxt_id)
 
 
 def create_exchange(name: str, **options: Any) -> Exchange:

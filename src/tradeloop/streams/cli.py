@@ -9,8 +9,10 @@ arrives in time (naming the last error the streams recorded: refused, DNS, timeo
 from __future__ import annotations
 
 import argparse
+import inspect
 import sys
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -86,6 +88,9 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument(
         "--rest-url", type=_url("http", "https"), help="REST base URL; Binance: the origin (default: the real exchange)"
     )
+    parser.add_argument(
+        "--poll", action="store_true", help="fetch over REST instead of watching (ccxt:<id> exchanges)"
+    )
     parser.add_argument("--count", type=_count, default=None, help="exit after this many objects")
     parser.add_argument("--closed-only", action="store_true", help="only closed candles")
     parser.add_argument(
@@ -134,12 +139,20 @@ def _handle(args: argparse.Namespace) -> int:
     if args.closed_only and args.ticker:
         raise InvalidValueError("--closed-only applies to klines, not to --ticker")
     market = parse_symbol(symbol).market
-    exchange = exchange_type(**exchange_type.url_options(market, ws_url=args.ws_url, rest_url=args.rest_url))
+    options: dict[str, object] = dict(exchange_type.url_options(market, ws_url=args.ws_url, rest_url=args.rest_url))
+    if args.poll:
+        if "poll" not in inspect.signature(exchange_type).parameters:
+            raise InvalidValueError(f"--poll applies to ccxt:<id> exchanges; {exchange_type.name} always streams")
+        options["poll"] = True
+    exchange = exchange_type(**options)
     return trio.run(_watch, args, exchange.name, exchange, symbol)
 
 
 async def _watch(args: argparse.Namespace, name: str, exchange: Exchange, symbol: str) -> int:
-    async with StreamManager.open({name: exchange}, StreamConfig()) as streams:
+    async with AsyncExitStack() as stack:
+        if isinstance(exchange, trio.abc.AsyncResource):  # a client with resources of its own (ccxt's)
+            await stack.enter_async_context(exchange)
+        streams = await stack.enter_async_context(StreamManager.open({name: exchange}, StreamConfig()))
         if args.ticker:
             await _print(streams.ticks(name, symbol), tick_json, args, streams, f"{name} for {symbol}")
         else:

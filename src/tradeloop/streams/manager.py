@@ -33,6 +33,7 @@ from .health import ConnectionHealth, StreamHealth, TopicHealth
 from .source import TickKind
 from .topic import KlineTopic, TickTopic
 from .transport import Transport
+from .watcher import watch_topic, watching
 
 __all__ = ["StreamManager"]
 
@@ -193,6 +194,8 @@ class StreamManager:
         if client.supports_push:
             log.info("%s %s: streaming over WebSocket", name, topic)
             self._assign_connection(stream)
+        elif watching(client, topic) is not None:
+            log.info("%s %s: streaming from the client's own watch loop (run by the topic's task)", name, topic)
         else:
             log.info("%s %s: no push stream, polling REST every %g s", name, topic, self.config.rest_poll_interval)
             self._start_polling(stream)
@@ -201,14 +204,18 @@ class StreamManager:
     async def _run_topic(
         self, scope: trio.CancelScope, key: tuple[str, Topic], stream: KlineTopic | TickTopic
     ) -> None:
-        """The topic's task: ask the exchange whether it lists the topic, then do the closer's REST work."""
+        """The topic's task: ask the exchange whether it lists the topic, then do the closer's REST
+        work, and run the client's watch loop if it watches the topic itself."""
         with scope:
             await stream.validate()
             if stream.rejection is not None:
                 self._release(key)
                 return
-            if isinstance(stream, KlineTopic):
-                await stream.run()
+            async with trio.open_nursery() as nursery:
+                if (watcher := watching(stream.exchange, stream.topic)) is not None:
+                    nursery.start_soon(watch_topic, stream, watcher)
+                if isinstance(stream, KlineTopic):
+                    nursery.start_soon(stream.run)
 
     def _assign_connection(self, stream: KlineTopic | TickTopic) -> None:
         socket_key = stream.exchange.socket_key(stream.topic)
@@ -245,7 +252,8 @@ class StreamManager:
         if stream is None:
             return
         self._topic_scopes.pop(key).cancel()
-        self._stop_polling(stream)
+        if stream.poll_scope is not None:  # a fetch-only exchange's poller too: nobody reads it now
+            stream.poll_scope.cancel()
         stream.close()
         connection = self._topic_connection.pop(key, None)
         if connection is not None:

@@ -15,11 +15,37 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
 
+import anyio
+import anyio.lowlevel
 import trio
 
 from ..errors import InvalidValueError
 
-__all__ = ["FanOut", "SlowConsumerPolicy", "SubscriberHealth", "Subscription", "parse_policy"]
+__all__ = [
+    "FanOut",
+    "SlowConsumerPolicy",
+    "SubscriberHealth",
+    "Subscription",
+    "SubscriptionClosedError",
+    "SubscriptionEnded",
+    "SubscriptionWouldBlock",
+    "parse_policy",
+]
+
+
+# A subscription runs on Trio and on asyncio (through anyio), and code written for either catches
+# its own library's exceptions: so each of ours subclasses both, and is raised the same on every
+# backend. On Trio nothing changes for existing code (``except trio.EndOfChannel`` still works).
+class SubscriptionEnded(trio.EndOfChannel, anyio.EndOfStream):
+    """The stream is over and the buffer drained: ``trio.EndOfChannel`` and ``anyio.EndOfStream``."""
+
+
+class SubscriptionClosedError(trio.ClosedResourceError, anyio.ClosedResourceError):
+    """``receive()`` on a subscription its consumer closed."""
+
+
+class SubscriptionWouldBlock(trio.WouldBlock, anyio.WouldBlock):
+    """``receive_nowait()`` with nothing buffered."""
 
 T = TypeVar("T")
 
@@ -65,8 +91,13 @@ class Subscription(trio.abc.ReceiveChannel[T]):
     """The receive end a consumer holds: iterate it with ``async for``; close it to unsubscribe.
 
     ``receive()`` raises :class:`~tradeloop.errors.SubscriptionError` if the exchange rejected the
-    subscription, and ``trio.EndOfChannel`` (which ``async for`` turns into the loop's end) once
-    the stream is over and the buffer drained. Its counters stay readable after it closed.
+    subscription, and :class:`SubscriptionEnded` (which ``async for`` turns into the loop's end)
+    once the stream is over and the buffer drained: on every backend it is both
+    ``trio.EndOfChannel`` and ``anyio.EndOfStream``. Its counters stay readable after it closed.
+    It works in Trio and asyncio programs alike (a waiting ``receive()`` sleeps on an
+    ``anyio.Event``, which is a ``trio.Event`` on Trio); it keeps ``trio.abc.ReceiveChannel`` as
+    its base (a pure ABC, no Trio call) so code typed against it on Trio keeps working, and its
+    ``async for`` ends on :class:`SubscriptionEnded` on either backend.
     """
 
     def __init__(self, name: str, policy: SlowConsumerPolicy, buffer: int, accepts: Callable[[T], bool] | None) -> None:
@@ -80,7 +111,8 @@ class Subscription(trio.abc.ReceiveChannel[T]):
         self.delivered = 0
         self.dropped = 0
         self._items: deque[T] = deque()
-        self._waiters = trio.lowlevel.ParkingLot()
+        self._wakeup: anyio.Event | None = None
+        """Set when an item arrives or the stream ends; exists only while a receive() waits."""
         self._ended = False
         self._closed = False
         self._error: BaseException | None = None
@@ -97,8 +129,13 @@ class Subscription(trio.abc.ReceiveChannel[T]):
                 return
             items.popleft()
         items.append(item)
-        if self._waiters:
-            self._waiters.unpark_all()
+        if self._wakeup is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None:
+            wakeup.set()
 
     def end(self, error: BaseException | None = None) -> None:
         """The stream is over: the consumer drains what is buffered, then iteration ends.
@@ -110,35 +147,37 @@ class Subscription(trio.abc.ReceiveChannel[T]):
         if error is not None:
             self._items.clear()
         self._on_close = None
-        self._waiters.unpark_all()
+        self._wake()
 
     # -- the consumer's side ----------------------------------------------------------------------
 
     def _take(self) -> T:
-        """The next item, or raise WouldBlock / EndOfChannel / the stream's error."""
+        """The next item, or raise SubscriptionWouldBlock / SubscriptionEnded / the stream's error."""
         if self._closed:
-            raise trio.ClosedResourceError("this subscription was closed")
+            raise SubscriptionClosedError("this subscription was closed")
         if self._error is not None:
             raise self._error
         if self._items:
             self.delivered += 1
             return self._items.popleft()
         if self._ended:
-            raise trio.EndOfChannel
-        raise trio.WouldBlock
+            raise SubscriptionEnded
+        raise SubscriptionWouldBlock
 
     def receive_nowait(self) -> T:
         return self._take()
 
     async def receive(self) -> T:
-        await trio.lowlevel.checkpoint_if_cancelled()
+        await anyio.lowlevel.checkpoint_if_cancelled()
         while True:
             try:
                 item = self._take()
-            except trio.WouldBlock:
-                await self._waiters.park()
+            except SubscriptionWouldBlock:
+                if self._wakeup is None:
+                    self._wakeup = anyio.Event()
+                await self._wakeup.wait()
                 continue
-            await trio.lowlevel.cancel_shielded_checkpoint()
+            await anyio.lowlevel.cancel_shielded_checkpoint()
             return item
 
     def close(self) -> None:
@@ -148,11 +187,11 @@ class Subscription(trio.abc.ReceiveChannel[T]):
         on_close, self._on_close = self._on_close, None
         if on_close is not None:
             on_close(self)
-        self._waiters.unpark_all()
+        self._wake()
 
     async def aclose(self) -> None:
         self.close()
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
 
     @property
     def lag(self) -> int:

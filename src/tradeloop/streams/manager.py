@@ -17,8 +17,9 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
 from contextlib import asynccontextmanager
 
+import anyio
+import anyio.abc
 import httpx
-import trio
 
 from .._groups import single_error
 from ..errors import InvalidValueError
@@ -46,7 +47,7 @@ class StreamManager:
         exchanges: Mapping[str, Exchange],
         config: StreamConfig,
         http: httpx.AsyncClient,
-        nursery: trio.Nursery,
+        nursery: anyio.abc.TaskGroup,
         transport: Transport | None = None,
     ) -> None:
         self._exchanges = dict(exchanges)
@@ -60,7 +61,7 @@ class StreamManager:
             message_queue_size=config.message_queue_size,
         )
         self._topics: dict[tuple[str, Topic], KlineTopic | TickTopic] = {}
-        self._topic_scopes: dict[tuple[str, Topic], trio.CancelScope] = {}
+        self._topic_scopes: dict[tuple[str, Topic], anyio.CancelScope] = {}
         self._connections: dict[tuple[str, Hashable], list[Connection]] = {}
         self._topic_connection: dict[tuple[str, Topic], Connection] = {}
         self._connection_ids = itertools.count(1)
@@ -93,7 +94,7 @@ class StreamManager:
         if not named:
             raise InvalidValueError("StreamManager needs at least one exchange")
         with single_error():
-            async with _http_client(http, config) as client, trio.open_nursery() as nursery:
+            async with _http_client(http, config) as client, anyio.create_task_group() as nursery:
                 manager = cls(named, config, client, nursery, transport)
                 try:
                     yield manager
@@ -160,7 +161,7 @@ class StreamManager:
         """The newest ``limit`` closed candles over REST, oldest first (strategy warm-up)."""
         topic = Topic(TopicKind.KLINE, symbol, timeframe)
         client = self._exchange(exchange)
-        with trio.fail_after(self.config.rest_timeout):
+        with anyio.fail_after(self.config.rest_timeout):
             rows = await client.fetch_klines(self._http, topic.symbol, timeframe, limit=limit + 1)
         return [k for k in rows if k.closed][-limit:]
 
@@ -187,7 +188,7 @@ class StreamManager:
         kind = KlineTopic if topic.kind is TopicKind.KLINE else TickTopic
         stream = kind(name, client, topic, self.config, self._http, lambda: self._release(key))
         self._topics[key] = stream
-        scope = trio.CancelScope()
+        scope = anyio.CancelScope()
         self._topic_scopes[key] = scope
         self._nursery.start_soon(self._run_topic, scope, key, stream)
         if client.supports_push:
@@ -199,7 +200,7 @@ class StreamManager:
         return stream
 
     async def _run_topic(
-        self, scope: trio.CancelScope, key: tuple[str, Topic], stream: KlineTopic | TickTopic
+        self, scope: anyio.CancelScope, key: tuple[str, Topic], stream: KlineTopic | TickTopic
     ) -> None:
         """The topic's task: ask the exchange whether it lists the topic, then do the closer's REST work."""
         with scope:
@@ -267,7 +268,7 @@ class StreamManager:
         if stream.poll_scope is not None:
             return
         stream.mode = "rest"
-        stream.poll_scope = trio.CancelScope()
+        stream.poll_scope = anyio.CancelScope()
         self._nursery.start_soon(_run_in_scope, stream.poll_scope, stream.poll, self.config.rest_poll_interval)
 
     def _stop_polling(self, stream: KlineTopic | TickTopic) -> None:
@@ -280,7 +281,7 @@ class StreamManager:
     # -- health and shutdown ----------------------------------------------------------------------
 
     def health(self) -> StreamHealth:
-        now = trio.current_time()
+        now = anyio.current_time()
         connections = tuple(
             _connection_health(c, now) for pool in self._connections.values() for c in pool
         )
@@ -294,7 +295,7 @@ class StreamManager:
             stream.close()
 
 
-async def _run_in_scope(scope: trio.CancelScope, function: Callable[..., Awaitable[object]], *args: object) -> None:
+async def _run_in_scope(scope: anyio.CancelScope, function: Callable[..., Awaitable[object]], *args: object) -> None:
     with scope:
         await function(*args)
 

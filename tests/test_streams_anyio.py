@@ -12,7 +12,10 @@ import trio
 from disconnect_scenario import FAST_MARKET, stream_through_a_disconnect
 from sim_thread import simulator_thread
 
+from tradeloop import ForeignLoopError
 from tradeloop._groups import single_error
+from tradeloop.exchanges.bingx import BingX
+from tradeloop.streams import StreamManager
 from tradeloop.streams.fanout import FanOut
 
 pytestmark = pytest.mark.anyio
@@ -60,3 +63,12 @@ async def test_one_error_leaves_a_task_group_as_itself_on_every_backend() -> Non
 async def test_closed_candles_arrive_exactly_once_across_a_dropped_socket(anyio_backend: str) -> None:
     with simulator_thread(FAST_MARKET) as simulator:
         await stream_through_a_disconnect(simulator)
+
+
+async def test_a_manager_used_from_another_thread_says_which_loop_owns_it(anyio_backend: str) -> None:
+    async with StreamManager.open([BingX()]) as streams:
+        with pytest.raises(ForeignLoopError, match=f"belongs to the {anyio_backend} event loop of thread"):
+            await anyio.to_thread.run_sync(lambda: streams.klines("bingx", "BTC/USDT:USDT", "1m"))
+        with pytest.raises(ForeignLoopError, match="call it from that loop"):
+            await anyio.to_thread.run_sync(streams.health)
+        assert streams.health().topics == (), "the refused call subscribed nothing"

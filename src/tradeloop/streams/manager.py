@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
 from contextlib import asynccontextmanager
 
 import anyio
 import anyio.abc
 import httpx
+import sniffio
 
 from .._groups import single_error
-from ..errors import InvalidValueError
+from ..errors import ForeignLoopError, InvalidValueError
 from ..exchanges import Exchange, normalize_exchange_name
 from ..exchanges.base import ErrorReply, Topic, TopicKind
 from ..models import Kline, Tick
@@ -65,6 +67,9 @@ class StreamManager:
         self._connections: dict[tuple[str, Hashable], list[Connection]] = {}
         self._topic_connection: dict[tuple[str, Topic], Connection] = {}
         self._connection_ids = itertools.count(1)
+        # The event loop (and so the thread) that opened the manager owns its tasks and sockets.
+        self._owner_thread = threading.current_thread()
+        self._owner_loop = sniffio.current_async_library()
 
     @classmethod
     @asynccontextmanager
@@ -125,6 +130,7 @@ class StreamManager:
         timeframe, policy or buffer; the subscription raises SubscriptionError if the exchange
         rejects it.
         """
+        self._check_owner()
         stream = self._stream(exchange, Topic(TopicKind.KLINE, symbol, timeframe))
         assert isinstance(stream, KlineTopic)
         return stream.subscribe(policy, buffer or self.config.kline_buffer, closed_only, name)
@@ -146,6 +152,7 @@ class StreamManager:
         ticks while full. Every drop is counted in :meth:`health`. Raises InvalidValueError for a
         bad argument; the subscription raises SubscriptionError if the exchange rejects it.
         """
+        self._check_owner()
         allowed = ", ".join(k.value for k in TopicKind if k is not TopicKind.KLINE)
         try:
             topic_kind = TopicKind(kind)
@@ -159,11 +166,27 @@ class StreamManager:
 
     async def fetch_klines(self, exchange: str, symbol: str, timeframe: str, *, limit: int = 100) -> list[Kline]:
         """The newest ``limit`` closed candles over REST, oldest first (strategy warm-up)."""
+        self._check_owner()
         topic = Topic(TopicKind.KLINE, symbol, timeframe)
         client = self._exchange(exchange)
         with anyio.fail_after(self.config.rest_timeout):
             rows = await client.fetch_klines(self._http, topic.symbol, timeframe, limit=limit + 1)
         return [k for k in rows if k.closed][-limit:]
+
+    def _check_owner(self) -> None:
+        """Raise ForeignLoopError unless called from the thread whose event loop opened the manager.
+
+        A call from elsewhere would start tasks on a loop that is not running there (or race it):
+        asyncio and Trio objects are not thread-safe. Checked where a call starts work, not per
+        received item (the hot path).
+        """
+        here = threading.current_thread()
+        if here is not self._owner_thread:
+            raise ForeignLoopError(
+                f"this StreamManager belongs to the {self._owner_loop} event loop of thread "
+                f"{self._owner_thread.name!r}, not thread {here.name!r}: call it from that loop (hand work "
+                "to it with asyncio.run_coroutine_threadsafe, trio.from_thread.run or anyio.from_thread.run)"
+            )
 
     def _exchange(self, name: str) -> Exchange:
         key = normalize_exchange_name(name)
@@ -281,6 +304,7 @@ class StreamManager:
     # -- health and shutdown ----------------------------------------------------------------------
 
     def health(self) -> StreamHealth:
+        self._check_owner()
         now = anyio.current_time()
         connections = tuple(
             _connection_health(c, now) for pool in self._connections.values() for c in pool

@@ -31,6 +31,7 @@ from collections.abc import Callable, Hashable
 
 import anyio
 
+from .._backend import HotPath
 from .._groups import leaves
 from ..errors import TradeloopError
 from ..exchanges.base import (
@@ -123,6 +124,7 @@ class Connection:
         self._pending_acks: dict[str, Topic] = {}
         self._requests_waiting = anyio.Event()
         self._cancel_scope = anyio.CancelScope()
+        self._now = HotPath().current_time  # called for every batch of frames
 
     # -- topics -----------------------------------------------------------------------------------
 
@@ -205,7 +207,7 @@ class Connection:
         while True:
             batch = await ws.receive_batch()
             self.messages_received += len(batch)
-            self.last_message_time = anyio.current_time()
+            self.last_message_time = self._now()
             for frame in batch:
                 try:
                     event = codec.decode(frame)

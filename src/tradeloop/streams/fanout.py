@@ -19,6 +19,7 @@ import anyio
 import anyio.lowlevel
 import trio
 
+from .._backend import HotPath
 from ..errors import InvalidValueError
 
 __all__ = [
@@ -117,6 +118,8 @@ class Subscription(trio.abc.ReceiveChannel[T]):
         self._closed = False
         self._error: BaseException | None = None
         self._on_close: Callable[[Subscription[T]], None] | None = None
+        self._hot_path: HotPath | None = None
+        """Bound at the first ``receive()`` (a subscription may be made outside any event loop)."""
 
     # -- the publisher's side: never waits --------------------------------------------------------
 
@@ -168,7 +171,10 @@ class Subscription(trio.abc.ReceiveChannel[T]):
         return self._take()
 
     async def receive(self) -> T:
-        await anyio.lowlevel.checkpoint_if_cancelled()
+        hot_path = self._hot_path
+        if hot_path is None:
+            hot_path = self._hot_path = HotPath()
+        await hot_path.checkpoint_if_cancelled()
         while True:
             try:
                 item = self._take()
@@ -177,7 +183,7 @@ class Subscription(trio.abc.ReceiveChannel[T]):
                     self._wakeup = anyio.Event()
                 await self._wakeup.wait()
                 continue
-            await anyio.lowlevel.cancel_shielded_checkpoint()
+            await hot_path.cancel_shielded_checkpoint()
             return item
 
     def close(self) -> None:

@@ -21,6 +21,7 @@ import anyio
 import httpx
 import msgspec
 
+from .._backend import HotPath
 from ..errors import InvalidValueError, SubscriptionError
 from ..exchanges.base import Exchange, Topic
 from ..models import Kline, Tick
@@ -65,6 +66,7 @@ class TopicStream(Generic[T]):
         self.poll_scope: anyio.CancelScope | None = None
         self.rejection: SubscriptionError | None = None
         self._log_throttle = LogThrottle()
+        self._now = HotPath().current_time  # called for every push
 
     def __str__(self) -> str:
         return f"{self.exchange_name} {self.topic}"
@@ -130,7 +132,7 @@ class TopicStream(Generic[T]):
 
     def _received(self) -> None:
         self.messages += 1
-        self.last_message_time = anyio.current_time()
+        self.last_message_time = self._now()
 
     def close(self) -> None:
         """End the topic: every subscriber's iteration ends once it has drained its buffer."""

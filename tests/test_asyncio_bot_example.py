@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -12,7 +17,8 @@ from sim_thread import simulator_thread
 
 from tradeloop.testing import assert_candles_match
 
-EXAMPLE = Path(__file__).parent.parent / "examples" / "asyncio_bot.py"
+TESTS = Path(__file__).parent
+EXAMPLE = TESTS.parent / "examples" / "asyncio_bot.py"
 
 
 def load_example() -> ModuleType:
@@ -31,3 +37,29 @@ async def test_the_asyncio_example_receives_closed_candles_exactly_once(anyio_ba
         closed = await example.bot(simulator.call(lambda sim: sim.exchange()), candles=3)
         assert len(closed) == 3
         simulator.call(lambda sim: assert_candles_match(sim, closed))
+
+
+def test_ctrl_c_stops_the_asyncio_bot_cleanly() -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    with subprocess.Popen(
+        [sys.executable, "-u", "-W", "error", str(TESTS / "asyncio_bot_until_ctrl_c.py")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as bot:
+        assert bot.stdout is not None
+        deadline = threading.Timer(60, bot.kill)  # a bot that never prints a candle fails, not hangs
+        deadline.start()
+        try:
+            for line in bot.stdout:
+                if line.startswith("closed"):
+                    break
+            bot.send_signal(signal.SIGINT)
+            out, err = bot.communicate(timeout=30)
+        finally:
+            deadline.cancel()
+            bot.kill()
+    assert bot.returncode == 0, err
+    assert err == "", f"the bot warned on the way out: {err}"
+    assert "stopped cleanly" in out

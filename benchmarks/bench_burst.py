@@ -21,11 +21,23 @@ from typing import Any
 
 from .harness import FeedProcess, ServerProcess, median, read_client_result, run_client, start_client, stop_client
 from .modes import Mode
-from .variants import BARE_TRIO, CCXT, TRADELOOP, TRADELOOP_TRIO_WEBSOCKET, TRIO_WEBSOCKET, WSPROTO, Variant
+from .variants import (
+    BARE_TRIO,
+    CCXT,
+    TRADELOOP,
+    TRADELOOP_ASYNCIO,
+    TRADELOOP_TRIO_WEBSOCKET,
+    TRADELOOP_UVLOOP,
+    TRIO_WEBSOCKET,
+    WSPROTO,
+    Variant,
+)
 
 __all__ = ["VARIANTS", "run"]
 
-VARIANTS = (TRADELOOP, CCXT, TRADELOOP_TRIO_WEBSOCKET, TRIO_WEBSOCKET, WSPROTO, BARE_TRIO)
+VARIANTS = (
+    TRADELOOP, TRADELOOP_ASYNCIO, TRADELOOP_UVLOOP, CCXT, TRADELOOP_TRIO_WEBSOCKET, TRIO_WEBSOCKET, WSPROTO, BARE_TRIO
+)
 _SYMBOL = "BTC-USDT"
 _CONSUMERS = 3
 

@@ -1,7 +1,8 @@
-"""tradeloop's side of a run: a StreamManager on Trio, every subscriber draining its channel.
+"""tradeloop's side of a run: a StreamManager, every subscriber draining its channel.
 
 A ``transport`` in the spec selects it (``trio-websocket``, the reference); without one, tradeloop's
-default runs. The script uses only ``StreamManager.open``, ``klines()``, a subscription's
+default runs. A ``loop`` selects the event loop: ``trio`` (the default), ``asyncio`` or ``uvloop``
+(asyncio on uvloop), through anyio. The script uses only ``StreamManager.open``, ``klines()``, a subscription's
 ``receive()`` / ``receive_nowait()`` and ``StreamConfig``, which older revisions have too: a baseline
 run (:func:`benchmarks.variants.baseline`) imports another revision's tradeloop under it.
 
@@ -17,6 +18,7 @@ import cProfile
 import time
 from typing import TYPE_CHECKING, Any
 
+import anyio
 import trio
 
 from tradeloop.exchanges.bingx import BingX
@@ -35,14 +37,14 @@ _UNUSED_REST = "http://127.0.0.1:9"
 """No REST call happens in these runs (closed-candle confirmation is off, nothing is missed)."""
 
 
-async def _consume(subscription: Subscription[Any], consumer: int, meter: Meter, done: trio.Event) -> None:
+async def _consume(subscription: Subscription[Any], consumer: int, meter: Meter, done: anyio.Event) -> None:
     while True:
         kline = await subscription.receive()
         seqs = [int(kline.close)]
         while True:
             try:
                 kline = subscription.receive_nowait()
-            except trio.WouldBlock:
+            except trio.WouldBlock:  # older revisions raise only Trio's; today's subscription is both
                 break
             seqs.append(int(kline.close))
         if meter.seen(consumer, seqs):
@@ -58,11 +60,11 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
     consumers = spec["consumers"]
     meter = Meter(spec["total"], len(topics) * consumers, final_seqs(len(topics), spec["total"]),
                   waiting=len(topics) * consumers)
-    with trio.fail_after(spec["timeout"]):
+    with anyio.fail_after(spec["timeout"]):
         async with StreamManager.open({"bingx": exchange}, config) as streams:
             subscriptions = [streams.klines("bingx", t, TIMEFRAME) for t in topics for _ in range(consumers)]
-            done = trio.Event()
-            async with trio.open_nursery() as nursery:
+            done = anyio.Event()
+            async with anyio.create_task_group() as nursery:
                 for index, subscription in enumerate(subscriptions):
                     nursery.start_soon(_consume, subscription, index, meter, done)
                 await done.wait()
@@ -70,10 +72,17 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
     return meter.result(keep_times=spec["run"] == "paced")
 
 
+def _run_on_loop(spec: dict[str, Any]) -> dict[str, Any]:
+    loop = spec.get("loop", "trio")
+    if loop == "uvloop":
+        return anyio.run(_run, spec, backend="asyncio", backend_options={"use_uvloop": True})
+    return anyio.run(_run, spec, backend=loop)
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     if not spec.get("profile"):
-        return trio.run(_run, spec)
+        return _run_on_loop(spec)
     profiler = cProfile.Profile(time.process_time)  # CPU time: waiting in epoll is not work
-    result = profiler.runcall(trio.run, _run, spec)
+    result = profiler.runcall(_run_on_loop, spec)
     result["profile"] = where_time_goes(profiler, spec["total"])
     return result

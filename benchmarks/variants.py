@@ -2,9 +2,8 @@
 
 A variant is one entry: its key (in specs and the JSON results), the label of its rows, the module
 whose ``run(spec)`` runs it in the client process, options merged into the spec, whether it hands
-each push to several consumers, and where its ``tradeloop`` comes from. Adding a client (say
-tradeloop on asyncio: ``Variant("tradeloop_asyncio", "tradeloop on asyncio", "client_tradeloop",
-{"loop": "asyncio"})``) is one entry here and its key in a benchmark's list.
+each push to several consumers, and where its ``tradeloop`` comes from. Adding a client (such as
+:data:`TRADELOOP_ASYNCIO`) is one entry here and its key in a benchmark's list.
 
 A baseline (:func:`baseline`) is the tradeloop client run with the ``tradeloop`` of another git
 revision: the same client script and server, ``PYTHONPATH`` pointing at that revision's ``src``.
@@ -22,7 +21,9 @@ __all__ = [
     "BARE_TRIO",
     "CCXT",
     "TRADELOOP",
+    "TRADELOOP_ASYNCIO",
     "TRADELOOP_TRIO_WEBSOCKET",
+    "TRADELOOP_UVLOOP",
     "TRIO_WEBSOCKET",
     "WSPROTO",
     "Variant",
@@ -57,6 +58,12 @@ class Variant:
 
 TRADELOOP = Variant("tradeloop", "tradeloop", "client_tradeloop")
 CCXT = Variant("ccxt", "ccxt.pro", "client_ccxt")
+TRADELOOP_ASYNCIO = Variant(
+    "tradeloop_asyncio", "tradeloop on asyncio", "client_tradeloop", MappingProxyType({"loop": "asyncio"})
+)
+TRADELOOP_UVLOOP = Variant(
+    "tradeloop_uvloop", "tradeloop on asyncio+uvloop", "client_tradeloop", MappingProxyType({"loop": "uvloop"})
+)
 TRADELOOP_TRIO_WEBSOCKET = Variant(
     "tradeloop_trio_websocket",
     "tradeloop on the trio-websocket transport (reference)",

@@ -54,7 +54,10 @@ SCRIPTS = {
     "stream_candles.py": [r"closed candle 1/3", r"drops 1 socket", r"closed candle 3/3", r"reconnects: 1"],
     "buy_the_dip.py": [r"buy-the-dip: [1-9]\d* closed candles, [1-9]\d* signals", r"equity \d+\.\d\d USDT"],
 }
-RUN_ELSEWHERE = {"test_with_the_simulator.py": "tests/test_testing_plugin.py runs it with pytest in a fresh directory"}
+RUN_ELSEWHERE = {
+    "test_with_the_simulator.py": "tests/test_testing_plugin.py runs it with pytest in a fresh directory",
+    "asyncio_bot.py": "tests/test_asyncio_bot_example.py runs its bot() on asyncio against the simulator",
+}
 
 
 def test_every_example_script_is_run_by_a_test() -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 from typing import ClassVar
 
+import anyio.abc
 import httpx
 import pytest
 import trio
@@ -136,19 +138,19 @@ async def test_transport_errors_are_ours() -> None:
 
 
 async def test_a_connection_runs_over_an_in_memory_stream_pair(mock_clock: MockClock) -> None:
-    """The transport seam: the simulator's socket handler on one end of a memory stream pair, the
-    StreamManager's connection on the other, no network at all."""
+    """The transport seam: the simulator's socket handler on one end of a socket pair (in memory,
+    no address), the StreamManager's connection on the other, no network at all."""
     async with (
         open_simulator(SimConfig(symbols=("BTC-USDT",), start_ms=START_MS)) as sim,
         trio.open_nursery() as server,
     ):
         opened: list[tuple[str, int]] = []
 
-        async def open_in_memory(host: str, port: int, tls: bool) -> trio.abc.Stream:
-            client_end, server_end = trio.testing.memory_stream_pair()
+        async def open_in_memory(host: str, port: int, tls: bool) -> anyio.abc.ByteStream:
+            client_end, server_end = socket.socketpair()
             opened.append((host, port))
-            server.start_soon(sim.handle_websocket, server_end)
-            return client_end
+            server.start_soon(sim.handle_websocket, trio.SocketStream(trio.socket.from_stdlib_socket(server_end)))
+            return await anyio.abc.SocketStream.from_socket(client_end)
 
         transport = Transport(open_stream=open_in_memory)
         client = BingX(ws_url="ws://in-memory:1/swap-market", rest_url=sim.rest_url)

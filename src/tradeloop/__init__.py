@@ -8,7 +8,7 @@ embedded BingX-compatible exchange).
 
 from __future__ import annotations
 
-from .errors import InvalidValueError, SubscriptionError, TradeloopError
+from .errors import ForeignLoopError, InvalidValueError, SubscriptionError, TradeloopError
 from .exchanges import (
     Exchange,
     ExchangeError,
@@ -33,6 +33,7 @@ __all__ = [
     "Exchange",
     "ExchangeError",
     "Fill",
+    "ForeignLoopError",
     "InvalidValueError",
     "Kline",
     "Market",

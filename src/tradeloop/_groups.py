@@ -4,7 +4,8 @@ Trio's nurseries wrap whatever their tasks (and the body of an ``async with`` ar
 an ExceptionGroup, so ``except ValueError`` around ``StreamManager.open`` would miss a ValueError
 its body raised, and Ctrl-C would arrive as nested groups. trio-websocket 0.12 solved the same
 problem for its context managers the same way: when a group holds exactly one real error (the
-``Cancelled`` exceptions a cancellation adds alongside it do not count), that error leaves as
+cancellation exceptions a cancellation adds alongside it, ``trio.Cancelled`` or asyncio's
+``CancelledError`` depending on the running backend, do not count), that error leaves as
 itself; several real errors still leave as the group, since none of them may be hidden.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from typing import ParamSpec, TypeVar
 
-import trio
+import anyio
 
 __all__ = ["leaves", "single_error", "single_error_context"]
 
@@ -37,7 +38,8 @@ def single_error() -> Iterator[None]:
     try:
         yield
     except BaseExceptionGroup as group:
-        real = [exc for exc in leaves(group) if not isinstance(exc, trio.Cancelled)]
+        cancelled = anyio.get_cancelled_exc_class()
+        real = [exc for exc in leaves(group) if not isinstance(exc, cancelled)]
         if len({id(exc) for exc in real}) != 1:
             raise
         error = real[0]

@@ -9,7 +9,7 @@ derives from both), so existing ``except ValueError`` code keeps working.
 
 from __future__ import annotations
 
-__all__ = ["InvalidValueError", "SubscriptionError", "TradeloopError"]
+__all__ = ["ForeignLoopError", "InvalidValueError", "SubscriptionError", "TradeloopError"]
 
 
 class TradeloopError(Exception):
@@ -20,6 +20,14 @@ class InvalidValueError(TradeloopError, ValueError):
     """A value given by the user (symbol, timeframe, URL, exchange name, setting) is not allowed.
 
     The message names the bad value and what is allowed, in one line.
+    """
+
+
+class ForeignLoopError(TradeloopError, RuntimeError):
+    """A tradeloop object was used from a thread other than the one whose event loop opened it.
+
+    Its tasks, events and sockets belong to that loop; the message names the owner and how to hand
+    work to it instead.
     """
 
 

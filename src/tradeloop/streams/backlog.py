@@ -21,11 +21,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Awaitable, Callable
 
-import trio
-
 from ..models import Kline
 from ..symbols import next_open_time, timeframe_ms
-from .fanout import SlowConsumerPolicy, SubscriberHealth, Subscription
+from .fanout import SlowConsumerPolicy, SubscriberHealth, Subscription, SubscriptionWouldBlock
 
 __all__ = ["KlineBacklog", "RangeFetcher"]
 
@@ -68,8 +66,8 @@ class KlineBacklog(Subscription[Kline]):
             if len(closed) >= self.buffer:
                 self._evict(closed.popleft())
             closed.append(item)
-        if self._waiters:
-            self._waiters.unpark_all()
+        if self._wakeup is not None:
+            self._wake()
 
     def _evict(self, kline: Kline) -> None:
         until = next_open_time(self.timeframe, kline.open_time)
@@ -83,7 +81,7 @@ class KlineBacklog(Subscription[Kline]):
             self.delivered += 1
             return self._refetched_rows.popleft()
         if self._evicted is not None and not self._ended:
-            raise trio.WouldBlock  # receive() fetches the evicted range first
+            raise SubscriptionWouldBlock  # receive() fetches the evicted range first
         if self._items or self._update is None:
             return super()._take()
         update, self._update = self._update, None

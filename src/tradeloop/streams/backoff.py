@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-import trio
+import anyio
 
 __all__ = ["Backoff", "full_jitter_delay"]
 
@@ -40,4 +40,4 @@ class Backoff:
 
     async def sleep_after_failure(self, minimum: float = 0.0) -> None:
         """Count a failure and wait out its delay (at least ``minimum`` seconds)."""
-        await trio.sleep(max(minimum, self.failed()))
+        await anyio.sleep(max(minimum, self.failed()))

@@ -29,8 +29,9 @@ import math
 from collections import Counter
 from collections.abc import Callable, Hashable
 
-import trio
+import anyio
 
+from .._backend import HotPath
 from .._groups import leaves
 from ..errors import TradeloopError
 from ..exchanges.base import (
@@ -99,7 +100,7 @@ class Connection:
         self.rotations = 0
         """Planned replacements: the socket's lifetime ran out, or the server announced its close."""
         self.last_reconnect: float | None = None
-        """trio.current_time() of the last reconnect attempt."""
+        """anyio.current_time() of the last reconnect attempt."""
         self.use_rest_fallback = False
         self.messages_received = 0
         self.last_message_time: float | None = None
@@ -121,8 +122,9 @@ class Connection:
         self._to_unsubscribe: dict[Topic, None] = {}
         self._subscribed: set[Topic] = set()
         self._pending_acks: dict[str, Topic] = {}
-        self._requests_waiting = trio.Event()
-        self._cancel_scope = trio.CancelScope()
+        self._requests_waiting = anyio.Event()
+        self._cancel_scope = anyio.CancelScope()
+        self._now = HotPath().current_time  # called for every batch of frames
 
     # -- topics -----------------------------------------------------------------------------------
 
@@ -154,7 +156,7 @@ class Connection:
         backoff = Backoff(self.config.reconnect_delay, self.config.reconnect_delay_max)
         with self._cancel_scope:
             while True:
-                started = trio.current_time()
+                started = anyio.current_time()
                 try:
                     await self._session()
                     self.rotations += 1  # a session that returns ended by plan: replace it at once
@@ -170,7 +172,7 @@ class Connection:
                                 self.exchange_name, self.market, self.connection_id, covered, exc,
                             )
                 self._interrupt_topics()
-                if trio.current_time() - started >= self.config.healthy_after:
+                if anyio.current_time() - started >= self.config.healthy_after:
                     backoff.reset()
                 self._consecutive_failures += 1
                 if self._consecutive_failures > self.config.fallback_after_failures:
@@ -178,14 +180,14 @@ class Connection:
                 self.state = "backoff"
                 await backoff.sleep_after_failure()
                 self.reconnect_count += 1
-                self.last_reconnect = trio.current_time()
+                self.last_reconnect = anyio.current_time()
 
     async def _session(self) -> None:
         self.state = "connecting"
-        async with self._transport.connect(self.url) as ws, trio.open_nursery() as nursery:
+        async with self._transport.connect(self.url) as ws, anyio.create_task_group() as nursery:
             try:
                 self.state = "open"
-                self.last_message_time = self.last_data_time = trio.current_time()
+                self.last_message_time = self.last_data_time = anyio.current_time()
                 self._subscribed.clear()
                 self._pending_acks.clear()
                 self._to_unsubscribe.clear()
@@ -194,7 +196,7 @@ class Connection:
                 nursery.start_soon(self._write_requests, ws, codec)
                 nursery.start_soon(self._watchdog)
                 lifetime = self.exchange.connection_lifetime
-                with trio.move_on_after(lifetime * _ROTATE_AT if lifetime else math.inf):
+                with anyio.move_on_after(lifetime * _ROTATE_AT if lifetime else math.inf):
                     await self._read(ws, codec)
             finally:
                 self.state = "closing"
@@ -205,7 +207,7 @@ class Connection:
         while True:
             batch = await ws.receive_batch()
             self.messages_received += len(batch)
-            self.last_message_time = trio.current_time()
+            self.last_message_time = self._now()
             for frame in batch:
                 try:
                     event = codec.decode(frame)
@@ -235,7 +237,7 @@ class Connection:
     async def _write_requests(self, ws: WebSocket, codec: WsCodec) -> None:
         while True:
             if not (self._to_subscribe or self._to_unsubscribe):
-                self._requests_waiting = trio.Event()
+                self._requests_waiting = anyio.Event()
                 await self._requests_waiting.wait()
                 continue
             if self._to_unsubscribe:
@@ -247,12 +249,12 @@ class Connection:
                 topic = next(iter(self._to_subscribe))
                 del self._to_subscribe[topic]
                 if not self._subscribed:
-                    self.last_data_time = trio.current_time()  # data is due from now on
+                    self.last_data_time = anyio.current_time()  # data is due from now on
                 self._subscribed.add(topic)
                 request_id, text = codec.subscribe(topic)
                 self._pending_acks[request_id] = topic
             await ws.send_text(text)
-            await trio.sleep(self._subscribe_interval)
+            await anyio.sleep(self._subscribe_interval)
 
     async def _watchdog(self) -> None:
         """End the session when no frame arrived for ``stall_timeout``, or no market data did
@@ -260,7 +262,7 @@ class Connection:
         timeout = self.config.stall_timeout
         while True:
             assert self.last_message_time is not None and self.last_data_time is not None
-            now = trio.current_time()
+            now = anyio.current_time()
             if now >= self.last_message_time + timeout:
                 raise StallError(f"no frame for {timeout:g} s on {self.url}")
             deadline = self.last_message_time + timeout
@@ -268,7 +270,7 @@ class Connection:
                 if now >= self.last_data_time + timeout:
                     raise StallError(f"no market data for {timeout:g} s on {self.url} (pings only)")
                 deadline = min(deadline, self.last_data_time + timeout)
-            await trio.sleep_until(deadline)
+            await anyio.sleep_until(deadline)
 
     # -- diagnostics and fallback -----------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-import trio
+import anyio
 
 __all__ = ["ErrorHistory", "ErrorRecord", "LogThrottle"]
 
@@ -14,7 +14,7 @@ __all__ = ["ErrorHistory", "ErrorRecord", "LogThrottle"]
 @dataclass(frozen=True, slots=True)
 class ErrorRecord:
     time: float
-    """trio.current_time() when it happened."""
+    """anyio.current_time() when it happened."""
     kind: str
     message: str
 
@@ -26,7 +26,7 @@ class ErrorHistory:
         self._records: deque[ErrorRecord] = deque(maxlen=maxlen)
 
     def record(self, kind: str, error: BaseException | str) -> None:
-        self._records.append(ErrorRecord(trio.current_time(), kind, str(error) or type(error).__name__))
+        self._records.append(ErrorRecord(anyio.current_time(), kind, str(error) or type(error).__name__))
 
     def __len__(self) -> int:
         return len(self._records)
@@ -49,7 +49,7 @@ class LogThrottle:
 
     def admit(self, key: str) -> int | None:
         """None to stay quiet; else how many occurrences this line covers (1 + those suppressed)."""
-        now = trio.current_time()
+        now = anyio.current_time()
         if now < self._next_allowed.get(key, -math.inf):
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return None

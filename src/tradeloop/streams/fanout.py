@@ -15,11 +15,38 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Generic, TypeVar
 
+import anyio
+import anyio.lowlevel
 import trio
 
+from .._backend import HotPath
 from ..errors import InvalidValueError
 
-__all__ = ["FanOut", "SlowConsumerPolicy", "SubscriberHealth", "Subscription", "parse_policy"]
+__all__ = [
+    "FanOut",
+    "SlowConsumerPolicy",
+    "SubscriberHealth",
+    "Subscription",
+    "SubscriptionClosedError",
+    "SubscriptionEnded",
+    "SubscriptionWouldBlock",
+    "parse_policy",
+]
+
+
+# A subscription runs on Trio and on asyncio (through anyio), and code written for either catches
+# its own library's exceptions: so each of ours subclasses both, and is raised the same on every
+# backend. On Trio nothing changes for existing code (``except trio.EndOfChannel`` still works).
+class SubscriptionEnded(trio.EndOfChannel, anyio.EndOfStream):
+    """The stream is over and the buffer drained: ``trio.EndOfChannel`` and ``anyio.EndOfStream``."""
+
+
+class SubscriptionClosedError(trio.ClosedResourceError, anyio.ClosedResourceError):
+    """``receive()`` on a subscription its consumer closed."""
+
+
+class SubscriptionWouldBlock(trio.WouldBlock, anyio.WouldBlock):
+    """``receive_nowait()`` with nothing buffered."""
 
 T = TypeVar("T")
 
@@ -65,8 +92,13 @@ class Subscription(trio.abc.ReceiveChannel[T]):
     """The receive end a consumer holds: iterate it with ``async for``; close it to unsubscribe.
 
     ``receive()`` raises :class:`~tradeloop.errors.SubscriptionError` if the exchange rejected the
-    subscription, and ``trio.EndOfChannel`` (which ``async for`` turns into the loop's end) once
-    the stream is over and the buffer drained. Its counters stay readable after it closed.
+    subscription, and :class:`SubscriptionEnded` (which ``async for`` turns into the loop's end)
+    once the stream is over and the buffer drained: on every backend it is both
+    ``trio.EndOfChannel`` and ``anyio.EndOfStream``. Its counters stay readable after it closed.
+    It works in Trio and asyncio programs alike (a waiting ``receive()`` sleeps on an
+    ``anyio.Event``, which is a ``trio.Event`` on Trio); it keeps ``trio.abc.ReceiveChannel`` as
+    its base (a pure ABC, no Trio call) so code typed against it on Trio keeps working, and its
+    ``async for`` ends on :class:`SubscriptionEnded` on either backend.
     """
 
     def __init__(self, name: str, policy: SlowConsumerPolicy, buffer: int, accepts: Callable[[T], bool] | None) -> None:
@@ -80,13 +112,17 @@ class Subscription(trio.abc.ReceiveChannel[T]):
         self.delivered = 0
         self.dropped = 0
         self._items: deque[T] = deque()
-        self._waiters = trio.lowlevel.ParkingLot()
-        self._room = trio.lowlevel.ParkingLot()
-        """Publishers that may pause (Redis, a replay) waiting for this buffer to have room."""
+        self._wakeup: anyio.Event | None = None
+        """Set when an item arrives or the stream ends; exists only while a receive() waits."""
+        self._room: anyio.Event | None = None
+        """Set when the consumer takes an item; exists only while a pausable publisher (Redis, a
+        replay) waits for room in a full ``block`` buffer."""
         self._ended = False
         self._closed = False
         self._error: BaseException | None = None
         self._on_close: Callable[[Subscription[T]], None] | None = None
+        self._hot_path: HotPath | None = None
+        """Bound at the first ``receive()`` (a subscription may be made outside any event loop)."""
 
     # -- the publisher's side: never waits --------------------------------------------------------
 
@@ -99,8 +135,13 @@ class Subscription(trio.abc.ReceiveChannel[T]):
                 return
             items.popleft()
         items.append(item)
-        if self._waiters:
-            self._waiters.unpark_all()
+        if self._wakeup is not None:
+            self._wake()
+
+    def _wake(self) -> None:
+        wakeup, self._wakeup = self._wakeup, None
+        if wakeup is not None:
+            wakeup.set()
 
     def end(self, error: BaseException | None = None) -> None:
         """The stream is over: the consumer drains what is buffered, then iteration ends.
@@ -112,42 +153,48 @@ class Subscription(trio.abc.ReceiveChannel[T]):
         if error is not None:
             self._items.clear()
         self._on_close = None
-        self._waiters.unpark_all()
+        self._wake()
+        self._free_room()
 
     # -- the consumer's side ----------------------------------------------------------------------
 
     def _take(self) -> T:
-        """The next item, or raise WouldBlock / EndOfChannel / the stream's error."""
+        """The next item, or raise SubscriptionWouldBlock / SubscriptionEnded / the stream's error."""
         if self._closed:
-            raise trio.ClosedResourceError("this subscription was closed")
+            raise SubscriptionClosedError("this subscription was closed")
         if self._error is not None:
             raise self._error
         if self._items:
             self.delivered += 1
-            if self._room:
-                self._room.unpark_all()
+            if self._room is not None:
+                self._free_room()
             return self._items.popleft()
         if self._ended:
-            raise trio.EndOfChannel
-        raise trio.WouldBlock
+            raise SubscriptionEnded
+        raise SubscriptionWouldBlock
 
     def receive_nowait(self) -> T:
         return self._take()
 
     async def receive(self) -> T:
-        await trio.lowlevel.checkpoint_if_cancelled()
+        hot_path = self._hot_path
+        if hot_path is None:
+            hot_path = self._hot_path = HotPath()
+        await hot_path.checkpoint_if_cancelled()
         try:
             item = self._take()
-        except trio.WouldBlock:
-            # Parking was the scheduling point: once woken with an item, return it at once
+        except SubscriptionWouldBlock:
+            # Waiting was the scheduling point: once woken with an item, return it at once
             # (another checkpoint here costs a scheduler pass per message at live rates).
             while True:
-                await self._waiters.park()
+                if self._wakeup is None:
+                    self._wakeup = anyio.Event()
+                await self._wakeup.wait()
                 try:
                     return self._take()
-                except trio.WouldBlock:
+                except SubscriptionWouldBlock:
                     continue
-        await trio.lowlevel.cancel_shielded_checkpoint()
+        await hot_path.cancel_shielded_checkpoint()
         return item
 
     def close(self) -> None:
@@ -157,18 +204,25 @@ class Subscription(trio.abc.ReceiveChannel[T]):
         on_close, self._on_close = self._on_close, None
         if on_close is not None:
             on_close(self)
-        self._waiters.unpark_all()
-        self._room.unpark_all()
+        self._wake()
+        self._free_room()
+
+    def _free_room(self) -> None:
+        room, self._room = self._room, None
+        if room is not None:
+            room.set()
 
     async def wait_for_room(self) -> None:
         """Wait until a ``block`` subscriber's buffer has room (at once for other policies, or
         once the subscription ended): the backpressure a pausable source gives its consumers."""
         while self.policy is SlowConsumerPolicy.BLOCK and len(self._items) >= self.buffer and not self._ended:
-            await self._room.park()
+            if self._room is None:
+                self._room = anyio.Event()
+            await self._room.wait()
 
     async def aclose(self) -> None:
         self.close()
-        await trio.lowlevel.checkpoint()
+        await anyio.lowlevel.checkpoint()
 
     @property
     def lag(self) -> int:

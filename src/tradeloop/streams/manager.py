@@ -14,14 +14,17 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable, Iterable, Mapping
 from contextlib import asynccontextmanager
 
+import anyio
+import anyio.abc
 import httpx
-import trio
+import sniffio
 
 from .._groups import single_error
-from ..errors import InvalidValueError
+from ..errors import ForeignLoopError, InvalidValueError
 from ..exchanges import Exchange, normalize_exchange_name
 from ..exchanges.base import ErrorReply, Topic, TopicKind
 from ..models import Kline, Tick
@@ -47,7 +50,7 @@ class StreamManager:
         exchanges: Mapping[str, Exchange],
         config: StreamConfig,
         http: httpx.AsyncClient,
-        nursery: trio.Nursery,
+        nursery: anyio.abc.TaskGroup,
         transport: Transport | None = None,
     ) -> None:
         self._exchanges = dict(exchanges)
@@ -61,10 +64,13 @@ class StreamManager:
             message_queue_size=config.message_queue_size,
         )
         self._topics: dict[tuple[str, Topic], KlineTopic | TickTopic] = {}
-        self._topic_scopes: dict[tuple[str, Topic], trio.CancelScope] = {}
+        self._topic_scopes: dict[tuple[str, Topic], anyio.CancelScope] = {}
         self._connections: dict[tuple[str, Hashable], list[Connection]] = {}
         self._topic_connection: dict[tuple[str, Topic], Connection] = {}
         self._connection_ids = itertools.count(1)
+        # The event loop (and so the thread) that opened the manager owns its tasks and sockets.
+        self._owner_thread = threading.current_thread()
+        self._owner_loop = sniffio.current_async_library()
 
     @classmethod
     @asynccontextmanager
@@ -94,7 +100,7 @@ class StreamManager:
         if not named:
             raise InvalidValueError("StreamManager needs at least one exchange")
         with single_error():
-            async with _http_client(http, config) as client, trio.open_nursery() as nursery:
+            async with _http_client(http, config) as client, anyio.create_task_group() as nursery:
                 manager = cls(named, config, client, nursery, transport)
                 try:
                     yield manager
@@ -125,6 +131,7 @@ class StreamManager:
         timeframe, policy or buffer; the subscription raises SubscriptionError if the exchange
         rejects it.
         """
+        self._check_owner()
         stream = self._stream(exchange, Topic(TopicKind.KLINE, symbol, timeframe))
         assert isinstance(stream, KlineTopic)
         return stream.subscribe(policy, buffer or self.config.kline_buffer, closed_only, name)
@@ -146,6 +153,7 @@ class StreamManager:
         ticks while full. Every drop is counted in :meth:`health`. Raises InvalidValueError for a
         bad argument; the subscription raises SubscriptionError if the exchange rejects it.
         """
+        self._check_owner()
         allowed = ", ".join(k.value for k in TopicKind if k is not TopicKind.KLINE)
         try:
             topic_kind = TopicKind(kind)
@@ -159,11 +167,27 @@ class StreamManager:
 
     async def fetch_klines(self, exchange: str, symbol: str, timeframe: str, *, limit: int = 100) -> list[Kline]:
         """The newest ``limit`` closed candles over REST, oldest first (strategy warm-up)."""
+        self._check_owner()
         topic = Topic(TopicKind.KLINE, symbol, timeframe)
         client = self._exchange(exchange)
-        with trio.fail_after(self.config.rest_timeout):
+        with anyio.fail_after(self.config.rest_timeout):
             rows = await client.fetch_klines(self._http, topic.symbol, timeframe, limit=limit + 1)
         return [k for k in rows if k.closed][-limit:]
+
+    def _check_owner(self) -> None:
+        """Raise ForeignLoopError unless called from the thread whose event loop opened the manager.
+
+        A call from elsewhere would start tasks on a loop that is not running there (or race it):
+        asyncio and Trio objects are not thread-safe. Checked where a call starts work, not per
+        received item (the hot path).
+        """
+        here = threading.current_thread()
+        if here is not self._owner_thread:
+            raise ForeignLoopError(
+                f"this StreamManager belongs to the {self._owner_loop} event loop of thread "
+                f"{self._owner_thread.name!r}, not thread {here.name!r}: call it from that loop (hand work "
+                "to it with asyncio.run_coroutine_threadsafe, trio.from_thread.run or anyio.from_thread.run)"
+            )
 
     def _exchange(self, name: str) -> Exchange:
         key = normalize_exchange_name(name)
@@ -188,7 +212,7 @@ class StreamManager:
         kind = KlineTopic if topic.kind is TopicKind.KLINE else TickTopic
         stream = kind(name, client, topic, self.config, self._http, lambda: self._release(key))
         self._topics[key] = stream
-        scope = trio.CancelScope()
+        scope = anyio.CancelScope()
         self._topic_scopes[key] = scope
         self._nursery.start_soon(self._run_topic, scope, key, stream)
         if client.supports_push:
@@ -202,7 +226,7 @@ class StreamManager:
         return stream
 
     async def _run_topic(
-        self, scope: trio.CancelScope, key: tuple[str, Topic], stream: KlineTopic | TickTopic
+        self, scope: anyio.CancelScope, key: tuple[str, Topic], stream: KlineTopic | TickTopic
     ) -> None:
         """The topic's task: ask the exchange whether it lists the topic, then do the closer's REST
         work, and run the client's watch loop if it watches the topic itself."""
@@ -211,7 +235,7 @@ class StreamManager:
             if stream.rejection is not None:
                 self._release(key)
                 return
-            async with trio.open_nursery() as nursery:
+            async with anyio.create_task_group() as nursery:
                 if (watcher := watching(stream.exchange, stream.topic)) is not None:
                     nursery.start_soon(watch_topic, stream, watcher)
                 if isinstance(stream, KlineTopic):
@@ -275,7 +299,7 @@ class StreamManager:
         if stream.poll_scope is not None:
             return
         stream.mode = "rest"
-        stream.poll_scope = trio.CancelScope()
+        stream.poll_scope = anyio.CancelScope()
         self._nursery.start_soon(_run_in_scope, stream.poll_scope, stream.poll, self.config.rest_poll_interval)
 
     def _stop_polling(self, stream: KlineTopic | TickTopic) -> None:
@@ -288,7 +312,8 @@ class StreamManager:
     # -- health and shutdown ----------------------------------------------------------------------
 
     def health(self) -> StreamHealth:
-        now = trio.current_time()
+        self._check_owner()
+        now = anyio.current_time()
         connections = tuple(
             _connection_health(c, now) for pool in self._connections.values() for c in pool
         )
@@ -302,7 +327,7 @@ class StreamManager:
             stream.close()
 
 
-async def _run_in_scope(scope: trio.CancelScope, function: Callable[..., Awaitable[object]], *args: object) -> None:
+async def _run_in_scope(scope: anyio.CancelScope, function: Callable[..., Awaitable[object]], *args: object) -> None:
     with scope:
         await function(*args)
 

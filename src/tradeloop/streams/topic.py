@@ -17,10 +17,11 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
+import anyio
 import httpx
 import msgspec
-import trio
 
+from .._backend import HotPath
 from ..errors import InvalidValueError, SubscriptionError
 from ..exchanges.base import Exchange, Topic
 from ..models import Kline, Tick
@@ -62,9 +63,10 @@ class TopicStream(Generic[T]):
         self.last_message_time: float | None = None
         self.rest_errors = 0
         self.error_history = ErrorHistory()
-        self.poll_scope: trio.CancelScope | None = None
+        self.poll_scope: anyio.CancelScope | None = None
         self.rejection: SubscriptionError | None = None
         self._log_throttle = LogThrottle()
+        self._now = HotPath().current_time  # called for every push
 
     def __str__(self) -> str:
         return f"{self.exchange_name} {self.topic}"
@@ -90,7 +92,7 @@ class TopicStream(Generic[T]):
         backoff = Backoff(self.config.rest_retry_delay, self.config.rest_retry_delay_max)
         while True:
             try:
-                with trio.fail_after(self.config.rest_timeout):
+                with anyio.fail_after(self.config.rest_timeout):
                     await self.exchange.check_symbol(self.http, self.topic.symbol)
                 return
             except InvalidValueError as exc:
@@ -116,21 +118,21 @@ class TopicStream(Generic[T]):
         backoff = Backoff(self.config.rest_retry_delay, self.config.rest_retry_delay_max)
         while True:
             try:
-                with trio.fail_after(self.config.rest_timeout):
+                with anyio.fail_after(self.config.rest_timeout):
                     await self._poll_once()
             except Exception as exc:
                 self.count_rest_error("REST poll", exc)
                 await backoff.sleep_after_failure(minimum=interval)
                 continue
             backoff.reset()
-            await trio.sleep(interval)
+            await anyio.sleep(interval)
 
     async def _poll_once(self) -> None:
         raise NotImplementedError
 
     def _received(self) -> None:
         self.messages += 1
-        self.last_message_time = trio.current_time()
+        self.last_message_time = self._now()
 
     def close(self) -> None:
         """End the topic: every subscriber's iteration ends once it has drained its buffer."""
@@ -172,7 +174,7 @@ class KlineTopic(TopicStream[Kline]):
             self.timeframe, confirm_closes=config.confirm_closed_candles, max_queued=config.kline_buffer * 4
         )
         self._page_size = exchange.kline_page_size(topic.market)
-        self._fetch_wanted = trio.Event()
+        self._fetch_wanted = anyio.Event()
 
     def subscribe(
         self, policy: SlowConsumerPolicy | str, buffer: int, closed_only: bool, name: str | None
@@ -203,7 +205,7 @@ class KlineTopic(TopicStream[Kline]):
         """The topic's task: the closer's REST work, for as long as the topic lives."""
         while True:
             await self._fetch_wanted.wait()
-            self._fetch_wanted = trio.Event()
+            self._fetch_wanted = anyio.Event()
             while (request := self.closer.fetch_needed) is not None:
                 self._publish(self.closer.fetched(await self._answer(request)))
 
@@ -237,7 +239,7 @@ class KlineTopic(TopicStream[Kline]):
         rows: list[Kline] = []
         cursor = start
         while cursor < until:
-            with trio.fail_after(self.config.rest_timeout):
+            with anyio.fail_after(self.config.rest_timeout):
                 page = await self.exchange.fetch_klines(
                     self.http, self.topic.symbol, self.timeframe, start_ms=cursor, end_ms=until - 1,
                     limit=self._page_size,

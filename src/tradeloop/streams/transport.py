@@ -8,7 +8,8 @@ exceptions, timeouts) become ours, all under :class:`TransportError`, in the man
 Transport any stream opener (an in-memory stream pair) to run a connection with no network.
 Two implementations of the socket:
 
-- :class:`WsprotoSocket` (the default) works directly on a Trio stream: wsproto, the sans-IO
+- :class:`WsprotoSocket` (the default) works directly on an anyio byte stream (so on Trio and
+  asyncio alike; on Trio anyio's socket stream is a thin layer over Trio's): wsproto, the sans-IO
   protocol engine, for the opening handshake and the frames we send, and our own
   :class:`~tradeloop.streams.frames.FrameDecoder` for the frames we receive. One ``receive_some``
   often carries dozens of frames, and they are returned as one batch: no reader task and no
@@ -16,7 +17,9 @@ Two implementations of the socket:
   wsproto's receive path (measured), and end to end tradeloop moves several times as many
   pushes per second as on trio-websocket (see the Benchmarks section in README.md).
 - :class:`TrioWebsocketSocket` wraps trio-websocket, the reference implementation, kept selectable
-  (``StreamConfig.transport = "trio-websocket"``) and tested against the same simulator.
+  (``StreamConfig.transport = "trio-websocket"``) and tested against the same simulator. It is
+  a Trio library, so this transport runs only under Trio: selecting it elsewhere raises
+  InvalidValueError when a socket is opened.
 
 Both own the TCP stream and close it on every path. trio-websocket 0.12 alone leaks it twice: a
 connect cancelled during the opening handshake never closes the stream, and a client whose
@@ -32,11 +35,14 @@ import re
 import socket
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
+import anyio
+import anyio.abc
+import sniffio
 import trio
 import trio_websocket
 from wsproto import ConnectionType, WSConnection
@@ -150,11 +156,11 @@ class WsprotoSocket:
     a close frame with the error's code, then ConnectionClosedError.
     """
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self._stream = stream
         self._protocol = WSConnection(ConnectionType.CLIENT)
         self._decoder = FrameDecoder()
-        self._send_lock = trio.StrictFIFOLock()
+        self._send_lock = anyio.Lock()  # FIFO, like trio.StrictFIFOLock: frames go out in order
         self._closed_by_server: str | None = None
 
     async def handshake(self, target: _Target) -> None:
@@ -230,18 +236,17 @@ class WsprotoSocket:
 
     async def _receive_some(self) -> bytes | bytearray:
         try:
-            data = await self._stream.receive_some(_RECEIVE_SIZE)
-        except (trio.BrokenResourceError, OSError) as exc:
+            return await self._stream.receive(_RECEIVE_SIZE)
+        except anyio.EndOfStream:
+            raise ConnectionClosedError("the server closed the TCP connection") from None
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
             raise ConnectionClosedError(f"the connection broke: {exc!r}") from exc
-        if not data:
-            raise ConnectionClosedError("the server closed the TCP connection")
-        return data
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
             try:
-                await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                await self._stream.send(data)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                 raise ConnectionClosedError(f"cannot send: {exc!r}") from exc
 
 
@@ -267,11 +272,21 @@ class TrioWebsocketSocket:
         await self._connection.aclose()
 
 
-StreamOpener = Callable[[str, int, bool], Awaitable[trio.abc.Stream]]
+StreamOpener = Callable[[str, int, bool], Awaitable[anyio.abc.ByteStream]]
 """Opens the byte stream under a socket: ``(host, port, tls)``; TCP (and TLS) by default."""
 
 
-async def open_tcp(host: str, port: int, tls: bool) -> trio.abc.Stream:
+async def open_tcp(host: str, port: int, tls: bool) -> anyio.abc.ByteStream:
+    """TCP, and TLS over it for wss://, on whichever event loop runs (anyio)."""
+    if tls:
+        return await anyio.connect_tcp(
+            host, port, tls=True, ssl_context=ssl.create_default_context(), tls_standard_compatible=False
+        )
+    return await anyio.connect_tcp(host, port)
+
+
+async def _open_trio_tcp(host: str, port: int, tls: bool) -> trio.SocketStream | trio.SSLStream[trio.SocketStream]:
+    """trio-websocket's stream: Trio's own TCP (and TLS) stream, not anyio's wrapper around it."""
     if tls:
         return await trio.open_ssl_over_tcp_stream(
             host, port, ssl_context=ssl.create_default_context(), https_compatible=True
@@ -319,21 +334,33 @@ class Transport:
         InvalidValueError for a URL that is not ws:// or wss://.
         """
         target = _Target.parse(url)
-        async with trio.open_nursery() as nursery:
-            stream: trio.abc.Stream | None = None
+        if self.kind == "trio-websocket" and sniffio.current_async_library() != "trio":
+            raise InvalidValueError(
+                "invalid transport 'trio-websocket' outside Trio: it is a Trio library; use 'wsproto' (the default)"
+            )
+        async with AsyncExitStack() as stack:
+            stream: anyio.abc.ByteStream | trio.abc.Stream | None = None
+            trio_websocket_nursery: trio.Nursery | None = None
+            if self.kind == "trio-websocket":
+                # trio-websocket's reader task needs a Trio nursery, ended after the stream closes.
+                trio_websocket_nursery = await stack.enter_async_context(trio.open_nursery())
+                stack.callback(trio_websocket_nursery.cancel_scope.cancel)
             try:
-                with _connect_errors(target, self.connect_timeout), trio.fail_after(self.connect_timeout):
-                    stream = await self._open_stream(target.hostname, target.port, target.scheme == "wss")
+                with _connect_errors(target, self.connect_timeout), anyio.fail_after(self.connect_timeout):
+                    tls = target.scheme == "wss"
                     socket: WsprotoSocket | TrioWebsocketSocket
                     if self.kind == "wsproto":
+                        stream = await self._open_stream(target.hostname, target.port, tls)
                         socket = WsprotoSocket(stream)
                         await socket.handshake(target)
                     else:
-                        if not isinstance(stream, trio.SocketStream | trio.SSLStream):
+                        assert trio_websocket_nursery is not None
+                        if self._open_stream is not open_tcp:
                             raise InvalidValueError("the trio-websocket transport runs only on TCP or TLS streams")
+                        stream = trio_stream = await _open_trio_tcp(target.hostname, target.port, tls)
                         connection = await trio_websocket.wrap_client_stream(
-                            nursery,
-                            stream,
+                            trio_websocket_nursery,
+                            trio_stream,
                             target.host_header,
                             target.resource,
                             message_queue_size=self.message_queue_size,
@@ -342,17 +369,27 @@ class Transport:
                 try:
                     yield socket
                 finally:
-                    if trio.current_effective_deadline() != -math.inf:
+                    if anyio.current_effective_deadline() != -math.inf:
                         with (
-                            trio.move_on_after(self.close_timeout, shield=True),
+                            anyio.move_on_after(self.close_timeout, shield=True),
                             # The peer may have gone first: then only the stream is left to close.
-                            suppress(TransportError, trio.BrokenResourceError, trio.ClosedResourceError),
+                            suppress(TransportError, *_CLOSED_STREAM_ERRORS),
                         ):
                             await socket.close()
             finally:
-                if stream is not None:
+                if isinstance(stream, trio.abc.Stream):
                     await trio.aclose_forcefully(stream)
-                nursery.cancel_scope.cancel()
+                elif stream is not None:
+                    await anyio.aclose_forcefully(stream)
+
+
+_CLOSED_STREAM_ERRORS = (
+    anyio.BrokenResourceError,
+    anyio.ClosedResourceError,
+    trio.BrokenResourceError,
+    trio.ClosedResourceError,
+)
+"""A stream broken or closed under us: anyio's (the default transport) or Trio's (trio-websocket)."""
 
 
 @contextmanager
@@ -361,7 +398,7 @@ def _connect_errors(target: _Target, timeout: float) -> Iterator[None]:
     where = f"{target.hostname}:{target.port}"
     try:
         yield
-    except trio.TooSlowError as exc:
+    except TimeoutError as exc:
         raise ConnectTimeoutError(f"timeout: no WebSocket open to {where} within {timeout:g} s") from exc
     except socket.gaierror as exc:
         raise ConnectError(f"DNS: cannot resolve {target.hostname!r}: {exc.strerror or exc}") from exc
@@ -369,7 +406,7 @@ def _connect_errors(target: _Target, timeout: float) -> Iterator[None]:
         raise ConnectError(f"refused: nothing accepts connections on {where}") from exc
     except trio_websocket.HandshakeError as exc:
         raise HandshakeRejectedError(f"server at {where} refused the WebSocket: {exc!r}") from exc
-    except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
+    except (OSError, anyio.BrokenResourceError, trio.BrokenResourceError, ssl.SSLError) as exc:
         raise ConnectError(f"cannot connect to {where}: {_root_cause(exc)}") from exc
 
 

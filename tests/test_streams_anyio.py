@@ -1,0 +1,74 @@
+"""The stream layer on both event loops: the same tests under Trio and asyncio (pytest's anyio plugin).
+
+The simulator stays on Trio, in a thread of its own (:mod:`sim_thread`), so these run in real
+time, kept short by a fast market (two candles a second).
+"""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+import trio
+from disconnect_scenario import FAST_MARKET, stream_through_a_disconnect
+from sim_thread import simulator_thread
+
+from tradeloop import ForeignLoopError
+from tradeloop._groups import single_error
+from tradeloop.exchanges.bingx import BingX
+from tradeloop.streams import StreamManager
+from tradeloop.streams.fanout import FanOut
+
+pytestmark = pytest.mark.anyio
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def test_a_subscription_wakes_its_receiver_and_ends_the_same_on_every_backend() -> None:
+    fanout: FanOut[int] = FanOut()
+    subscription = fanout.subscribe("block", 10)
+    received: list[int] = []
+
+    async def consume() -> None:
+        async for item in subscription:
+            received.append(item)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(consume)
+        await anyio.wait_all_tasks_blocked()
+        for item in range(3):
+            fanout.publish(item)
+            await anyio.wait_all_tasks_blocked()
+        fanout.close()
+    assert received == [0, 1, 2]
+    # One class, caught as either library's end of stream, on either backend.
+    with pytest.raises(trio.EndOfChannel):
+        await subscription.receive()
+    with pytest.raises(anyio.EndOfStream):
+        await subscription.receive()
+
+
+async def test_one_error_leaves_a_task_group_as_itself_on_every_backend() -> None:
+    async def fail() -> None:
+        await anyio.wait_all_tasks_blocked()
+        raise ValueError("the one real error")
+
+    with pytest.raises(ValueError, match="the one real error"), single_error():
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(anyio.sleep_forever)
+            tasks.start_soon(fail)
+
+
+async def test_closed_candles_arrive_exactly_once_across_a_dropped_socket(anyio_backend: str) -> None:
+    with simulator_thread(FAST_MARKET) as simulator:
+        await stream_through_a_disconnect(simulator)
+
+
+async def test_a_manager_used_from_another_thread_says_which_loop_owns_it(anyio_backend: str) -> None:
+    async with StreamManager.open([BingX()]) as streams:
+        with pytest.raises(ForeignLoopError, match=f"belongs to the {anyio_backend} event loop of thread"):
+            await anyio.to_thread.run_sync(lambda: streams.klines("bingx", "BTC/USDT:USDT", "1m"))
+        with pytest.raises(ForeignLoopError, match="call it from that loop"):
+            await anyio.to_thread.run_sync(streams.health)
+        assert streams.health().topics == (), "the refused call subscribed nothing"

@@ -116,7 +116,7 @@ SETTINGS = settings(
 )
 
 
-@settings(SETTINGS, max_examples=10)
+@settings(SETTINGS, max_examples=6)
 @example(
     # A stall across a candle's close while REST is down: the candle must not be closed with the
     # values it had when the feed stopped (found by this test; fixed in streams.topic).

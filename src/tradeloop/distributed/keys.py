@@ -28,7 +28,7 @@ import msgspec
 
 from ..errors import InvalidValueError
 from ..exchanges import normalize_exchange_name
-from ..exchanges.base import Topic, TopicKind
+from ..exchanges.base import Topic, TopicKind, tick_kind
 from ..models import Kline, Tick
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 DEFAULT_PREFIX = "tradeloop"
-_TICK_KINDS = {kind.value: kind for kind in TopicKind if kind is not TopicKind.KLINE}
 DATA_FIELD = b"data"
 
 _kline_decoder = msgspec.json.Decoder(Kline)
@@ -99,11 +98,8 @@ class StreamKey:
 
     @classmethod
     def tick(cls, exchange: str, symbol: str, kind: str, prefix: str = DEFAULT_PREFIX) -> StreamKey:
-        if kind == TopicKind.KLINE:
-            raise InvalidValueError("use StreamKey.kline for kline streams")
-        if kind not in _TICK_KINDS:
-            raise InvalidValueError(f"invalid tick kind {kind!r}: expected one of {', '.join(_TICK_KINDS)}")
-        return cls(normalize_exchange_name(exchange), Topic(_TICK_KINDS[kind], symbol), prefix)
+        topic_kind = tick_kind(kind, for_klines="use StreamKey.kline for kline streams")
+        return cls(normalize_exchange_name(exchange), Topic(topic_kind, symbol), prefix)
 
 
 def collector_key(name: str, prefix: str = DEFAULT_PREFIX) -> str:

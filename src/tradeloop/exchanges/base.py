@@ -37,6 +37,7 @@ __all__ = [
     "TopicKind",
     "WsCodec",
     "kline_query",
+    "tick_kind",
     "within",
 ]
 
@@ -50,6 +51,19 @@ class TopicKind(StrEnum):
     LAST_PRICE = "last_price"
     MARK_PRICE = "mark_price"
     BOOK_TICKER = "book_ticker"
+
+
+def tick_kind(kind: str, *, for_klines: str) -> TopicKind:
+    """The tick feed named ``kind``; InvalidValueError naming the allowed ones, or ``for_klines``
+    (where the caller sends kline streams) when ``kind`` is ``"kline"``."""
+    allowed = ", ".join(k.value for k in TopicKind if k is not TopicKind.KLINE)
+    try:
+        topic_kind = TopicKind(kind)
+    except ValueError:
+        raise InvalidValueError(f"invalid tick kind {kind!r}: expected one of {allowed}") from None
+    if topic_kind is TopicKind.KLINE:
+        raise InvalidValueError(f"invalid tick kind 'kline': {for_klines}, or one of {allowed}")
+    return topic_kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +251,9 @@ class Exchange(ABC):
     """Whether kline pushes say when a candle is final (Binance's ``"x": true``; the codec then
     emits that push with ``closed=True``). When True the final push *is* the closed candle and
     needs no REST confirmation; REST is still needed for candles missed while a socket was down.
-    BingX sends no such flag: a candle closes when a newer one opens, confirmed over REST."""
+    BingX sends no such flag: a candle closes when a newer one opens, confirmed over REST.
+    The stream layer reads each kline's ``closed`` field, not this attribute: it states the codec's
+    contract, so that nothing in ``streams/`` branches on an exchange."""
     connection_lifetime: ClassVar[float | None] = None
     """Seconds after which the server cuts every socket (Binance: 24 h), or None if it does not.
     A client should open a replacement socket, resubscribe and close the old one a little before."""

@@ -26,7 +26,7 @@ import sniffio
 from .._groups import single_error
 from ..errors import ForeignLoopError, InvalidValueError
 from ..exchanges import Exchange, normalize_exchange_name
-from ..exchanges.base import ErrorReply, Topic, TopicKind
+from ..exchanges.base import ErrorReply, Topic, TopicKind, tick_kind
 from ..models import Kline, Tick
 from ..symbols import parse_symbol
 from .config import StreamConfig
@@ -154,13 +154,7 @@ class StreamManager:
         bad argument; the subscription raises SubscriptionError if the exchange rejects it.
         """
         self._check_owner()
-        allowed = ", ".join(k.value for k in TopicKind if k is not TopicKind.KLINE)
-        try:
-            topic_kind = TopicKind(kind)
-        except ValueError:
-            raise InvalidValueError(f"invalid tick kind {kind!r}: expected one of {allowed}") from None
-        if topic_kind is TopicKind.KLINE:
-            raise InvalidValueError(f"invalid tick kind 'kline': use klines() for candles, or one of {allowed}")
+        topic_kind = tick_kind(kind, for_klines="use klines() for candles")
         stream = self._stream(exchange, Topic(topic_kind, symbol))
         assert isinstance(stream, TickTopic)
         return stream.subscribe(policy, buffer or self.config.tick_buffer, name)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import trio
+import trio.testing
 
 from tradeloop.models import Kline
 from tradeloop.streams.backlog import KlineBacklog
@@ -72,3 +73,24 @@ async def test_updates_of_the_open_candle_are_coalesced_and_come_after_its_prede
 async def test_a_closed_only_subscriber_is_never_sent_updates() -> None:
     backlog = KlineBacklog("closed", 4, lambda k: k.closed, "1m", Exchange().fetch)
     assert backlog.accepts is not None and not backlog.accepts(candle(0, closed=False))
+
+
+async def test_candles_evicted_while_the_consumer_waits_are_fetched_when_it_wakes() -> None:
+    # With a buffer of one, two closes before the waiting consumer runs evict the first: the wake-up
+    # must lead to the re-fetch, not back to sleep (which would stall the consumer for good).
+    exchange = Exchange()
+    backlog = KlineBacklog("waiting", 1, None, "1m", exchange.fetch)
+    received: list[Kline] = []
+
+    async def consume() -> None:
+        for _ in range(3):
+            received.append(await backlog.receive())
+
+    with trio.fail_after(5):  # the stalled consumer of old waited for good
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(consume)
+            await trio.testing.wait_all_tasks_blocked()
+            for minute in range(3):
+                backlog.offer(candle(minute))
+    assert [k.open_time for k in received] == [T0 + m * MINUTE for m in range(3)]
+    assert exchange.requests == [(0, 2)] and backlog.refetched == 2

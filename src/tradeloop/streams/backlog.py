@@ -48,7 +48,7 @@ class KlineBacklog(Subscription[Kline]):
         """Closed candles evicted from the buffer and fetched again over REST."""
         self.coalesced = 0
         """Open-candle updates replaced by a newer one before the consumer took them."""
-        self._refetch = refetch
+        self._fetch_range = refetch
         self._update: Kline | None = None
         self._evicted: tuple[int, int] | None = None
         """Open times ``[start, until)`` of closed candles evicted and not yet re-fetched."""
@@ -66,8 +66,10 @@ class KlineBacklog(Subscription[Kline]):
             if len(closed) >= self.buffer:
                 self._evict(closed.popleft())
             closed.append(item)
-        if self._wakeup is not None:
-            self._wake()
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            wakeup.set()
 
     def _evict(self, kline: Kline) -> None:
         until = next_open_time(self.timeframe, kline.open_time)
@@ -88,18 +90,27 @@ class KlineBacklog(Subscription[Kline]):
         self.delivered += 1
         return update
 
-    async def receive(self) -> Kline:
-        while self._evicted is not None and not self._refetched_rows and not self._closed and not self._ended:
-            start, until = self._evicted
-            rows = await self._refetch(start, until)
-            # Evictions during the fetch extend the range past ``until``: that part is next.
-            if self._evicted is not None:
-                latest = self._evicted[1]
-                self._evicted = None if latest <= until else (until, latest)
-            rows = sorted((r for r in rows if start <= r.open_time < until), key=lambda r: r.open_time)
-            self.refetched += len(rows)
-            self._refetched_rows.extend(rows)
-        return await super().receive()
+    def _ready(self) -> bool:
+        if self._ended or self._error is not None or self._refetched_rows:
+            return True
+        if self._evicted is not None:
+            return False  # the evicted candles come first: _refetch_due()
+        return bool(self._items) or self._update is not None
+
+    def _refetch_due(self) -> bool:
+        return self._evicted is not None and not self._refetched_rows and not self._ended
+
+    async def _refetch(self) -> None:
+        assert self._evicted is not None
+        start, until = self._evicted
+        rows = await self._fetch_range(start, until)
+        # Evictions during the fetch extend the range past ``until``: that part is next.
+        if self._evicted is not None:
+            latest = self._evicted[1]
+            self._evicted = None if latest <= until else (until, latest)
+        rows = sorted((r for r in rows if start <= r.open_time < until), key=lambda r: r.open_time)
+        self.refetched += len(rows)
+        self._refetched_rows.extend(rows)
 
     @property
     def lag(self) -> int:

@@ -19,7 +19,7 @@ import anyio
 import anyio.lowlevel
 import trio
 
-from .._backend import HotPath
+from .._backend import HotPath, WakeupEvent
 from ..errors import InvalidValueError
 
 __all__ = [
@@ -112,7 +112,7 @@ class Subscription(trio.abc.ReceiveChannel[T]):
         self.delivered = 0
         self.dropped = 0
         self._items: deque[T] = deque()
-        self._wakeup: anyio.Event | None = None
+        self._wakeup: WakeupEvent | None = None
         """Set when an item arrives or the stream ends; exists only while a receive() waits."""
         self._room: anyio.Event | None = None
         """Set when the consumer takes an item; exists only while a pausable publisher (Redis, a
@@ -135,8 +135,10 @@ class Subscription(trio.abc.ReceiveChannel[T]):
                 return
             items.popleft()
         items.append(item)
-        if self._wakeup is not None:
-            self._wake()
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            wakeup.set()
 
     def _wake(self) -> None:
         wakeup, self._wakeup = self._wakeup, None
@@ -173,6 +175,18 @@ class Subscription(trio.abc.ReceiveChannel[T]):
             raise SubscriptionEnded
         raise SubscriptionWouldBlock
 
+    def _ready(self) -> bool:
+        """Whether ``_take()`` has something to return or raise (anything but would-block)."""
+        return bool(self._items) or self._ended or self._error is not None
+
+    def _refetch_due(self) -> bool:
+        """Whether items this subscriber lost from its buffer must be fetched again first."""
+        return False
+
+    async def _refetch(self) -> None:
+        """Fetch them (in the consumer's own task): see :class:`~tradeloop.streams.backlog.KlineBacklog`."""
+        raise NotImplementedError
+
     def receive_nowait(self) -> T:
         return self._take()
 
@@ -181,21 +195,24 @@ class Subscription(trio.abc.ReceiveChannel[T]):
         if hot_path is None:
             hot_path = self._hot_path = HotPath()
         await hot_path.checkpoint_if_cancelled()
-        try:
+        if self._ready():
             item = self._take()
-        except SubscriptionWouldBlock:
-            # Waiting was the scheduling point: once woken with an item, return it at once
-            # (another checkpoint here costs a scheduler pass per message at live rates).
-            while True:
-                if self._wakeup is None:
-                    self._wakeup = anyio.Event()
-                await self._wakeup.wait()
-                try:
-                    return self._take()
-                except SubscriptionWouldBlock:
-                    continue
-        await hot_path.cancel_shielded_checkpoint()
-        return item
+            await hot_path.cancel_shielded_checkpoint()
+            return item
+        # Waiting (or fetching) is the scheduling point: once woken with an item, return it at
+        # once (another checkpoint here costs a scheduler pass per message at live rates).
+        # Asking _ready() rather than catching a would-block from _take() spares an exception
+        # per wake-up.
+        while True:
+            if self._refetch_due():
+                await self._refetch()
+            elif self._ready():
+                return self._take()
+            else:
+                wakeup = self._wakeup
+                if wakeup is None:
+                    wakeup = self._wakeup = hot_path.new_event()
+                await wakeup.wait()
 
     def close(self) -> None:
         """Unsubscribe; the last subscriber leaving releases the upstream subscription."""

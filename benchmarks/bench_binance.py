@@ -6,7 +6,9 @@ three clients read USDⓈ-M ``@kline_1m`` pushes from the feed server in its Bin
 bottleneck) and take what Binance's clients fetch over REST (``exchangeInfo``: tradeloop checks
 its symbols against it, ccxt.pro loads its markets, cryptofeed its symbol map) from the
 simulator's Binance dialect in a process of its own. Each client runs in a process of its own,
-in turn, in the same run:
+in turn, in the same run. cryptofeed runs on uvloop, as its default configuration does; ccxt.pro
+on asyncio, as its own; tradeloop on Trio (its default, the one the ratios are of) and on
+asyncio+uvloop (a row of its own, for the comparison on one event loop):
 
 - burst: ``burst_pushes`` of one topic as fast as the socket carries them, three consumers (three
   ``watch_ohlcv`` loops for ccxt.pro, three candle callbacks for cryptofeed), as
@@ -29,11 +31,12 @@ from .bench_live import paced_rates
 from .frames import symbol_ids
 from .harness import FeedProcess, ServerProcess, machine
 from .modes import FULL, QUICK, Mode
-from .variants import CCXT_BINANCE, CRYPTOFEED, TRADELOOP_BINANCE
+from .report import binance_markdown
+from .variants import CCXT_BINANCE, CRYPTOFEED, TRADELOOP_BINANCE, TRADELOOP_BINANCE_UVLOOP
 
 __all__ = ["LINEUP", "PEERS", "run"]
 
-LINEUP = (TRADELOOP_BINANCE, CCXT_BINANCE, CRYPTOFEED)
+LINEUP = (TRADELOOP_BINANCE, TRADELOOP_BINANCE_UVLOOP, CCXT_BINANCE, CRYPTOFEED)
 PEERS = (CCXT_BINANCE, CRYPTOFEED)
 
 
@@ -95,6 +98,7 @@ def main() -> None:
     mode = QUICK if parser.parse_args().quick else FULL
     results = {"mode": mode.name, "runs": mode.runs, "machine": machine(), "binance": run(mode)}
     print(json.dumps(results, indent=1))
+    print(binance_markdown(results))
 
 
 if __name__ == "__main__":

@@ -4,10 +4,10 @@ cryptofeed defines where a feed connects in class attributes (``websocket_endpoi
 ``rest_endpoints``), so a subclass points them at the benchmark's servers and changes nothing
 else but the ``ws://`` scheme (see :func:`_feed_class`): the socket at the feed server's USDⓈ-M
 ``/market`` path (cryptofeed appends ``/stream?streams=…``: it subscribes in the URL and reads
-combined pushes), REST at the
-simulator's origin, whose ``/fapi/v1/exchangeInfo`` gives it its symbols. Its ``FeedHandler``
-runs the feed on its own asyncio loop; every push becomes a ``Candle`` (``candle_closed_only``
-off: the pushes are of a forming candle) handed to each callback, one per consumer, once per push.
+combined pushes), REST at the simulator's origin, whose ``/fapi/v1/exchangeInfo`` gives it its
+symbols. Its ``FeedHandler`` runs the feed on its own asyncio loop, on uvloop as cryptofeed's
+default configuration does; every push becomes a ``Candle`` (``candle_closed_only`` off: the
+pushes are of a forming candle) handed to each callback, one per consumer, once per push.
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     index_of = {symbol: index for index, symbol in enumerate(symbols)}
     meter = Meter(spec["total"], len(symbols) * consumers, final_seqs(len(symbols), spec["total"]),
                   waiting=len(symbols) * consumers)
+    # cryptofeed's default configuration runs on uvloop (when installed, as the bench extra does):
+    # the FeedHandler sets its policy, and the loop is made after it.
+    handler = FeedHandler(config={"uvloop": True, "log": {"disabled": True}})
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     timed_out = loop.call_later(spec["timeout"], loop.stop)
@@ -70,7 +73,6 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
         return on_candle
 
-    handler = FeedHandler(config={"log": {"disabled": True}})
     feed = _feed_class(spec["url"], spec["rest_url"])(
         symbols=symbols,
         channels=[CANDLES],

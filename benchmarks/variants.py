@@ -25,6 +25,7 @@ __all__ = [
     "TRADELOOP",
     "TRADELOOP_ASYNCIO",
     "TRADELOOP_BINANCE",
+    "TRADELOOP_BINANCE_UVLOOP",
     "TRADELOOP_TRIO_WEBSOCKET",
     "TRADELOOP_UVLOOP",
     "TRIO_WEBSOCKET",
@@ -96,6 +97,12 @@ BARE_TRIO = Variant(
 
 TRADELOOP_BINANCE = Variant(
     "tradeloop_binance", "tradeloop, native Binance", "client_tradeloop", MappingProxyType({"exchange": "binance"})
+)
+TRADELOOP_BINANCE_UVLOOP = Variant(
+    "tradeloop_binance_uvloop",
+    "tradeloop, native Binance, on asyncio+uvloop",
+    "client_tradeloop",
+    MappingProxyType({"exchange": "binance", "loop": "uvloop"}),
 )
 CCXT_BINANCE = Variant("ccxt_binance", "ccxt.pro binance", "client_ccxt", MappingProxyType({"exchange": "binance"}))
 CRYPTOFEED = Variant("cryptofeed", "cryptofeed BinanceFutures", "client_cryptofeed")

@@ -79,6 +79,16 @@ def _binance(r: dict[str, Any]) -> str:
     )
 
 
+def _ccxt_adapter(r: dict[str, Any]) -> str:
+    names = {"bare": "bare ccxt.pro (`watch_ohlcv` on asyncio)", "adapter": "`ccxt:bingx` adapter, under Trio",
+             "streams": "adapter + stream layer (`StreamManager.klines`)"}
+    rows = [[names.get(mode, mode), _n(m["msgs_per_s"]), _n(m["cpu_us_per_msg"], 1), _n(m["overhead_us_per_msg"], 1)]
+            for mode, m in r["modes"].items()]
+    return (_table(["mode", "msgs/s", "CPU µs/msg", "overhead µs/msg over bare ccxt.pro"], rows)
+            + f"\n\n{r['seconds']:g} s per mode, {r['rounds']} round(s). One `AsyncioThread.run` round trip "
+            f"(what each REST call through the adapter adds): {r['call_us']:.1f} µs.")
+
+
 def _scale_table(r: dict[str, Any]) -> str:
     s = r["summary"]
     sockets = r["runs"][0]["connections"]["sockets"]
@@ -262,6 +272,8 @@ def markdown(results: dict[str, Any]) -> str:
         )),
         *(("### Binance USDⓈ-M klines: tradeloop, ccxt.pro binance, cryptofeed BinanceFutures",
            _binance(results["binance"])) if "binance" in results else ()),
+        *(("### The ccxt adapter's cost over bare ccxt.pro (the simulator's BingX swap klines)",
+           _ccxt_adapter(results["ccxt_adapter"])) if "ccxt_adapter" in results else ()),
         "### Scale and shutdown",
         _scale_table(results["scale"]),
         "### Recovery (simulator at 60× speed: one 1m candle per real second)",

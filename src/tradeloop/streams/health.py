@@ -37,7 +37,8 @@ class TopicHealth:
     exchange: str
     topic: Topic
     mode: str
-    """"ws" or "rest" (fallback polling, or a fetch-only exchange)."""
+    """"ws", "watch" (a client that owns its socket, such as ccxt.pro through the adapter) or "rest"
+    (fallback polling, or a fetch-only exchange)."""
     state: str
     messages: int
     last_message_age: float | None

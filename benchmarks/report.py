@@ -71,12 +71,16 @@ def _binance(r: dict[str, Any]) -> str:
                               f"{s['observed']:.0%}"])
         live_rows.append([_n(int(rate)), "tradeloop's CPU × " + " / ".join(labels[p] for p in peers),
                           " / ".join(_n(data["cpu_ratio_tradeloop_to"][p], 2) for p in peers), "", ""])
-    return (
-        f"Burst: {_n(burst['pushes'])} pushes of one topic, {r['consumers']} consumers\n\n"
-        + _table(["client", "msgs/s", "CPU µs/msg"], burst_rows)
-        + f"\n\nLive rates, one frame per packet: {r['topics']} topics, {r['seconds']:g} s per run\n\n"
-        + _table(["msg/s", "client", "CPU µs/msg", "latency ms p50/p99/max", "pushes its consumers saw"], live_rows)
-    )
+    behind = [f"{labels[client]} fell behind at {_n(int(rate))} msg/s (its consumers saw {s['observed']:.0%} of the "
+              "pushes): it read many pushes per receive, so its CPU per message is lower than keeping up costs."
+              for rate, data in r["live"].items() for client, s in data["summary"].items() if s["observed"] < 0.99]
+    return "\n\n".join([
+        f"Burst: {_n(burst['pushes'])} pushes of one topic, {r['consumers']} consumers",
+        _table(["client", "msgs/s", "CPU µs/msg"], burst_rows),
+        f"Live rates, one frame per packet: {r['topics']} topics, {r['seconds']:g} s per run",
+        _table(["msg/s", "client", "CPU µs/msg", "latency ms p50/p99/max", "pushes its consumers saw"], live_rows),
+        *behind,
+    ])
 
 
 def _ccxt_adapter(r: dict[str, Any]) -> str:

@@ -1,9 +1,10 @@
 """``python -m benchmarks [--quick] [--out DIR] [--baseline REV]``: run every benchmark, write JSON, tables, a plot.
 
 A full run writes to ``benchmarks/results`` (committed); a quick run to a temporary directory.
-Order: the decoding floor (in this process), burst throughput, live rates, scale and shutdown,
-recovery. Each writes ``<name>.json`` in the results directory as soon as it is done; the end
-writes ``summary.md`` (the tables also printed here) and ``throughput.png``.
+Order: the decoding floor (in this process), burst throughput, live rates, Binance side by side
+(:mod:`benchmarks.bench_binance`), the ccxt adapter's cost (:mod:`benchmarks.bench_ccxt_adapter`),
+scale and shutdown, recovery. Each writes ``<name>.json`` in the results directory as soon as it
+is done; the end writes ``summary.md`` (the tables also printed here) and ``throughput.png``.
 
 With ``--baseline REV`` (repeatable) the burst and live-rate benchmarks also run the tradeloop
 client on the tradeloop of git revision REV, as rows "tradeloop @REV" (see :mod:`benchmarks.baseline`).
@@ -19,7 +20,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from . import bench_burst, bench_live, bench_recovery, bench_scale
+from . import bench_binance, bench_burst, bench_ccxt_adapter, bench_live, bench_recovery, bench_scale
 from .baseline import BaselineError, checkouts, resolve
 from .floor import measure_floor
 from .harness import machine
@@ -79,6 +80,8 @@ def _run_all(mode: Mode, out: Path, baselines: list[Variant]) -> None:
     step("floor", measure_floor(mode.floor_pushes))
     step("burst", bench_burst.run(mode, results["floor"]["floor_msgs_per_s"], baselines))
     step("live", bench_live.run(mode, baselines))
+    step("binance", bench_binance.run(mode))
+    step("ccxt_adapter", bench_ccxt_adapter.run(quick=mode is QUICK))
     step("scale", bench_scale.run(mode))
     step("recovery", bench_recovery.run(mode))
     summary = markdown(results)

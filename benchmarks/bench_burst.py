@@ -16,7 +16,7 @@ tradeloop run under cProfile says where its time goes.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .harness import FeedProcess, ServerProcess, median, read_client_result, run_client, start_client, stop_client
@@ -33,27 +33,31 @@ from .variants import (
     Variant,
 )
 
-__all__ = ["VARIANTS", "run"]
+__all__ = ["CONSUMERS", "SYMBOL", "VARIANTS", "measure", "run", "summary"]
 
 VARIANTS = (
     TRADELOOP, TRADELOOP_ASYNCIO, TRADELOOP_UVLOOP, CCXT, TRADELOOP_TRIO_WEBSOCKET, TRIO_WEBSOCKET, WSPROTO, BARE_TRIO
 )
-_SYMBOL = "BTC-USDT"
-_CONSUMERS = 3
+SYMBOL = "BTC-USDT"
+CONSUMERS = 3
 
 
-def _one(feed: FeedProcess, variant: Variant, pushes: int, *, profile: bool = False) -> dict[str, Any]:
+def measure(
+    feed: FeedProcess, variant: Variant, pushes: int, *, profile: bool = False, servers: Mapping[str, str] = {}
+) -> dict[str, Any]:
+    """One burst of ``pushes`` to ``variant``; ``servers``: more URLs for its spec (Binance's ``rest_url``)."""
     spec = {
+        **servers,
         "run": "burst",
         "url": feed.url,
-        "symbols": [_SYMBOL],
-        "consumers": _CONSUMERS if variant.fan_out else 1,
+        "symbols": [SYMBOL],
+        "consumers": CONSUMERS if variant.fan_out else 1,
         "total": pushes,
         "subscribe_rate": 10.0,
         "timeout": 300.0,
         "profile": profile,
     }
-    command = {"cmd": "burst", "data_type": f"{_SYMBOL}@kline_1m", "sockets": 1}
+    command = {"cmd": "burst", "symbol_id": SYMBOL, "sockets": 1}
     served, measured = run_client(feed, variant, spec, command)
     seconds = (measured["last_ns"] - served["start_ns"]) / 1e9
     result = {
@@ -77,24 +81,25 @@ def _simulator_burst(pushes: int) -> dict[str, Any]:
     """
     spec = {
         "run": "burst",
-        "symbols": [_SYMBOL],
+        "symbols": [SYMBOL],
         "consumers": 1,
         "total": pushes,
         "subscribe_rate": 10.0,
         "timeout": 300.0,
     }
-    with ServerProcess.running("benchmarks.simhost", json.dumps({"symbols": [_SYMBOL]})) as sim:
+    with ServerProcess.running("benchmarks.simhost", json.dumps({"symbols": [SYMBOL]})) as sim:
         spec["url"] = sim.hello["ws_url"]
         client = start_client(WSPROTO, spec)
         try:
-            served = sim.command(cmd="burst", symbol_id=_SYMBOL, count=pushes, subscriptions=1, timeout=300)
+            served = sim.command(cmd="burst", symbol_id=SYMBOL, count=pushes, subscriptions=1, timeout=300)
             measured = read_client_result(client, WSPROTO, 300.0)
         finally:
             stop_client(client)
     return {"msgs_per_s": pushes / ((measured["last_ns"] - served["start_ns"]) / 1e9), "pushes": pushes}
 
 
-def _summary(results: list[dict[str, Any]]) -> dict[str, float]:
+def summary(results: list[dict[str, Any]]) -> dict[str, float]:
+    """The medians of a variant's runs."""
     return {
         "msgs_per_s": median([r["msgs_per_s"] for r in results]),
         "cpu_us_per_msg": median([r["cpu_us_per_msg"] for r in results]),
@@ -105,24 +110,24 @@ def run(mode: Mode, floor_msgs_per_s: float, baselines: Sequence[Variant] = ()) 
     pushes = mode.burst_pushes
     variants = (*VARIANTS, *baselines)
     with FeedProcess.start() as feed:
-        encode = feed.command(cmd="prepare_burst", symbol_id=_SYMBOL, count=pushes, timeout=300)
+        encode = feed.command(cmd="prepare_burst", symbol_id=SYMBOL, count=pushes, timeout=300)
         runs: dict[str, list[dict[str, Any]]] = {variant.key: [] for variant in variants}
         for _ in range(mode.runs):
             for variant in variants:
-                runs[variant.key].append(_one(feed, variant, pushes))
+                runs[variant.key].append(measure(feed, variant, pushes))
         profile = None
         if mode.profile_pushes:
-            feed.command(cmd="prepare_burst", symbol_id=_SYMBOL, count=mode.profile_pushes, timeout=300)
-            profile = _one(feed, TRADELOOP, mode.profile_pushes, profile=True)
+            feed.command(cmd="prepare_burst", symbol_id=SYMBOL, count=mode.profile_pushes, timeout=300)
+            profile = measure(feed, TRADELOOP, mode.profile_pushes, profile=True)
     simulator = _simulator_burst(min(pushes, 50_000))
-    summary = {key: _summary(results) for key, results in runs.items()}
-    tradeloop, ccxt = summary[TRADELOOP.key]["msgs_per_s"], summary[CCXT.key]["msgs_per_s"]
+    medians = {key: summary(results) for key, results in runs.items()}
+    tradeloop, ccxt = medians[TRADELOOP.key]["msgs_per_s"], medians[CCXT.key]["msgs_per_s"]
     return {
         "pushes": pushes,
-        "consumers": _CONSUMERS,
+        "consumers": CONSUMERS,
         "labels": {variant.key: variant.label for variant in variants},
         "runs": runs,
-        "summary": summary,
+        "summary": medians,
         "floor_msgs_per_s": floor_msgs_per_s,
         "ratio_tradeloop_to_ccxt": tradeloop / ccxt,
         "ratio_tradeloop_to_floor": tradeloop / floor_msgs_per_s,

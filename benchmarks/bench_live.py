@@ -17,7 +17,7 @@ consumer say how the feed arrived: the bare-Trio floor's one task wakes once per
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .frames import symbol_ids
@@ -25,7 +25,7 @@ from .harness import FeedProcess, median, percentiles, run_client
 from .modes import Mode
 from .variants import BARE_TRIO, CCXT, TRADELOOP, TRADELOOP_TRIO_WEBSOCKET, Variant
 
-__all__ = ["FEEDS", "run"]
+__all__ = ["FEEDS", "paced_rates", "run"]
 
 BATCHED = (TRADELOOP, CCXT, TRADELOOP_TRIO_WEBSOCKET)
 PER_PACKET = (TRADELOOP, CCXT, BARE_TRIO)
@@ -34,8 +34,9 @@ FEEDS = {"batched": "many frames per send_all", "per_packet": "one frame per pac
 
 
 def _one(feed: FeedProcess, variant: Variant, symbols: list[str], pushes: int, seconds: float,
-         per_packet: bool) -> dict[str, Any]:
+         per_packet: bool, servers: Mapping[str, str]) -> dict[str, Any]:
     spec = {
+        **servers,
         "run": "paced",
         "url": feed.url,
         "symbols": symbols,
@@ -66,8 +67,12 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, float]:
     }
 
 
-def _rates(feed: FeedProcess, mode: Mode, symbols: list[str], rates: Sequence[int], variants: Sequence[Variant],
-           per_packet: bool) -> dict[str, Any]:
+def paced_rates(feed: FeedProcess, mode: Mode, symbols: list[str], rates: Sequence[int], variants: Sequence[Variant],
+                per_packet: bool, *, reference: Variant = CCXT, servers: Mapping[str, str] = {}) -> dict[str, Any]:
+    """Every variant at every rate, ``mode.runs`` times, medians; CPU also as a ratio to ``reference``'s.
+
+    ``servers``: more URLs for the clients' specs (Binance's ``rest_url``).
+    """
     by_rate: dict[str, Any] = {}
     for rate in rates:
         pushes = int(rate * mode.live_seconds)
@@ -75,11 +80,11 @@ def _rates(feed: FeedProcess, mode: Mode, symbols: list[str], rates: Sequence[in
         runs: dict[str, list[dict[str, Any]]] = {variant.key: [] for variant in variants}
         for _ in range(mode.runs):
             for variant in variants:
-                runs[variant.key].append(_one(feed, variant, symbols, pushes, mode.live_seconds, per_packet))
+                runs[variant.key].append(_one(feed, variant, symbols, pushes, mode.live_seconds, per_packet, servers))
         summary = {key: _summary(results) for key, results in runs.items()}
-        ccxt_cpu = summary[CCXT.key]["cpu_us_per_msg"]
+        reference_cpu = summary[reference.key]["cpu_us_per_msg"]
         for values in summary.values():
-            values["cpu_to_ccxt"] = values["cpu_us_per_msg"] / ccxt_cpu
+            values["cpu_to_ccxt"] = values["cpu_us_per_msg"] / reference_cpu
         by_rate[str(rate)] = {"pushes": pushes, "runs": runs, "summary": summary}
     return by_rate
 
@@ -90,7 +95,7 @@ def run(mode: Mode, baselines: Sequence[Variant] = ()) -> dict[str, Any]:
     rates = {"batched": mode.live_rates, "per_packet": mode.packet_rates}
     with FeedProcess.start() as feed:
         feeds = {
-            name: _rates(feed, mode, symbols, rates[name], lineups[name], per_packet=name == "per_packet")
+            name: paced_rates(feed, mode, symbols, rates[name], lineups[name], per_packet=name == "per_packet")
             for name in FEEDS
         }
     return {

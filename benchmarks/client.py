@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -88,8 +89,20 @@ def main() -> None:
     # Which tradeloop ran: the orchestrator checks that a baseline imported its own revision's.
     tradeloop = sys.modules.get("tradeloop")
     result["tradeloop_imported_from"] = getattr(tradeloop, "__file__", None)
-    sys.stdout.write(json.dumps(result) + "\n")
-    sys.stdout.flush()
+    _write_all(sys.stdout.fileno(), (json.dumps(result) + "\n").encode())
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """All of ``data`` to ``fd``, however many writes it takes.
+
+    A paced run's result is over 100 kB, more than a pipe holds. In the clients that ran uvloop, a
+    signal now and then interrupts the blocked write, which then returns short; through
+    ``sys.stdout`` the rest was lost (the orchestrator read a cut line from a process that exited
+    with 0), so the bytes go to the descriptor here, and a short write is followed by the rest.
+    """
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 if __name__ == "__main__":

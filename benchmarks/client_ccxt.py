@@ -1,17 +1,23 @@
-"""ccxt.pro's side of a run: ``bingx.watch_ohlcv`` loops on asyncio, as ccxt's docs show them.
+"""ccxt.pro's side of a run: ``watch_ohlcv`` loops on asyncio, as ccxt's docs show them.
 
-ccxt.pro is pointed at the benchmark's server by overriding ``urls['api']['ws']['linear']`` (its
+BingX (the default): ccxt.pro is pointed at the benchmark's server by overriding ``urls['api']['ws']['linear']`` (its
 kline handler needs ``swap`` in the URL, which the server's path has) and given its markets with
 ``set_markets`` from contract rows shaped like BingX's ``/openApi/swap/v2/quote/contracts``, so it
 makes no REST call. Every push is decoded and stored by ccxt (its ``handle_ohlcv`` runs per
 push); a ``watch_ohlcv`` call returns the newest candle rows, so a consumer that wakes after
 several pushes of one candle sees only the newest: that is ccxt's delivery model, and the counts
 of items and wake-ups in the result show it.
+
+Binance (``"exchange": "binance"`` in the spec): ccxt.pro's ``binance`` client, unchanged, its URLs
+pointed at the benchmark's servers as tests/test_sim_binance_ccxt.py does: the USDⓈ-M socket at the
+feed server's origin (ccxt moves ``/ws`` to ``/market/ws``), every REST section at the simulator's
+origin, from which it loads its markets (``exchangeInfo``) before the run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import ccxt.pro  # type: ignore[import-untyped]
@@ -19,7 +25,7 @@ import ccxt.pro  # type: ignore[import-untyped]
 from .client import TIMEFRAME, Meter, final_seqs
 from .frames import unified
 
-__all__ = ["contract", "exchange_for", "run"]
+__all__ = ["binance_for", "contract", "exchange_for", "run"]
 
 
 def contract(symbol_id: str) -> dict[str, str]:
@@ -58,6 +64,19 @@ def exchange_for(url: str, symbol_ids: list[str]) -> Any:
     return exchange
 
 
+def binance_for(ws_origin: str, rest_origin: str) -> Any:
+    """A ccxt.pro binance client whose USDⓈ-M socket is under ``ws_origin`` and REST under ``rest_origin``.
+
+    Its throttle is off, as for BingX: the benchmark's servers limit nothing.
+    """
+    exchange = ccxt.pro.binance({"enableRateLimit": False})
+    exchange.urls["api"]["ws"]["linear"] = ws_origin + "/ws"
+    for section, url in exchange.urls["api"].items():
+        if isinstance(url, str):
+            exchange.urls["api"][section] = re.sub(r"^https://[^/]+", rest_origin, url)
+    return exchange
+
+
 async def _consume(exchange: Any, symbol: str, final: int, consumer: int, meter: Meter, done: asyncio.Event) -> None:
     while True:
         rows = await exchange.watch_ohlcv(symbol, TIMEFRAME)
@@ -69,7 +88,11 @@ async def _consume(exchange: Any, symbol: str, final: int, consumer: int, meter:
 
 
 async def _run(spec: dict[str, Any]) -> dict[str, Any]:
-    exchange = exchange_for(spec["url"], spec["symbols"])
+    if spec.get("exchange") == "binance":
+        exchange = binance_for(spec["url"], spec["rest_url"])
+        await exchange.load_markets()
+    else:
+        exchange = exchange_for(spec["url"], spec["symbols"])
     topics = unified(spec["symbols"])
     consumers = spec["consumers"]
     finals = final_seqs(len(topics), spec["total"])

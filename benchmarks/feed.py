@@ -1,9 +1,12 @@
-"""The load generator: a BingX-swap-speaking WebSocket server that outruns the clients it feeds.
+"""The load generator: a WebSocket server speaking BingX swap or Binance USDⓈ-M that outruns its clients.
 
-Run as ``python -m benchmarks.feed``; it prints its WebSocket URL as the first line of stdout and
-then takes one JSON command per line on stdin, answering each with one JSON line (see
-:func:`_dispatch`). Clients connect to ``ws://127.0.0.1:PORT/swap-market``, subscribe with
-BingX requests and get BingX acks, a gzipped ``Ping`` every 5 s and, on command, kline pushes.
+Run as ``python -m benchmarks.feed [bingx|binance]``; it prints its WebSocket URL as the first line
+of stdout and then takes one JSON command per line on stdin, answering each with one JSON line (see
+``_main``). In the BingX dialect (the default) clients connect to ``ws://127.0.0.1:PORT/swap-market``,
+subscribe with BingX requests and get BingX acks, a gzipped ``Ping`` every 5 s and, on command,
+kline pushes. In the Binance dialect the URL is an origin: clients connect to USDⓈ-M's
+``/market/ws…`` (bare pushes) or ``/market/stream…`` (combined pushes), subscribe with
+``SUBSCRIBE`` requests or in the URL (``?streams=a/b``), and get RFC 6455 pings.
 
 Why not the simulator: the benchmark must measure the client, so the server may not be the
 bottleneck. trio-websocket pays a wsproto call and a ``send_all`` (one syscall, one scheduling
@@ -21,12 +24,14 @@ import json
 import os
 import select
 import socket
+import sys
 import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
+from urllib.parse import parse_qs, urlsplit
 
 import trio
 from wsproto import ConnectionType, WSConnection
@@ -40,11 +45,10 @@ from wsproto.events import (
 )
 
 from .control import Handler, serve_commands
-from .frames import gzip_text, kline_push, ws_frame
+from .frames import binance_kline_push, binance_stream, gzip_text, kline_push, ws_frame, ws_ping, ws_text_frame
 
 __all__ = ["main"]
 
-PATH = "/swap-market"
 _PING_EVERY = 5.0
 _RECEIVE_SIZE = 65536
 _SEND_CHUNK = 1 << 20
@@ -61,26 +65,114 @@ class _Client:
     topics: set[str] = field(default_factory=set)
     lock: trio.Lock = field(default_factory=trio.Lock)
     open: bool = False
+    combined: bool = False
+    """Binance: the socket is a ``/stream`` one, whose pushes are wrapped with their stream name."""
 
     async def send(self, data: bytes | memoryview) -> None:
         async with self.lock:
             await self.stream.send_all(data)
 
 
+class _Dialect(Protocol):
+    """What differs between the exchanges the server speaks: paths, requests, frames, heartbeats."""
+
+    url_path: str
+    """Appended to ``ws://127.0.0.1:PORT`` in the URL the server announces."""
+    framings: tuple[bool, ...]
+    """The push framings clients may ask for (``_Client.combined``): each prepared push is encoded in each."""
+
+    def accept(self, target: str) -> tuple[bool, set[str]] | None:
+        """(combined, topics subscribed in the URL) of a handshake to ``target``; None to reject it."""
+
+    def request(self, text: str) -> tuple[bool, list[str], bytes | None]:
+        """(subscribe or unsubscribe, the topics, the reply frame) of a client's text message."""
+
+    def data_type(self, symbol_id: str) -> str:
+        """The topic name of ``symbol_id``'s 1m klines."""
+
+    def push(self, symbol_id: str, seq: int, combined: bool) -> bytes:
+        """The complete frame of push ``seq`` of ``symbol_id``'s 1m klines."""
+
+    def ping(self) -> bytes:
+        """The server's heartbeat frame."""
+
+
+class _BingX:
+    url_path = "/swap-market"
+    framings = (False,)
+
+    def accept(self, target: str) -> tuple[bool, set[str]] | None:
+        return (False, set()) if target == self.url_path else None
+
+    def request(self, text: str) -> tuple[bool, list[str], bytes | None]:
+        if text == "Pong":
+            return True, [], None
+        request = json.loads(text)
+        ack = {"id": request["id"], "code": 0, "msg": "", "dataType": "", "data": None}
+        reply = ws_frame(gzip_text(json.dumps(ack, separators=(",", ":"))))
+        return request.get("reqType", "sub") == "sub", [request["dataType"]], reply
+
+    def data_type(self, symbol_id: str) -> str:
+        return f"{symbol_id}@kline_1m"
+
+    def push(self, symbol_id: str, seq: int, combined: bool) -> bytes:
+        return ws_frame(kline_push(symbol_id, seq))
+
+    def ping(self) -> bytes:
+        return ws_frame(gzip_text("Ping"))
+
+
+class _Binance:
+    """USDⓈ-M's ``/market`` socket paths (klines flow there since 2026, BINANCE.md §1.1)."""
+
+    url_path = ""
+    framings = (False, True)
+
+    def accept(self, target: str) -> tuple[bool, set[str]] | None:
+        url = urlsplit(target)
+        for kind in ("/ws", "/stream"):
+            base = "/market" + kind
+            if url.path == base or url.path.startswith(base + "/"):
+                # A trailing segment names a stream or, as ccxt's connection index (``/ws/0``), nothing.
+                named = {part for part in url.path[len(base) :].split("/") if "@" in part}
+                named |= {name for value in parse_qs(url.query).get("streams", []) for name in value.split("/")}
+                return kind == "/stream", named
+        return None
+
+    def request(self, text: str) -> tuple[bool, list[str], bytes | None]:
+        request = json.loads(text)
+        reply = ws_text_frame(json.dumps({"result": None, "id": request["id"]}, separators=(",", ":")))
+        return request["method"] == "SUBSCRIBE", list(request.get("params", [])), reply
+
+    def data_type(self, symbol_id: str) -> str:
+        return binance_stream(symbol_id)
+
+    def push(self, symbol_id: str, seq: int, combined: bool) -> bytes:
+        return ws_text_frame(binance_kline_push(symbol_id, seq, combined=combined))
+
+    def ping(self) -> bytes:
+        return ws_ping(b"feed")
+
+
+DIALECTS: dict[str, _Dialect] = {"bingx": _BingX(), "binance": _Binance()}
+
+
 @dataclass
 class _Paced:
-    """A prepared paced run: push ``i`` (seq ``i + 1``) goes to ``data_types[i % len]``."""
+    """A prepared paced run: push ``i`` (seq ``i + 1``) goes to ``data_types[i % len]``, framed per client."""
 
     rate: float
     data_types: list[str]
-    frames: list[bytes]
+    frames: dict[bool, list[bytes]]
+    """By ``_Client.combined``."""
 
 
 class FeedServer:
-    def __init__(self) -> None:
+    def __init__(self, dialect: _Dialect) -> None:
+        self.dialect = dialect
         self.clients: set[_Client] = set()
         self.changed = trio.Event()
-        self._burst: dict[str, bytes] = {}
+        self._burst: dict[tuple[str, bool], bytes] = {}
         self._paced: _Paced | None = None
 
     # -- connections ------------------------------------------------------------------------------
@@ -110,11 +202,14 @@ class FeedServer:
             client.ws.receive_data(data)
             for event in client.ws.events():
                 if isinstance(event, Request):
-                    if event.target != PATH:
+                    accepted = self.dialect.accept(event.target)
+                    if accepted is None:
                         await client.send(client.ws.send(RejectConnection(status_code=404)))
                         return
+                    client.combined, client.topics = accepted
                     await client.send(client.ws.send(AcceptConnection()))
                     client.open = True
+                    self._changed()
                 elif isinstance(event, TextMessage):
                     text_parts.append(event.data)
                     if event.message_finished:
@@ -127,24 +222,21 @@ class FeedServer:
                     return
 
     async def _request(self, client: _Client, text: str) -> None:
-        if text == "Pong":
-            return
-        request = json.loads(text)
-        data_type = request["dataType"]
-        if request.get("reqType", "sub") == "sub":
-            client.topics.add(data_type)
+        subscribe, data_types, reply = self.dialect.request(text)
+        if subscribe:
+            client.topics.update(data_types)
         else:
-            client.topics.discard(data_type)
-        ack = {"id": request["id"], "code": 0, "msg": "", "dataType": "", "data": None}
-        await client.send(ws_frame(gzip_text(json.dumps(ack, separators=(",", ":")))))
-        self._changed()
+            client.topics.difference_update(data_types)
+        if reply is not None:
+            await client.send(reply)
+            self._changed()
 
     def _changed(self) -> None:
         self.changed.set()
         self.changed = trio.Event()
 
     async def ping_forever(self) -> None:
-        ping = ws_frame(gzip_text("Ping"))
+        ping = self.dialect.ping()
         while True:
             await trio.sleep(_PING_EVERY)
             for client in tuple(self.clients):
@@ -165,25 +257,31 @@ class FeedServer:
 
     async def prepare_burst(self, symbol_id: str, count: int) -> dict[str, Any]:
         started = time.perf_counter()
-        self._burst[f"{symbol_id}@kline_1m"] = b"".join(
-            ws_frame(kline_push(symbol_id, seq)) for seq in range(1, count + 1)
-        )
+        push, data_type = self.dialect.push, self.dialect.data_type(symbol_id)
+        self._burst = {
+            (data_type, combined): b"".join(push(symbol_id, seq, combined) for seq in range(1, count + 1))
+            for combined in self.dialect.framings
+        }
         return {"encode_s": time.perf_counter() - started}
 
-    async def burst(self, data_type: str, sockets: int) -> dict[str, Any]:
-        """Send the prepared burst to the ``sockets`` subscribers of ``data_type``, all at once."""
+    async def burst(self, symbol_id: str, sockets: int) -> dict[str, Any]:
+        """Send the prepared burst of ``symbol_id`` to its ``sockets`` subscribers, all at once."""
+        data_type = self.dialect.data_type(symbol_id)
         await self._wait_until(lambda: len(self.subscribers(data_type)) >= sockets)
-        blob = memoryview(self._burst[data_type])
         start_ns = time.monotonic_ns()
         async with trio.open_nursery() as nursery:
             for client in self.subscribers(data_type):
-                nursery.start_soon(_send_chunked, client, blob)
-        return {"start_ns": start_ns, "end_ns": time.monotonic_ns(), "bytes": len(blob)}
+                nursery.start_soon(_send_chunked, client, memoryview(self._burst[data_type, client.combined]))
+        return {"start_ns": start_ns, "end_ns": time.monotonic_ns()}
 
     async def prepare_paced(self, topics: list[str], rate: float, count: int) -> dict[str, Any]:
         started = time.perf_counter()
-        data_types = [f"{t}@kline_1m" for t in topics]
-        frames = [ws_frame(kline_push(topics[i % len(topics)], i + 1)) for i in range(count)]
+        data_types = [self.dialect.data_type(t) for t in topics]
+        push = self.dialect.push
+        frames = {
+            combined: [push(topics[i % len(topics)], i + 1, combined) for i in range(count)]
+            for combined in self.dialect.framings
+        }
         self._paced = _Paced(rate, data_types, frames)
         return {"encode_s": time.perf_counter() - started}
 
@@ -202,7 +300,7 @@ class FeedServer:
         routes = {d: self.subscribers(d) for d in paced.data_types}
         if per_packet:
             return await _send_spaced(paced, routes)
-        total = len(paced.frames)
+        total = len(paced.frames[False])
         send_ns = [0] * total
         start = trio.current_time()
         start_ns = time.monotonic_ns()
@@ -212,7 +310,7 @@ class FeedServer:
             batches: dict[_Client, list[bytes]] = {}
             for i in range(sent, due):
                 for client in routes[paced.data_types[i % len(paced.data_types)]]:
-                    batches.setdefault(client, []).append(paced.frames[i])
+                    batches.setdefault(client, []).append(paced.frames[client.combined][i])
             now_ns = time.monotonic_ns()
             for i in range(sent, due):
                 send_ns[i] = now_ns
@@ -246,21 +344,21 @@ async def _send_spaced(paced: _Paced, routes: dict[str, list[_Client]]) -> dict[
         duplicates = {client: os.dup(client.stream.socket.fileno()) for client in clients}
         for fd in duplicates.values():
             stack.callback(os.close, fd)
-        descriptors = {d: [duplicates[c] for c in subscribers] for d, subscribers in routes.items()}
+        descriptors = {d: [(duplicates[c], c.combined) for c in subscribers] for d, subscribers in routes.items()}
         return await trio.to_thread.run_sync(_write_spaced, paced, descriptors)
 
 
-def _write_spaced(paced: _Paced, descriptors: dict[str, list[int]]) -> dict[str, Any]:
-    total = len(paced.frames)
+def _write_spaced(paced: _Paced, descriptors: dict[str, list[tuple[int, bool]]]) -> dict[str, Any]:
+    total = len(paced.frames[False])
     send_ns = [0] * total
     start_ns = time.monotonic_ns()
-    for i, frame in enumerate(paced.frames):
+    for i in range(total):
         delay_ns = start_ns + i * 1e9 / paced.rate - time.monotonic_ns()
         if delay_ns > 0:
             time.sleep(delay_ns / 1e9)
         send_ns[i] = time.monotonic_ns()
-        for fd in descriptors[paced.data_types[i % len(paced.data_types)]]:
-            _write_all(fd, frame)
+        for fd, combined in descriptors[paced.data_types[i % len(paced.data_types)]]:
+            _write_all(fd, paced.frames[combined][i])
     return {"start_ns": start_ns, "end_ns": time.monotonic_ns(), "send_ns": send_ns}
 
 
@@ -283,8 +381,8 @@ async def _send_chunked(client: _Client, blob: memoryview) -> None:
             await client.stream.send_all(blob[offset : offset + _SEND_CHUNK])
 
 
-async def _main() -> None:
-    server = FeedServer()
+async def _main(dialect: _Dialect) -> None:
+    server = FeedServer(dialect)
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(trio.serve_tcp, server.serve, 0, host="127.0.0.1"))
         port = listeners[0].socket.getsockname()[1]
@@ -296,12 +394,12 @@ async def _main() -> None:
             "paced": server.paced,
             "wait_idle": server.wait_idle,
         }
-        await serve_commands({"url": f"ws://127.0.0.1:{port}{PATH}"}, handlers)
+        await serve_commands({"url": f"ws://127.0.0.1:{port}{dialect.url_path}"}, handlers)
         nursery.cancel_scope.cancel()
 
 
 def main() -> None:
-    trio.run(_main)
+    trio.run(_main, DIALECTS[sys.argv[1] if len(sys.argv) > 1 else "bingx"])
 
 
 if __name__ == "__main__":

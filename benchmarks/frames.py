@@ -1,4 +1,4 @@
-"""BingX swap kline pushes as the wire carries them: gzip streams in unmasked binary WebSocket frames.
+"""Kline pushes as the wire carries them: BingX's gzip streams in binary frames, Binance's JSON text frames.
 
 Every push of a benchmark is encoded before the clock starts, so the load generator spends its time
 writing bytes, not building them. The close price of a push is its sequence number, which lets a
@@ -12,7 +12,18 @@ from collections.abc import Iterable
 
 from wsproto.frame_protocol import FrameProtocol
 
-__all__ = ["OPEN_TIME", "gzip_text", "kline_push", "symbol_ids", "unified", "ws_frame"]
+__all__ = [
+    "OPEN_TIME",
+    "binance_kline_push",
+    "binance_stream",
+    "gzip_text",
+    "kline_push",
+    "symbol_ids",
+    "unified",
+    "ws_frame",
+    "ws_ping",
+    "ws_text_frame",
+]
 
 OPEN_TIME = 1_759_997_460_000
 """Open time of every pushed candle (a minute boundary): all pushes update one forming candle."""
@@ -35,9 +46,39 @@ def kline_push(symbol_id: str, seq: int) -> bytes:
     return gzip_text(text)
 
 
+def binance_stream(symbol_id: str) -> str:
+    """The Binance stream name of a BingX id's 1m klines: ``BTC-USDT`` -> ``btcusdt@kline_1m``."""
+    return f"{symbol_id.replace('-', '').lower()}@kline_1m"
+
+
+def binance_kline_push(symbol_id: str, seq: int, *, combined: bool) -> str:
+    """A USDⓈ-M ``@kline_1m`` push whose close is ``seq`` (BINANCE.md §2.2), still forming (``"x":false``).
+
+    ``combined``: wrapped as a ``/stream`` socket sends it, ``{"stream": ..., "data": ...}``; else
+    bare, as a ``/ws`` socket does.
+    """
+    pair = symbol_id.replace("-", "")
+    event = (
+        f'{{"e":"kline","E":{OPEN_TIME + 1000},"s":"{pair}","k":{{"t":{OPEN_TIME},"T":{OPEN_TIME + 59_999},'
+        f'"s":"{pair}","i":"1m","f":100,"L":200,"o":"121684.1","c":"{seq}","h":"121697.7","l":"121638.7",'
+        f'"v":"5.8244","n":101,"x":false,"q":"708754.2","V":"2.9","Q":"352770.3","B":"0"}}}}'
+    )
+    return f'{{"stream":"{binance_stream(symbol_id)}","data":{event}}}' if combined else event
+
+
 def ws_frame(payload: bytes) -> bytes:
     """A complete server-to-client binary frame (servers do not mask, so the bytes are fixed)."""
     return bytes(_FRAMER.send_data(payload, fin=True))
+
+
+def ws_text_frame(text: str) -> bytes:
+    """A complete server-to-client text frame."""
+    return bytes(_FRAMER.send_data(text, fin=True))
+
+
+def ws_ping(payload: bytes) -> bytes:
+    """A server-to-client RFC 6455 ping control frame (Binance's heartbeat)."""
+    return bytes(_FRAMER.ping(payload))
 
 
 def symbol_ids(count: int) -> list[str]:

@@ -114,14 +114,14 @@ class ServerProcess:
 class FeedProcess(ServerProcess):
     """The load generator (``benchmarks.feed``) in its own process."""
 
-    def __init__(self) -> None:
-        super().__init__("benchmarks.feed")
+    def __init__(self, dialect: str = "bingx") -> None:
+        super().__init__("benchmarks.feed", dialect)
         self.url: str = self.hello["url"]
 
     @classmethod
     @contextmanager
-    def start(cls) -> Iterator[FeedProcess]:
-        feed = cls()
+    def start(cls, dialect: str = "bingx") -> Iterator[FeedProcess]:
+        feed = cls(dialect)
         try:
             yield feed
         finally:

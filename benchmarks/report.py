@@ -11,7 +11,7 @@ from typing import Any
 
 from .bench_live import FEEDS
 
-__all__ = ["markdown", "plot"]
+__all__ = ["binance_markdown", "markdown", "plot"]
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -54,6 +54,43 @@ def _live(r: dict[str, Any], feed: str) -> str:
          "pushes per consumer wake-up"],
         rows,
     )
+
+
+def _binance(r: dict[str, Any]) -> str:
+    """Burst and per-packet live rates of the Binance lineup, with tradeloop's ratio to each peer."""
+    labels, peers = r["labels"], list(r["burst"]["ratio_tradeloop_to"])
+    burst = r["burst"]
+    burst_rows = [[labels[client], _n(s["msgs_per_s"]), _n(s["cpu_us_per_msg"], 1)]
+                  for client, s in burst["summary"].items()]
+    burst_rows.append(["tradeloop × " + " / ".join(labels[p] for p in peers), " / ".join(
+        _n(burst["ratio_tradeloop_to"][p], 2) for p in peers), ""])
+    live_rows = []
+    for rate, data in r["live"].items():
+        for client, s in data["summary"].items():
+            live_rows.append([_n(int(rate)), labels[client], _n(s["cpu_us_per_msg"], 1), _latency_ms(s),
+                              f"{s['observed']:.0%}"])
+        live_rows.append([_n(int(rate)), "tradeloop's CPU × " + " / ".join(labels[p] for p in peers),
+                          " / ".join(_n(data["cpu_ratio_tradeloop_to"][p], 2) for p in peers), "", ""])
+    behind = [f"{labels[client]} fell behind at {_n(int(rate))} msg/s (its consumers saw {s['observed']:.0%} of the "
+              "pushes): it read many pushes per receive, so its CPU per message is lower than keeping up costs."
+              for rate, data in r["live"].items() for client, s in data["summary"].items() if s["observed"] < 0.99]
+    return "\n\n".join([
+        f"Burst: {_n(burst['pushes'])} pushes of one topic, {r['consumers']} consumers",
+        _table(["client", "msgs/s", "CPU µs/msg"], burst_rows),
+        f"Live rates, one frame per packet: {r['topics']} topics, {r['seconds']:g} s per run",
+        _table(["msg/s", "client", "CPU µs/msg", "latency ms p50/p99/max", "pushes its consumers saw"], live_rows),
+        *behind,
+    ])
+
+
+def _ccxt_adapter(r: dict[str, Any]) -> str:
+    names = {"bare": "bare ccxt.pro (`watch_ohlcv` on asyncio)", "adapter": "`ccxt:bingx` adapter, under Trio",
+             "streams": "adapter + stream layer (`StreamManager.klines`)"}
+    rows = [[names.get(mode, mode), _n(m["msgs_per_s"]), _n(m["cpu_us_per_msg"], 1), _n(m["overhead_us_per_msg"], 1)]
+            for mode, m in r["modes"].items()]
+    return (_table(["mode", "msgs/s", "CPU µs/msg", "overhead µs/msg over bare ccxt.pro"], rows)
+            + f"\n\n{r['seconds']:g} s per mode, {r['rounds']} round(s). One `AsyncioThread.run` round trip "
+            f"(what each REST call through the adapter adds): {r['call_us']:.1f} µs.")
 
 
 def _scale_table(r: dict[str, Any]) -> str:
@@ -117,6 +154,35 @@ def _scale(*fields: str) -> Callable[[dict[str, Any], str], float | None]:
     return measure
 
 
+def _binance_burst_ratio(peer: str) -> Callable[[dict[str, Any], str], float | None]:
+    def measure(results: dict[str, Any], key: str) -> float | None:
+        binance = results.get("binance")
+        return binance["burst"]["ratio_tradeloop_to"][peer] if binance and key == "tradeloop" else None
+
+    return measure
+
+
+def _binance_cpu_ratio(peer: str, rate: str) -> Callable[[dict[str, Any], str], float | None]:
+    def measure(results: dict[str, Any], key: str) -> float | None:
+        data = results["binance"]["live"].get(rate) if "binance" in results and key == "tradeloop" else None
+        return data["cpu_ratio_tradeloop_to"][peer] if data else None
+
+    return measure
+
+
+def _binance_p99_ratio(peer: str) -> Callable[[dict[str, Any], str], float | None]:
+    """tradeloop's p99 latency over ``peer``'s at the highest rate measured."""
+
+    def measure(results: dict[str, Any], key: str) -> float | None:
+        if "binance" not in results or key != "tradeloop":
+            return None
+        live = results["binance"]["live"]
+        summary = live[max(live, key=int)]["summary"]
+        return float(summary["tradeloop_binance"]["latency_p99_us"] / summary[peer]["latency_p99_us"])
+
+    return measure
+
+
 _GOALS = (
     _Goal(5, "burst ≥ 2× ccxt.pro msgs/s", _burst_ratio, "×", lambda v: v >= 2),
     _Goal(5, "CPU/msg at 2,000 msg/s ≤ ½ ccxt.pro's (many frames per send_all)", _live_cpu_ratio("batched", "2000"),
@@ -132,6 +198,15 @@ _GOALS = (
           "×", lambda v: v <= 0.5),
     _Goal(9, "CPU/msg at 10,000 msg/s ≤ 0.4× ccxt.pro's, one frame per packet",
           _live_cpu_ratio("per_packet", "10000"), "×", lambda v: v <= 0.4),
+    *(goal for peer, name in (("ccxt_binance", "ccxt.pro binance"), ("cryptofeed", "cryptofeed")) for goal in (
+        _Goal(11, f"Binance burst ahead of {name} (msgs/s ×)", _binance_burst_ratio(peer), "×", lambda v: v > 1),
+        _Goal(11, f"Binance CPU/msg at 2,000 msg/s below {name}'s (×), one frame per packet",
+              _binance_cpu_ratio(peer, "2000"), "×", lambda v: v < 1),
+        _Goal(11, f"Binance CPU/msg at 10,000 msg/s below {name}'s (×), one frame per packet",
+              _binance_cpu_ratio(peer, "10000"), "×", lambda v: v < 1),
+        _Goal(11, f"Binance p99 latency at the top rate below {name}'s (×)", _binance_p99_ratio(peer), "×",
+              lambda v: v < 1),
+    )),
 )
 
 
@@ -199,6 +274,10 @@ def markdown(results: dict[str, Any]) -> str:
             f"### Live rates, {name}: {results['live']['topics']} topics, {results['live']['seconds']:g} s per run",
             _live(results["live"], feed),
         )),
+        *(("### Binance USDⓈ-M klines: tradeloop, ccxt.pro binance, cryptofeed BinanceFutures",
+           _binance(results["binance"])) if "binance" in results else ()),
+        *(("### The ccxt adapter's cost over bare ccxt.pro (the simulator's BingX swap klines)",
+           _ccxt_adapter(results["ccxt_adapter"])) if "ccxt_adapter" in results else ()),
         "### Scale and shutdown",
         _scale_table(results["scale"]),
         "### Recovery (simulator at 60× speed: one 1m candle per real second)",
@@ -214,6 +293,11 @@ def markdown(results: dict[str, Any]) -> str:
         parts += [f"### Where tradeloop's burst time goes ({_n(results['burst']['profile']['msgs_per_s'])} msgs/s "
                   "under the profiler)", profile]
     return "\n\n".join(parts) + "\n"
+
+
+def binance_markdown(results: dict[str, Any]) -> str:
+    """The Binance tables alone (``python -m benchmarks.bench_binance``)."""
+    return _binance(results["binance"]) + "\n"
 
 
 def plot(results: dict[str, Any], path: Path) -> None:

@@ -20,8 +20,12 @@ from typing import Any
 __all__ = [
     "BARE_TRIO",
     "CCXT",
+    "CCXT_BINANCE",
+    "CRYPTOFEED",
     "TRADELOOP",
     "TRADELOOP_ASYNCIO",
+    "TRADELOOP_BINANCE",
+    "TRADELOOP_BINANCE_UVLOOP",
     "TRADELOOP_TRIO_WEBSOCKET",
     "TRADELOOP_UVLOOP",
     "TRIO_WEBSOCKET",
@@ -90,6 +94,18 @@ BARE_TRIO = Variant(
     "client_floor",
     fan_out=False,
 )
+
+TRADELOOP_BINANCE = Variant(
+    "tradeloop_binance", "tradeloop, native Binance", "client_tradeloop", MappingProxyType({"exchange": "binance"})
+)
+TRADELOOP_BINANCE_UVLOOP = Variant(
+    "tradeloop_binance_uvloop",
+    "tradeloop, native Binance, on asyncio+uvloop",
+    "client_tradeloop",
+    MappingProxyType({"exchange": "binance", "loop": "uvloop"}),
+)
+CCXT_BINANCE = Variant("ccxt_binance", "ccxt.pro binance", "client_ccxt", MappingProxyType({"exchange": "binance"}))
+CRYPTOFEED = Variant("cryptofeed", "cryptofeed BinanceFutures", "client_cryptofeed")
 
 
 def baseline(revision: str, src: str) -> Variant:

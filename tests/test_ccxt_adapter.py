@@ -120,7 +120,9 @@ async def test_watched_klines_survive_dropped_sockets_with_no_gap() -> None:
         assert sim.stats.dropped >= 1
 
     assert health.mode == "watch"
-    assert health.rest_errors >= 1 and any("Connection closed" in e.message for e in health.recent_errors), health
+    # The dropped socket failed the watch loop: a stream error, not a REST one.
+    assert health.watch_errors >= 1 and health.rest_errors == 0, health
+    assert any(e.kind == "watch" and "Connection closed" in e.message for e in health.recent_errors), health
 
 
 async def test_watched_ticks_and_an_unknown_symbol() -> None:

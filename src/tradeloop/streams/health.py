@@ -37,7 +37,8 @@ class TopicHealth:
     exchange: str
     topic: Topic
     mode: str
-    """"ws" or "rest" (fallback polling, or a fetch-only exchange)."""
+    """"ws", "watch" (a client that owns its socket, such as ccxt.pro through the adapter) or "rest"
+    (fallback polling, or a fetch-only exchange)."""
     state: str
     messages: int
     last_message_age: float | None
@@ -55,6 +56,10 @@ class TopicHealth:
     subscribers: tuple[SubscriberHealth, ...]
     queue_overflows: int = 0
     """Times pushes piled up behind a REST fetch past their bound and were dropped (then fetched)."""
+    watch_errors: int = 0
+    """Failed watch loops of a client that owns its socket (``mode`` "watch": ccxt.pro through the
+    adapter), each a dropped socket or a stream error, retried with backoff. 0 on topics fed by
+    tradeloop's own sockets, whose failures count in ``reconnects`` and ``parse_errors``."""
 
     @property
     def lag(self) -> int:

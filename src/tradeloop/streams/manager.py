@@ -381,4 +381,5 @@ def _topic_health(stream: KlineTopic | TickTopic, connection: Connection | None,
         recent_errors=errors,
         subscribers=stream.fanout.health(),
         queue_overflows=closer.queue_overflows if closer else 0,
+        watch_errors=stream.watch_errors,
     )

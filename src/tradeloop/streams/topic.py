@@ -62,6 +62,8 @@ class TopicStream(Generic[T]):
         self.messages = 0
         self.last_message_time: float | None = None
         self.rest_errors = 0
+        self.watch_errors = 0
+        """Failed watch loops (:mod:`.watcher`: a client that owns its socket)."""
         self.error_history = ErrorHistory()
         self.poll_scope: anyio.CancelScope | None = None
         self.rejection: SubscriptionError | None = None

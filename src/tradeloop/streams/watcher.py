@@ -4,8 +4,9 @@ Such a client owns its socket: the stream layer gets items, not frames. One task
 the client's watch loop and feeds the topic exactly as a socket's reader would, so every guarantee
 sits on top unchanged: kline pushes go through the candle closer (closed when a newer candle opens,
 confirmed over REST), ticks go to the subscribers' buffers. A failed watch (a dropped socket, an
-exchange error) is counted in the topic's health, marks the kline feed interrupted (the closer
-backfills what the gap lost) and is retried with backoff.
+exchange error) is counted in the topic's health as a watch error (a stream error, not a REST one:
+``TopicHealth.watch_errors``), marks the kline feed interrupted (the closer backfills what the gap
+lost) and is retried with backoff.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import NoReturn, Protocol, runtime_checkable
 from ..exchanges.base import Topic
 from ..models import Kline, Tick
 from .backoff import Backoff
+from .errors import LogThrottle
 from .topic import KlineTopic, TickTopic
 
 __all__ = ["WatchingExchange", "watch_topic", "watching"]
@@ -59,10 +61,15 @@ async def watch_topic(stream: KlineTopic | TickTopic, exchange: WatchingExchange
             stream.offer(item)
 
     stream.mode = "watch"
+    log_throttle = LogThrottle()
     while True:
         try:
             await exchange.watch(stream.topic, deliver)
         except Exception as exc:  # a foreign client may raise anything; it is one failed watch
-            stream.count_rest_error("watch", exc)
+            stream.watch_errors += 1
+            stream.error_history.record("watch", exc)
+            covered = log_throttle.admit("watch")
+            if covered is not None:
+                log.warning("%s: watch failed (%d time(s) since the last report): %r", stream, covered, exc)
             stream.interrupted()
         await backoff.sleep_after_failure()

@@ -37,8 +37,11 @@ sim: $(VENV)/.installed-run
 redis-server:
 	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
 
+# Two workers (pytest-xdist): the suite's tests mostly wait on loopback peers, so one worker per core
+# keeps it within its 4-minute budget. `TEST_WORKERS=0` runs it in one process (easier to debug).
+TEST_WORKERS ?= 2
 test: $(VENV)/.installed-test redis-server
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests benchmarks examples docs

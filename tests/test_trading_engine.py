@@ -220,4 +220,5 @@ async def test_a_symbol_the_exchange_rejects_stops_the_engine_at_start_with_that
         with pytest.raises(SubscriptionError, match="DOGE") as info:
             await TradingEngine(config).run(duration=600)
     assert not isinstance(info.value, BaseExceptionGroup), "one error, not a group"
-    assert trio.current_time() - started < 10, "at start, not after the run's duration"
+    # Simulated seconds: far below the run's 600 even when a loaded machine lets the mock clock jump.
+    assert trio.current_time() - started < 60, "at start, not after the run's duration"

@@ -18,7 +18,7 @@ from typing import ParamSpec, TypeVar
 
 import anyio
 
-__all__ = ["leaves", "single_error", "single_error_context"]
+__all__ = ["leaves", "single_error", "single_error_context", "sole_error"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -30,6 +30,14 @@ def leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     for exc in group.exceptions:
         found.extend(leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
     return found
+
+
+def sole_error(error: BaseException) -> BaseException:
+    """The error inside a chain of exception groups of one (what nested nurseries wrap a single
+    error in), else ``error`` itself: for a command line that maps one error to one line."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
 
 
 @contextmanager

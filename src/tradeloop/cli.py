@@ -26,6 +26,7 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from ._groups import sole_error
 from .errors import TradeloopError
 
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "EXIT_RUNTIME_ERROR", "EXIT_USAGE", "main", "seconds", "sole_error"]
@@ -83,15 +84,6 @@ def seconds(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"invalid duration {text!r}: expected a number of seconds > 0")
     return value
-
-
-def sole_error(error: BaseException) -> BaseException:
-    """The error inside a chain of exception groups of one (what a nursery wraps a single error
-    in), else ``error`` itself.
-    """
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 import trio
 
+from .._groups import sole_error
 from ..errors import InvalidValueError, TradeloopError
 from ..exchanges import create_exchange, normalize_exchange_name
 from ..metrics.cli import MetricsAddress, add_metrics_options, metrics_address, start_metrics
@@ -26,7 +27,7 @@ from ..metrics.collector import Snapshot
 from ..streams import StreamManager
 from ..symbols import Market, normalize_symbol, parse_symbol, validate_timeframe
 from ..trading.config import PublishConfig, load_publish_config
-from .client import open_redis, sole_error
+from .client import open_redis
 from .keys import DEFAULT_PREFIX
 from .publisher import Publisher, PublisherStats, PublishSettings, PublishTopics
 

@@ -24,6 +24,7 @@ import anyio
 import coredis
 import coredis.exceptions
 
+from .._groups import sole_error
 from ..errors import InvalidValueError, TradeloopError
 from ..streams.backoff import full_jitter_delay
 
@@ -35,7 +36,6 @@ __all__ = [
     "open_redis",
     "redacted_url",
     "redis_errors",
-    "sole_error",
     "until_available",
 ]
 
@@ -189,9 +189,3 @@ async def _hold(client: RedisClient, where: str, ready: anyio.Event, closing: an
             log.debug("Redis %s: the connection failed after its user left", where, exc_info=True)
 
 
-def sole_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The error a task group wrapped when it is the only one; otherwise the group itself."""
-    error: BaseException = group
-    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
-        error = error.exceptions[0]
-    return error

@@ -239,7 +239,8 @@ def test_a_bare_id_is_ambiguous_and_both_unified_forms_are_named() -> None:
         ('{"result":null,"id":[1]}', ErrorKind.BAD_FIELD),
         ('{"error":{"code":"2"},"id":1}', ErrorKind.BAD_FIELD),
         ('{"hello":"world"}', ErrorKind.BAD_FIELD),
-        ("[" * 100_000, ErrorKind.BAD_JSON),  # nested deeper than the decoder recurses
+        ("[" * 100_000, ErrorKind.TOO_DEEP),  # refused before the decoder would recurse
+        ('{"e":' * 33 + "1" + "}" * 33, ErrorKind.TOO_DEEP),  # valid JSON, one level past the limit
     ],
 )
 def test_bad_frames_are_protocol_errors_of_their_kind(text: str | bytes, kind: ErrorKind) -> None:

@@ -78,7 +78,11 @@ def test_unreadable_bodies() -> None:
     assert caught.value.kind is ErrorKind.BAD_JSON
     with pytest.raises(ProtocolError) as caught:
         parse_body(b"[" * 100_000, status=200)
-    assert caught.value.kind is ErrorKind.BAD_JSON
+    assert caught.value.kind is ErrorKind.TOO_DEEP  # refused before the decoder would recurse
+    assert parse_body(b"[" * 4 + b"]" * 4, max_depth=4) == [[[[]]]]
+    with pytest.raises(ProtocolError) as caught:
+        parse_body(b"[" * 5 + b"]" * 5, max_depth=4)
+    assert caught.value.kind is ErrorKind.TOO_DEEP
     with pytest.raises(ProtocolError, match="open time"):
         parse_klines(b'[["x","1","1","1","1","1"]]', "BTC/USDT", "1m")
     with pytest.raises(ProtocolError, match="lastPrice"):

@@ -86,7 +86,7 @@ class Binance(Exchange):
         return f"{self._ws_origins[socket.market]}{socket.path}/stream"
 
     def new_codec(self, key: Hashable) -> BinanceCodec:
-        return BinanceCodec(_socket(key))
+        return BinanceCodec(_socket(key), limits=self.limits)
 
     def check_topic(self, topic: Topic) -> None:
         stream_name(topic)
@@ -128,7 +128,7 @@ class Binance(Exchange):
             if listed is None:
                 response = await self._get(http, market, Endpoint.EXCHANGE_INFO, {})
                 listed = self._listed[market] = parse_exchange_info(
-                    market, response.content, status=response.status
+                    market, response.content, status=response.status, max_depth=self.limits.max_json_depth
                 )
         return listed
 
@@ -151,12 +151,18 @@ class Binance(Exchange):
             raise InvalidValueError(f"invalid limit {limit!r}: expected a positive number of candles")
         params = kline_query(symbol_id, timeframe, min(limit, MAX_KLINES[market]), start_ms, end_ms)
         response = await self._get(http, market, Endpoint.KLINES, params)
-        return within(parse_klines(response.content, symbol, timeframe, status=response.status), start_ms, end_ms)
+        return within(
+            parse_klines(
+                response.content, symbol, timeframe, status=response.status, max_depth=self.limits.max_json_depth
+            ),
+            start_ms,
+            end_ms,
+        )
 
     async def fetch_ticker(self, http: httpx.AsyncClient, symbol: str) -> Tick:
         market, symbol_id = binance_id(symbol)
         response = await self._get(http, market, Endpoint.TICKER, {"symbol": symbol_id})
-        return parse_ticker(response.content, symbol, status=response.status)
+        return parse_ticker(response.content, symbol, status=response.status, max_depth=self.limits.max_json_depth)
 
     async def _get(self, http: httpx.AsyncClient, market: Market, endpoint: Endpoint, params: QueryParams) -> RestBody:
         """GET within ``limits.max_body_size`` (exchangeInfo lists every symbol: it gets 64 times

@@ -37,6 +37,7 @@ from ..base import (
 )
 from ..bingx.codec import _undecodable  # one rule for both exchanges' JSON text
 from ..bingx.wire import lettered_kline, preview, to_decimal, to_time
+from ..limits import DEFAULT_LIMITS, PeerLimits, check_json_depth
 from .wire import EXCHANGE, JSON, Socket, binance_id, optional_decimal, unified_symbol
 
 __all__ = ["BinanceCodec", "socket_of", "stream_name"]
@@ -100,12 +101,15 @@ class BinanceCodec:
     receive time; tests pass a fixed clock.
     """
 
-    __slots__ = ("_now_ms", "_topics", "market", "socket")
+    __slots__ = ("_max_depth", "_now_ms", "_topics", "market", "socket")
 
-    def __init__(self, socket: Socket, *, now_ms: Callable[[], int] = _wall_clock_ms) -> None:
+    def __init__(
+        self, socket: Socket, *, now_ms: Callable[[], int] = _wall_clock_ms, limits: PeerLimits = DEFAULT_LIMITS
+    ) -> None:
         self.socket = Socket(socket)
         self.market = self.socket.market
         self._now_ms = now_ms
+        self._max_depth = limits.max_json_depth
         self._topics: dict[tuple[TopicKind, str, str | None], Topic] = {}
 
     def subscribe(self, topic: Topic) -> tuple[str, str]:
@@ -125,10 +129,16 @@ class BinanceCodec:
         return str(request_id), _encode({"method": method, "params": [stream], "id": request_id}).decode()
 
     def decode(self, frame: bytes | str) -> Event:
-        """Decode one server frame (text; bytes are read as UTF-8 JSON too). Raises only ProtocolError."""
+        """Decode one server frame (text; bytes are read as UTF-8 JSON too). Raises only ProtocolError:
+        also for JSON nested beyond ``max_json_depth`` (``TOO_DEEP``), checked before decoding.
+
+        Frame size is bounded below this layer: the transport refuses a message over its cap from
+        the frame header (Binance sends no compressed frames, so the size on the wire is the size).
+        """
+        check_json_depth(frame, self._max_depth)
         try:
             message = JSON.decode(frame)
-        except (msgspec.DecodeError, UnicodeError, RecursionError) as exc:  # RecursionError: nested too deep
+        except (msgspec.DecodeError, UnicodeError) as exc:
             raise _undecodable(frame, exc) from None
         if type(message) is not dict:
             raise ProtocolError(ErrorKind.BAD_FIELD, f"expected a JSON object, got {preview(frame)}")

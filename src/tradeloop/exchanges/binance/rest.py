@@ -22,6 +22,7 @@ from ...symbols import Market
 from ..base import ErrorKind, ExchangeError, ProtocolError, RateLimitedError
 from ..bingx.rest import _fields  # one rule for both exchanges' reply fields
 from ..bingx.wire import preview, to_decimal, to_time
+from ..limits import DEFAULT_LIMITS, check_json_depth
 from .wire import EXCHANGE, JSON, optional_decimal
 
 __all__ = [
@@ -62,11 +63,13 @@ PATHS: Final[dict[tuple[Market, Endpoint], str]] = {
 _UNREADABLE: Final = object()
 
 
-def parse_body(body: bytes, *, status: int = 200) -> Any:
-    """The decoded body of a successful reply; raise the error the reply stands for otherwise."""
+def parse_body(body: bytes, *, status: int = 200, max_depth: int = DEFAULT_LIMITS.max_json_depth) -> Any:
+    """The decoded body of a successful reply; raise the error the reply stands for otherwise
+    (ProtocolError ``TOO_DEEP`` for JSON nested beyond ``max_depth``, checked before decoding)."""
+    check_json_depth(body, max_depth)
     try:
         decoded = JSON.decode(body)
-    except (msgspec.DecodeError, UnicodeError, RecursionError):  # RecursionError: nested too deep
+    except (msgspec.DecodeError, UnicodeError):
         decoded = _UNREADABLE
     if 200 <= status < 300:
         if decoded is _UNREADABLE:
@@ -82,14 +85,16 @@ def parse_body(body: bytes, *, status: int = 200) -> Any:
     raise ExchangeError(status, text)
 
 
-def parse_klines(body: bytes, symbol: str, timeframe: str, *, status: int = 200) -> list[Kline]:
+def parse_klines(
+    body: bytes, symbol: str, timeframe: str, *, status: int = 200, max_depth: int = DEFAULT_LIMITS.max_json_depth
+) -> list[Kline]:
     """Candles of a klines reply, oldest first, one per open time; every one but the newest closed.
 
     Rows are 12-element arrays ``[open time, o, h, l, c, volume, close time, …]`` of strings and
     integers (§3.1). The newest row of a "latest" query is the candle still forming (pitfall 7), and
     a reply carries no server time to tell, so the newest is never called closed here.
     """
-    rows = parse_body(body, status=status)
+    rows = parse_body(body, status=status, max_depth=max_depth)
     with _fields("klines"):
         if type(rows) is not list:
             raise TypeError(f"the klines reply should be a list of rows, got {preview(body)}")
@@ -116,13 +121,15 @@ def _candle(row: Any) -> _Candle:
     )
 
 
-def parse_ticker(body: bytes, symbol: str, *, status: int = 200) -> Tick:
+def parse_ticker(
+    body: bytes, symbol: str, *, status: int = 200, max_depth: int = DEFAULT_LIMITS.max_json_depth
+) -> Tick:
     """The 24h ticker of one symbol (``symbol`` given in the request: the body is one object).
 
     The tick's time is ``closeTime``, the end of the statistics window. Spot adds the best bid and
     ask (``bidPrice``, ``bidQty``, …); USDⓈ-M has none (§3.3).
     """
-    row = parse_body(body, status=status)
+    row = parse_body(body, status=status, max_depth=max_depth)
     with _fields("ticker"):
         if type(row) is not dict:
             raise TypeError(f"the ticker reply should be an object, got {preview(body)}")
@@ -139,13 +146,15 @@ def parse_ticker(body: bytes, symbol: str, *, status: int = 200) -> Tick:
         )
 
 
-def parse_exchange_info(market: Market, body: bytes, *, status: int = 200) -> dict[str, str]:
+def parse_exchange_info(
+    market: Market, body: bytes, *, status: int = 200, max_depth: int = DEFAULT_LIMITS.max_json_depth
+) -> dict[str, str]:
     """Every symbol id the market lists, with its status (``TRADING``, ``BREAK``, …; §3.2).
 
     On USDⓈ-M only perpetuals count (``contractType`` ``PERPETUAL``): a dated future shares no id
     with a unified ``BASE/QUOTE:QUOTE`` symbol. Ids are upper case.
     """
-    info = parse_body(body, status=status)
+    info = parse_body(body, status=status, max_depth=max_depth)
     with _fields("exchangeInfo"):
         if type(info) is not dict:
             raise TypeError(f"the exchangeInfo reply should be an object, got {preview(body)}")

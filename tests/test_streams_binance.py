@@ -4,6 +4,7 @@ time: spot and USDⓈ-M klines and ticks, closed candles equal to the simulator'
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +14,7 @@ from streams_helpers import FAST, START_MS, Collector, assert_matches_history
 from trio.testing import MockClock
 
 from tradeloop.errors import SubscriptionError
+from tradeloop.exchanges.binance import Binance
 from tradeloop.sim import SimConfig, Simulator, open_simulator
 from tradeloop.streams import StreamConfig, StreamManager
 
@@ -90,3 +92,40 @@ async def test_an_unknown_symbol_is_a_subscription_error(mock_clock: MockClock) 
             channel = streams.klines("binance", "DOGE/USDT", "1m")
             with pytest.raises(SubscriptionError, match="DOGE/USDT"):
                 await channel.receive()
+
+
+async def test_a_socket_past_its_lifetime_is_handed_over_without_a_gap(mock_clock: MockClock) -> None:
+    # Binance cuts a socket after 24 h; the client replaces it a little before, overlapping the
+    # new socket with the old. Every push of every topic then arrives once, in order: ticks
+    # (which no REST call could recover) with no gap, klines with no interruption to backfill.
+    push_ms = 600  # 0.1 s pushes at 6x market speed
+
+    class ShortLived(Binance):
+        connection_lifetime = 5.0  # replaced every 4.9 s
+
+    sim_config = SimConfig(exchange="binance", symbols=("BTC-USDT",), start_ms=START_MS, speed=6.0, push_interval=0.1)
+    async with (
+        open_simulator(sim_config) as sim,
+        StreamManager.open({"binance": ShortLived(ws_url=sim.ws_url, rest_url=sim.rest_url)}, FAST) as streams,
+        trio.open_nursery() as nursery,
+    ):
+        klines = Collector(streams.klines("binance", USDM, "1m"))
+        nursery.start_soon(klines.run)
+        tick_times: dict[str, list[int]] = {SPOT: [], USDM: []}
+
+        async def collect(symbol: str) -> None:
+            async for tick in streams.ticks("binance", symbol):
+                tick_times[symbol].append(tick.time)
+
+        nursery.start_soon(collect, SPOT)
+        nursery.start_soon(collect, USDM)
+        await klines.wait_for_closed(3)  # 30 s: six handovers per socket
+        health = streams.health()
+        nursery.cancel_scope.cancel()
+    assert health.total_reconnects == 0
+    assert all(c.rotations >= 5 for c in health.connections), [c.rotations for c in health.connections]
+    for symbol, times in tick_times.items():
+        steps = {b - a for a, b in itertools.pairwise(times)}
+        assert steps == {push_ms}, f"{symbol}: every tick once, in order, none missing ({sorted(steps)})"
+    assert_matches_history(sim, klines.closed)
+    assert all(t.backfilled_candles == 0 for t in health.topics), "no interruption for REST to fill"

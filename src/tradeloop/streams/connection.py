@@ -11,11 +11,16 @@ session three tasks share one nursery, so ending the session ends them all:
 - the watchdog ends the session when no frame (pings included), or no market data while topics
   are subscribed, arrived for ``stall_timeout``.
 
-A session also ends by plan, and is replaced at once with no backoff: a little before the
-exchange's ``connection_lifetime`` (Binance cuts every socket after 24 h), or when the server
-announces it will close the socket (a ``Reconnect`` event). Kline topics treat the switch as an
-interruption, so candles that closed during it come from REST; ticks pushed in the moment
-between the two sockets are not seen.
+A session also ends by plan: a little before the exchange's ``connection_lifetime`` (Binance
+cuts every socket after 24 h), or when the server announces it will close the socket (a
+``Reconnect`` event). Then the socket is handed over without a gap (:class:`_Handover`): a second
+socket opens and subscribes every topic while the first keeps delivering, and each topic switches
+to the new socket at a push both sockets delivered, so its subscribers see every push once, in
+order. The old socket closes once every topic has switched (or, once the new socket had time to
+subscribe them all, after ``stall_timeout``: a topic that pushed nothing in that time had nothing
+to lose). If the new socket cannot open, the old one
+is replaced the plain way (close, reconnect at once), and kline topics treat the switch as an
+interruption, so candles that closed during it come from REST.
 
 The exchange supplies the URL and a sans-IO codec; the :class:`~tradeloop.streams.transport.Transport`
 supplies sockets and maps every library error to ``TransportError``. This module never parses a
@@ -26,8 +31,10 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import Counter
-from collections.abc import Callable, Hashable
+from collections import Counter, deque
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
 
 import anyio
 
@@ -46,6 +53,7 @@ from ..exchanges.base import (
     Topic,
     WsCodec,
 )
+from ..models import Kline, Tick
 from ..symbols import Market
 from .backoff import Backoff
 from .config import StreamConfig
@@ -66,6 +74,96 @@ class StallError(TradeloopError):
 _SESSION_ERRORS = (TransportError, StallError)
 _ROTATE_AT = 0.98
 """Fraction of the exchange's connection lifetime after which the socket is replaced (24 h → 23.5 h)."""
+_HANDOVER_QUEUE = 4096
+"""Pushes of one topic the new socket may deliver before the old socket catches up with them."""
+
+Item = TypeVar("Item", bound=Kline | Tick)
+
+
+class _Socket:
+    """One open WebSocket of a connection, with its own subscriptions and liveness times.
+
+    A handover has two at once, so nothing about subscribing lives on the connection itself.
+    """
+
+    def __init__(
+        self, ws: WebSocket, codec: WsCodec, closing: AsyncExitStack, topics: Sequence[Topic], now: float
+    ) -> None:
+        self.ws = ws
+        self.codec = codec
+        self._closing = closing
+        # Ordered sets of requests still to send (dicts keep insertion order).
+        self.to_subscribe: dict[Topic, None] = dict.fromkeys(topics)
+        self.to_unsubscribe: dict[Topic, None] = {}
+        self.subscribed: set[Topic] = set()
+        self.pending_acks: dict[str, Topic] = {}
+        self.requests_waiting = anyio.Event()
+        self.last_message_time = now
+        self.last_data_time = now
+        """Last market-data push: a socket that only pings is stalled too."""
+
+    def add(self, topic: Topic) -> None:
+        self.to_unsubscribe.pop(topic, None)
+        if topic not in self.subscribed:
+            self.to_subscribe[topic] = None
+        self.requests_waiting.set()
+
+    def remove(self, topic: Topic) -> None:
+        self.to_subscribe.pop(topic, None)
+        if topic in self.subscribed:
+            self.to_unsubscribe[topic] = None
+            self.requests_waiting.set()
+
+    async def aclose(self) -> None:
+        """Close the socket (the transport shields and bounds the closing handshake)."""
+        await self._closing.aclose()
+
+
+class _Handover:
+    """Which socket feeds each topic while an old socket hands its topics to a new one.
+
+    Both sockets deliver the same pushes for a while. A topic keeps taking the old socket's pushes
+    until the old socket delivers one the new socket has already delivered: from there the two
+    streams are known to overlap, so the topic continues with what the new socket delivered after
+    that push, and takes only the new socket's from then on. Nothing is lost or repeated, and no
+    sequence number is needed: pushes are compared whole, event time included. A feed stamped
+    with the time it was received (Binance spot's book ticker has no event time) never shows an
+    overlap; its topic switches when the handover ends, like a quiet topic.
+    """
+
+    def __init__(self, old: _Socket, new: _Socket) -> None:
+        self.old = old
+        self.new = new
+        self.switched: set[Topic] = set()
+        self._queued: dict[Topic, deque[Any]] = {}  # a topic queues one kind: Kline or Tick
+        self.complete = anyio.Event()
+
+    def admit(
+        self, socket: _Socket, topic: Topic, items: Sequence[Item], topics: Mapping[Topic, object]
+    ) -> Sequence[Item]:
+        """What of ``items``, pushed on ``topic`` through ``socket``, the topic publishes."""
+        if topic in self.switched:
+            return items if socket is self.new else ()
+        queued: deque[Item] = self._queued.setdefault(topic, deque(maxlen=_HANDOVER_QUEUE))
+        if socket is self.new:
+            queued.extend(items)
+            return ()
+        for index, item in enumerate(items):
+            if item in queued:
+                while queued.popleft() != item:
+                    pass
+                self._switch(topic, topics)
+                return [*items[: index + 1], *queued]
+        return items
+
+    def _switch(self, topic: Topic, topics: Mapping[Topic, object]) -> None:
+        self.switched.add(topic)
+        self._queued.pop(topic, None)
+        if all(t in self.switched for t in topics):
+            self.complete.set()
+
+    def unswitched(self, topics: Mapping[Topic, object]) -> list[Topic]:
+        return [t for t in topics if t not in self.switched]
 
 
 class Connection:
@@ -104,8 +202,6 @@ class Connection:
         self.use_rest_fallback = False
         self.messages_received = 0
         self.last_message_time: float | None = None
-        self.last_data_time: float | None = None
-        """Last market-data push: a socket that only pings is stalled too."""
         self.error_replies = 0
         self._transport = transport
         self._subscribe_interval = 1.0 / min(config.subscribe_rate, exchange.max_subscriptions_per_second)
@@ -117,12 +213,9 @@ class Connection:
         self._consecutive_failures = 0
         self._on_fallback_change = on_fallback_change
         self._on_rejected = on_rejected
-        # Ordered sets of requests still to send in this session (dicts keep insertion order).
-        self._to_subscribe: dict[Topic, None] = {}
-        self._to_unsubscribe: dict[Topic, None] = {}
-        self._subscribed: set[Topic] = set()
-        self._pending_acks: dict[str, Topic] = {}
-        self._requests_waiting = anyio.Event()
+        self._sockets: list[_Socket] = []
+        """The open sockets: one, or two during a handover."""
+        self._handover: _Handover | None = None
         self._cancel_scope = anyio.CancelScope()
         self._now = HotPath().current_time  # called for every batch of frames
 
@@ -134,17 +227,13 @@ class Connection:
 
     def add_topic(self, stream: KlineTopic | TickTopic) -> None:
         self.topics[stream.topic] = stream
-        self._to_unsubscribe.pop(stream.topic, None)
-        if stream.topic not in self._subscribed:
-            self._to_subscribe[stream.topic] = None
-        self._requests_waiting.set()
+        for socket in self._sockets:
+            socket.add(stream.topic)
 
     def remove_topic(self, topic: Topic) -> None:
         self.topics.pop(topic, None)
-        self._to_subscribe.pop(topic, None)
-        if topic in self._subscribed:
-            self._to_unsubscribe[topic] = None
-            self._requests_waiting.set()
+        for socket in self._sockets:
+            socket.remove(topic)
 
     def close(self) -> None:
         """End the connection task (the socket is closed on the way out)."""
@@ -154,13 +243,17 @@ class Connection:
 
     async def run(self) -> None:
         backoff = Backoff(self.config.reconnect_delay, self.config.reconnect_delay_max)
+        successor: _Socket | None = None
         with self._cancel_scope:
             while True:
                 started = anyio.current_time()
                 try:
-                    await self._session()
-                    self.rotations += 1  # a session that returns ended by plan: replace it at once
-                    self._interrupt_topics()
+                    successor = await self._session(successor)
+                    # A session that returns ended by plan: carry on at once with the socket it
+                    # handed its topics to, or (if none could open) a new one.
+                    self.rotations += 1
+                    if successor is None:
+                        self._interrupt_topics()
                     continue
                 except* _SESSION_ERRORS as group:
                     for exc in leaves(group):
@@ -169,7 +262,11 @@ class Connection:
                         if covered is not None:
                             log.warning(
                                 "%s %s socket #%d failed (%d time(s) since the last report): %s",
-                                self.exchange_name, self.market, self.connection_id, covered, exc,
+                                self.exchange_name,
+                                self.market,
+                                self.connection_id,
+                                covered,
+                                exc,
                             )
                 self._interrupt_topics()
                 if anyio.current_time() - started >= self.config.healthy_after:
@@ -182,32 +279,95 @@ class Connection:
                 self.reconnect_count += 1
                 self.last_reconnect = anyio.current_time()
 
-    async def _session(self) -> None:
-        self.state = "connecting"
-        async with self._transport.connect(self.url) as ws, anyio.create_task_group() as nursery:
-            try:
-                self.state = "open"
-                self.last_message_time = self.last_data_time = anyio.current_time()
-                self._subscribed.clear()
-                self._pending_acks.clear()
-                self._to_unsubscribe.clear()
-                self._to_subscribe = dict.fromkeys(self.topics)
-                codec = self.exchange.new_codec(self.socket_key)
-                nursery.start_soon(self._write_requests, ws, codec)
-                nursery.start_soon(self._watchdog)
+    async def _open(self) -> _Socket:
+        """Connect a socket that will subscribe every topic; TransportError if it cannot open."""
+        closing = AsyncExitStack()
+        async with AsyncExitStack() as on_failure:
+            on_failure.push_async_callback(closing.aclose)
+            ws = await closing.enter_async_context(self._transport.connect(self.url))
+            socket = _Socket(ws, self.exchange.new_codec(self.socket_key), closing, tuple(self.topics), self._now())
+            on_failure.pop_all()
+        self.last_message_time = socket.last_message_time
+        return socket
+
+    async def _session(self, socket: _Socket | None) -> _Socket | None:
+        """Serve one socket (``socket``, handed over by the previous session, or a new one) until it
+        fails (raises) or is replaced by plan: then return the socket it handed over to, if any."""
+        if socket is None:
+            self.state = "connecting"
+            socket = await self._open()
+        self._sockets.append(socket)
+        successor: _Socket | None = None
+        try:
+            self.state = "open"
+            replace = anyio.Event()
+            async with anyio.create_task_group() as nursery:
+                nursery.start_soon(self._write_requests, socket)
+                nursery.start_soon(self._watchdog, socket)
+                nursery.start_soon(self._read, socket, replace)
                 lifetime = self.exchange.connection_lifetime
                 with anyio.move_on_after(lifetime * _ROTATE_AT if lifetime else math.inf):
-                    await self._read(ws, codec)
-            finally:
-                self.state = "closing"
+                    await replace.wait()
+                successor = await self._hand_over(socket)
                 nursery.cancel_scope.cancel()
+            return successor
+        except BaseException:
+            if successor is not None:
+                with anyio.CancelScope(shield=True):
+                    await successor.aclose()
+            raise
+        finally:
+            self.state = "closing"
+            self._sockets.remove(socket)
+            await socket.aclose()
 
-    async def _read(self, ws: WebSocket, codec: WsCodec) -> None:
+    async def _hand_over(self, old: _Socket) -> _Socket | None:
+        """Open the next socket and move every topic to it while ``old`` still delivers (see
+        :class:`_Handover`); None if it could not open (the caller replaces ``old`` plainly)."""
+        if self._transport.kind != "wsproto":
+            return None  # trio-websocket's socket lives in a nursery of its own session
+        try:
+            new = await self._open()
+        except TransportError as exc:
+            self.error_history.record(type(exc).__name__, exc)
+            log.warning("%s: could not open the socket to hand over to (%s): replacing it plainly", self.url, exc)
+            return None
+        self._sockets.append(new)
+        handover = self._handover = _Handover(old, new)
+        try:
+            async with anyio.create_task_group() as nursery:
+                nursery.start_soon(self._write_requests, new)
+                nursery.start_soon(self._read, new, anyio.Event())
+                # Subscribing takes its paced time; then every topic pushing at all shows an overlap
+                # within a stall timeout.
+                with anyio.move_on_after(len(self.topics) * self._subscribe_interval + self.config.stall_timeout):
+                    await handover.complete.wait()
+                nursery.cancel_scope.cancel()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await new.aclose()
+            raise
+        finally:
+            self._handover = None
+            self._sockets.remove(new)
+        for topic in handover.unswitched(self.topics):
+            self.topics[topic].interrupted()  # pushed nothing both sockets saw: nothing to lose but klines
+        return new
+
+    async def _read(self, socket: _Socket, replace: anyio.Event) -> None:
+        """Hand every push to its topic; set ``replace`` when the server announces its close.
+
+        A batch is handed over whole before anything is awaited, so cancelling the reader (at
+        the end of a handover) loses nothing: the socket keeps what it has not returned yet.
+        """
         topics = self.topics
+        ws = socket.ws
+        codec = socket.codec
         while True:
             batch = await ws.receive_batch()
             self.messages_received += len(batch)
-            self.last_message_time = self._now()
+            self.last_message_time = socket.last_message_time = now = self._now()
+            replies: list[str] = []
             for frame in batch:
                 try:
                     event = codec.decode(frame)
@@ -217,59 +377,72 @@ class Connection:
                 if isinstance(event, KlineBatch):
                     stream = topics.get(event.topic)
                     if isinstance(stream, KlineTopic):
-                        self._on_good_data()
-                        stream.offer(event.klines)
+                        self._on_good_data(socket, now)
+                        handover = self._handover
+                        klines = (
+                            event.klines
+                            if handover is None
+                            else handover.admit(socket, stream.topic, event.klines, topics)
+                        )
+                        if klines:
+                            stream.offer(klines)
                 elif isinstance(event, TickUpdate):
                     stream = topics.get(event.topic)
                     if isinstance(stream, TickTopic):
-                        self._on_good_data()
-                        stream.publish(event.tick)
+                        self._on_good_data(socket, now)
+                        handover = self._handover
+                        if handover is None:
+                            stream.publish(event.tick)
+                        else:
+                            for tick in handover.admit(socket, stream.topic, (event.tick,), topics):
+                                stream.publish(tick)
                 elif isinstance(event, Heartbeat):
-                    await ws.send_text(event.reply)
+                    replies.append(event.reply)
                 elif isinstance(event, SubscriptionAck):
-                    self._pending_acks.pop(event.request_id, None)
+                    socket.pending_acks.pop(event.request_id, None)
                 elif isinstance(event, ErrorReply):
-                    self._on_error_reply(event)
+                    self._on_error_reply(socket, event)
                 elif isinstance(event, Reconnect):
                     log.info("%s announced its close (%s): replacing the socket", self.url, event.reason)
-                    return
+                    replace.set()
+            for reply in replies:
+                await ws.send_text(reply)
 
-    async def _write_requests(self, ws: WebSocket, codec: WsCodec) -> None:
+    async def _write_requests(self, socket: _Socket) -> None:
         while True:
-            if not (self._to_subscribe or self._to_unsubscribe):
-                self._requests_waiting = anyio.Event()
-                await self._requests_waiting.wait()
+            if not (socket.to_subscribe or socket.to_unsubscribe):
+                socket.requests_waiting = anyio.Event()
+                await socket.requests_waiting.wait()
                 continue
-            if self._to_unsubscribe:
-                topic = next(iter(self._to_unsubscribe))
-                del self._to_unsubscribe[topic]
-                self._subscribed.discard(topic)
-                request_id, text = codec.unsubscribe(topic)
+            if socket.to_unsubscribe:
+                topic = next(iter(socket.to_unsubscribe))
+                del socket.to_unsubscribe[topic]
+                socket.subscribed.discard(topic)
+                request_id, text = socket.codec.unsubscribe(topic)
             else:
-                topic = next(iter(self._to_subscribe))
-                del self._to_subscribe[topic]
-                if not self._subscribed:
-                    self.last_data_time = anyio.current_time()  # data is due from now on
-                self._subscribed.add(topic)
-                request_id, text = codec.subscribe(topic)
-                self._pending_acks[request_id] = topic
-            await ws.send_text(text)
+                topic = next(iter(socket.to_subscribe))
+                del socket.to_subscribe[topic]
+                if not socket.subscribed:
+                    socket.last_data_time = anyio.current_time()  # data is due from now on
+                socket.subscribed.add(topic)
+                request_id, text = socket.codec.subscribe(topic)
+                socket.pending_acks[request_id] = topic
+            await socket.ws.send_text(text)
             await anyio.sleep(self._subscribe_interval)
 
-    async def _watchdog(self) -> None:
+    async def _watchdog(self, socket: _Socket) -> None:
         """End the session when no frame arrived for ``stall_timeout``, or no market data did
         while topics are subscribed (BingX keeps pinging a socket whose pushes have stopped)."""
         timeout = self.config.stall_timeout
         while True:
-            assert self.last_message_time is not None and self.last_data_time is not None
             now = anyio.current_time()
-            if now >= self.last_message_time + timeout:
+            if now >= socket.last_message_time + timeout:
                 raise StallError(f"no frame for {timeout:g} s on {self.url}")
-            deadline = self.last_message_time + timeout
-            if self._subscribed:
-                if now >= self.last_data_time + timeout:
+            deadline = socket.last_message_time + timeout
+            if socket.subscribed:
+                if now >= socket.last_data_time + timeout:
                     raise StallError(f"no market data for {timeout:g} s on {self.url} (pings only)")
-                deadline = min(deadline, self.last_data_time + timeout)
+                deadline = min(deadline, socket.last_data_time + timeout)
             await anyio.sleep_until(deadline)
 
     # -- diagnostics and fallback -----------------------------------------------------------------
@@ -283,8 +456,9 @@ class Connection:
         self._good_frames_since_fallback = 0
         covered = self._log_throttle.admit(f"parse:{kind}")
         if covered is not None:
-            log.warning("%s: skipped %d malformed frame(s) (%s) since the last report: %s", self.url, covered, kind,
-                        exc)
+            log.warning(
+                "%s: skipped %d malformed frame(s) (%s) since the last report: %s", self.url, covered, kind, exc
+            )
         if self._consecutive_parse_errors > self.config.max_parse_frame_retries and not self._parse_fallback:
             self._parse_fallback = True
             self._fallback_changed()
@@ -293,8 +467,8 @@ class Connection:
         for stream in self.topics.values():
             stream.interrupted()
 
-    def _on_good_data(self) -> None:
-        self.last_data_time = self.last_message_time
+    def _on_good_data(self, socket: _Socket, now: float) -> None:
+        socket.last_data_time = now
         self._consecutive_parse_errors = 0
         if self._consecutive_failures:
             self._consecutive_failures = 0
@@ -305,22 +479,29 @@ class Connection:
                 self._parse_fallback = False
                 self._fallback_changed()
 
-    def _on_error_reply(self, reply: ErrorReply) -> None:
+    def _on_error_reply(self, socket: _Socket, reply: ErrorReply) -> None:
         self.error_replies += 1
-        topic = self._pending_acks.pop(reply.request_id, None)
+        topic = socket.pending_acks.pop(reply.request_id, None)
         where = f" for {topic}" if topic else ""
         self.error_history.record(f"error_reply:{reply.code}", f"{reply.message}{where}")
         if topic is None or topic not in self.topics:
             log.error("%s rejected a request%s: code %d %s", self.url, where, reply.code, reply.message)
             return
-        self._subscribed.discard(topic)
+        socket.subscribed.discard(topic)
         if reply.transient:
-            log.warning("%s: subscription to %s refused for now (code %d %s); asking again", self.url, topic,
-                        reply.code, reply.message)
-            self._to_subscribe[topic] = None
-            self._requests_waiting.set()
+            log.warning(
+                "%s: subscription to %s refused for now (code %d %s); asking again",
+                self.url,
+                topic,
+                reply.code,
+                reply.message,
+            )
+            socket.to_subscribe[topic] = None
+            socket.requests_waiting.set()
             return
         self.topics.pop(topic)
+        for other in self._sockets:
+            other.remove(topic)
         self._on_rejected(self, topic, reply)
 
     def _set_connect_fallback(self, enabled: bool) -> None:

@@ -30,6 +30,9 @@ class ConnectionHealth:
     parse_errors: Mapping[str, int]
     error_replies: int
     recent_errors: tuple[ErrorRecord, ...]
+    rotations: int = 0
+    """Planned replacements of the socket (its lifetime ran out, or the server announced its
+    close), handed over without a gap: not counted in ``reconnects``."""
 
 
 @dataclass(frozen=True, slots=True)

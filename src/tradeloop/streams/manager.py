@@ -355,6 +355,7 @@ def _connection_health(connection: Connection, now: float) -> ConnectionHealth:
         parse_errors=dict(connection.parse_frame_errors),
         error_replies=connection.error_replies,
         recent_errors=connection.error_history.recent(),
+        rotations=connection.rotations,
     )
 
 

@@ -102,7 +102,9 @@ class ConnectTimeoutError(TransportError):
 
 class WebSocket(Protocol):
     async def receive_batch(self) -> list[bytes | str]:
-        """Wait for at least one message; return every message already received."""
+        """Wait for at least one message; return every message already received.
+
+        Cancellation-safe: a cancelled call loses no message (the next call returns it)."""
         ...
 
     async def send_text(self, text: str) -> None: ...
@@ -162,6 +164,7 @@ class WsprotoSocket:
         self._decoder = FrameDecoder()
         self._send_lock = anyio.Lock()  # FIFO, like trio.StrictFIFOLock: frames go out in order
         self._closed_by_server: str | None = None
+        self._received: list[bytes | str] = []
 
     async def handshake(self, target: _Target) -> None:
         await self._send(self._protocol.send(Request(host=target.host_header, target=target.resource)))
@@ -185,8 +188,10 @@ class WsprotoSocket:
         raise HandshakeRejectedError(f"server refused the WebSocket at {target.resource!r}{status}")
 
     async def receive_batch(self) -> list[bytes | str]:
+        # Decoded messages wait in self._received until returned, so a receive cancelled in one of
+        # its awaits (sending a pong, reading the socket) loses nothing: the next one returns them.
+        messages = self._received
         while True:
-            messages: list[bytes | str] = []
             replies: list[bytes] = []
             for event in self._decoder.events():
                 if type(event) is bytes or type(event) is str:
@@ -201,6 +206,7 @@ class WsprotoSocket:
                 await self._send(b"".join(replies))
             # Messages that came before the server's close frame are delivered first.
             if messages:
+                self._received = []
                 return messages
             if self._closed_by_server is not None:
                 raise ConnectionClosedError(self._closed_by_server)

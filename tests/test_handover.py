@@ -1,0 +1,49 @@
+"""The handover rule of a socket replaced by plan, as plain calls: each topic takes the old socket's
+pushes until the old one delivers a push the new one already delivered, then only the new one's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tradeloop.streams.connection import _Handover
+
+OLD, NEW = object(), object()
+A, B = "topic-a", "topic-b"
+
+
+def handover() -> _Handover:
+    return _Handover(OLD, NEW)  # type: ignore[arg-type]  # only the sockets' identity matters
+
+
+def test_a_topic_switches_where_the_two_streams_overlap_and_sees_each_push_once() -> None:
+    rule, topics = handover(), {A: None}
+    seen: list[Any] = []
+    seen += rule.admit(OLD, A, [1, 2], topics)  # type: ignore[arg-type]
+    assert rule.admit(NEW, A, [3, 4], topics) == ()  # type: ignore[arg-type]  # ahead of the old: held
+    seen += rule.admit(OLD, A, [3], topics)  # type: ignore[arg-type]  # overlap at 3: 4 comes from the new
+    assert rule.admit(OLD, A, [4, 5], topics) == ()  # type: ignore[arg-type]  # the old one is done
+    seen += rule.admit(NEW, A, [5, 6], topics)  # type: ignore[arg-type]
+    assert seen == [1, 2, 3, 4, 5, 6]
+    assert rule.complete.is_set()
+
+
+def test_the_new_socket_starting_behind_the_old_one_repeats_nothing() -> None:
+    rule, topics = handover(), {A: None}
+    seen: list[Any] = []
+    seen += rule.admit(OLD, A, [1, 2, 3], topics)  # type: ignore[arg-type]
+    assert rule.admit(NEW, A, [2, 3], topics) == ()  # type: ignore[arg-type]
+    seen += rule.admit(OLD, A, [4], topics)  # type: ignore[arg-type]  # no overlap with 2, 3 yet
+    assert rule.admit(NEW, A, [4, 5], topics) == ()  # type: ignore[arg-type]
+    seen += rule.admit(OLD, A, [5, 6], topics)  # type: ignore[arg-type]  # overlap at 5; 6 only the old has
+    seen += rule.admit(NEW, A, [6, 7], topics)  # type: ignore[arg-type]
+    assert seen == [1, 2, 3, 4, 5, 6, 7]
+
+
+def test_the_handover_completes_when_every_topic_switched() -> None:
+    rule, topics = handover(), {A: None, B: None}
+    rule.admit(NEW, A, [1], topics)  # type: ignore[arg-type]
+    rule.admit(OLD, A, [1], topics)  # type: ignore[arg-type]
+    assert not rule.complete.is_set() and rule.unswitched(topics) == [B]
+    rule.admit(NEW, B, [9], topics)  # type: ignore[arg-type]
+    rule.admit(OLD, B, [9], topics)  # type: ignore[arg-type]
+    assert rule.complete.is_set() and rule.unswitched(topics) == []

@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -131,7 +133,9 @@ class TradingEngine:
     """Paper-trades ``config``'s strategies on live (or simulated) market data. Runs once at a time.
 
     ``market_data`` opens the data source (see :class:`~tradeloop.streams.MarketData`); by default a
-    :class:`~tradeloop.streams.StreamManager` on ``config``'s exchange clients and stream settings.
+    :class:`~tradeloop.streams.StreamManager` on ``config``'s exchange clients and stream settings,
+    and then each run closes the clients that hold resources of their own (a ccxt client's HTTP
+    session and sockets; they reopen when next used).
     The engine only subscribes, warms up and reads health through it, so a Redis consumer or a
     historical replay plugs in here without the engine knowing.
 
@@ -150,7 +154,7 @@ class TradingEngine:
         journal_class: type[Journal] = Journal,
     ) -> None:
         self.config = config
-        self._market_data = market_data or (lambda: StreamManager.open(config.clients, config.streams))
+        self._market_data = market_data or partial(_exchange_streams, config)
         self._now_ms = now_ms or _now_ms
         self._journal_class = journal_class
         self._run: _Run | None = None
@@ -363,6 +367,16 @@ class TradingEngine:
                 logger.exception("final snapshot of %s failed", run.journal.path)
         if scope.cancelled_caught:
             logger.error("final snapshot of %s took over %.0f s; skipped", run.journal.path, _FINAL_SNAPSHOT_TIMEOUT)
+
+
+@asynccontextmanager
+async def _exchange_streams(config: EngineConfig) -> AsyncIterator[MarketData]:
+    """The default market data: a StreamManager on the config's clients, closing them after it."""
+    async with AsyncExitStack() as stack:
+        for client in config.clients.values():
+            if isinstance(client, anyio.abc.AsyncResource):
+                await stack.enter_async_context(client)
+        yield await stack.enter_async_context(StreamManager.open(config.clients, config.streams))
 
 
 async def _count_rejections(journal: Journal) -> int:

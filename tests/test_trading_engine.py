@@ -321,10 +321,13 @@ async def test_cancelling_a_run_keeps_the_books_on_every_backend(anyio_backend: 
 
 
 @pytest.mark.anyio
-async def test_a_rejected_symbol_stops_the_engine_at_start_on_every_backend(anyio_backend: str, tmp_path: Path) -> None:
-    with simulator_thread(SimConfig(symbols=("BTC-USDT",))) as sim:
+@pytest.mark.parametrize("exchange", ["bingx", "binance"])  # Binance: checked against exchangeInfo
+async def test_a_rejected_symbol_stops_the_engine_at_start_on_every_backend(
+    anyio_backend: str, exchange: str, tmp_path: Path
+) -> None:
+    with simulator_thread(SimConfig(symbols=("BTC-USDT",), exchange=exchange)) as sim:
         strategy = SmaCrossover(name="doge", symbols=["DOGE/USDT:USDT"], fast=3, slow=8, size=100)
-        config = EngineConfig(exchanges={"bingx": sim.sim.exchange()}, strategies=[strategy], journal=tmp_path / "j")
+        config = EngineConfig(exchanges={exchange: sim.sim.exchange()}, strategies=[strategy], journal=tmp_path / "j")
         with anyio.fail_after(10), pytest.raises(SubscriptionError, match="DOGE") as info:
             await TradingEngine(config).run(duration=600)
     assert not isinstance(info.value, BaseExceptionGroup), "one error, not a group"

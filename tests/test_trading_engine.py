@@ -20,6 +20,7 @@ from sim_thread import simulator_thread
 from trio.testing import MockClock
 
 from tradeloop import SubscriptionError
+from tradeloop._groups import first_error_of, leaves, single_error
 from tradeloop.exchanges.ccxt import CcxtExchange
 from tradeloop.models import Fill, Kline, Signal, Tick
 from tradeloop.sim import SimConfig, open_simulator
@@ -389,3 +390,31 @@ class StopsTheEngineWhileOpening(Journal):
         cls.engine.stop("early")
         async with super().open(path, starting_cash=starting_cash) as journal:
             yield journal
+
+
+async def raise_together(*errors: Exception) -> None:
+    """Each error raised by a task of one group, all in the same moment (none cancels the others first)."""
+    go = anyio.Event()
+
+    async def raise_on_go(error: Exception) -> None:
+        with anyio.CancelScope(shield=True):
+            await go.wait()
+            raise error
+
+    async with anyio.create_task_group() as tasks:
+        for error in errors:
+            tasks.start_soon(raise_on_go, error)
+        await anyio.wait_all_tasks_blocked()
+        go.set()
+
+
+@pytest.mark.anyio
+async def test_rejections_together_leave_as_the_first_and_other_errors_stay_a_group(anyio_backend: str) -> None:
+    ticks, candles = (SubscriptionError("binance", topic, None, "unknown symbol") for topic in ("ticker", "kline"))
+    with pytest.raises(SubscriptionError) as rejected, single_error(), first_error_of(SubscriptionError):
+        await raise_together(ticks, candles)
+    assert rejected.value in (ticks, candles)
+
+    with pytest.raises(BaseExceptionGroup) as info, single_error(), first_error_of(SubscriptionError):
+        await raise_together(ticks, ValueError("a bug"))
+    assert {type(exc) for exc in leaves(info.value)} == {SubscriptionError, ValueError}

@@ -39,8 +39,8 @@ import anyio
 import anyio.abc
 
 from .._backend import ReceiveChannel, SendChannel, open_memory_channel
-from .._groups import single_error
-from ..errors import InvalidValueError
+from .._groups import first_error_of, single_error
+from ..errors import InvalidValueError, SubscriptionError
 from ..models import Kline, Signal, Tick
 from ..streams import MarketData, MarketDataFactory, StreamHealth, StreamManager, Subscription
 from .config import EngineConfig
@@ -224,7 +224,9 @@ class TradingEngine:
                 try:
                     # One error (a strategy's bug, a rejected symbol) leaves run() as itself, not
                     # wrapped in the groups of the nurseries below; Ctrl-C as KeyboardInterrupt.
-                    with scope, single_error():
+                    # Topics rejected together (one symbol's ticks and candles) leave as the first;
+                    # the stream layer logged each.
+                    with scope, single_error(), first_error_of(SubscriptionError):
                         await self._serve(run, scope, task_status)
                 finally:
                     await self._final_snapshot(run)

@@ -6,7 +6,9 @@ swap candles every millisecond; in this process, for the same wall time each:
 - ``bare``: ccxt.pro's ``watch_ohlcv`` loops on ``asyncio.run``, as ccxt's docs show them;
 - ``adapter``: :meth:`CcxtExchange.watch` under Trio, the same loops on the adapter's asyncio
   thread, each wake-up converted to Klines and handed to Trio (one ``run_sync_soon`` per message);
-- ``streams``: the whole stream layer on top (``StreamManager.klines``: candle closer, fan-out).
+- ``streams``: the whole stream layer on top (``StreamManager.klines``: candle closer, fan-out);
+- ``adapter/asyncio``, ``streams/asyncio``: the same two under ``asyncio.run``, where the adapter
+  awaits ccxt.pro in the program's own loop (no thread, no hop).
 
 CPU is this process's (``time.process_time``) per message a Trio/asyncio consumer woke up for; the
 overhead of a mode is its CPU per message minus bare's. ``call_us`` is the round trip of one
@@ -22,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import ccxt.pro  # type: ignore[import-untyped]
 import trio
 
@@ -101,13 +104,13 @@ async def _adapter(ws_url: str, rest_url: str, warmup: float, seconds: float) ->
     def deliver(item: list[Kline] | Tick) -> None:
         window.messages += 1
 
-    async with exchange, trio.open_nursery() as nursery:
+    async with exchange, anyio.create_task_group() as nursery:
         await exchange.check_symbol(None, SYMBOLS[0])  # type: ignore[arg-type]  # loads the markets; no httpx used
         for symbol in SYMBOLS:
             nursery.start_soon(exchange.watch, Topic(TopicKind.KLINE, symbol, "1m"), deliver)
-        await trio.sleep(warmup)
+        await anyio.sleep(warmup)
         window.start()
-        await trio.sleep(seconds)
+        await anyio.sleep(seconds)
         result = window.result()
         nursery.cancel_scope.cancel()
     return result
@@ -119,7 +122,7 @@ async def _streams(ws_url: str, rest_url: str, warmup: float, seconds: float) ->
     window = _Window()
     async with exchange, StreamManager.open([exchange], StreamConfig()) as streams:
         channels = [streams.klines(exchange.name, symbol, "1m") for symbol in SYMBOLS]
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as nursery:
 
             async def drain(channel: Any) -> None:
                 async for _ in channel:
@@ -127,10 +130,10 @@ async def _streams(ws_url: str, rest_url: str, warmup: float, seconds: float) ->
 
             for channel in channels:
                 nursery.start_soon(drain, channel)
-            await trio.sleep(warmup)
+            await anyio.sleep(warmup)
             before = sum(topic.messages for topic in streams.health().topics)
             window.start()
-            await trio.sleep(seconds)
+            await anyio.sleep(seconds)
             window.messages = sum(topic.messages for topic in streams.health().topics) - before
             result = window.result()
             nursery.cancel_scope.cancel()
@@ -162,6 +165,8 @@ def run(quick: bool) -> dict[str, Any]:
             "bare": lambda: asyncio.run(_bare(ws_url, rest_url, warmup, seconds)),
             "adapter": lambda: trio.run(_adapter, ws_url, rest_url, warmup, seconds),
             "streams": lambda: trio.run(_streams, ws_url, rest_url, warmup, seconds),
+            "adapter/asyncio": lambda: asyncio.run(_adapter(ws_url, rest_url, warmup, seconds)),
+            "streams/asyncio": lambda: asyncio.run(_streams(ws_url, rest_url, warmup, seconds)),
         }
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in modes}
         for _ in range(rounds):
@@ -179,9 +184,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one 2 s run per mode instead of three of 5 s")
     result = run(parser.parse_args().quick)
     print(json.dumps(result, indent=1))
-    print(f"{'mode':8} {'msgs/s':>9} {'CPU us/msg':>11} {'overhead us/msg':>16}")
+    print(f"{'mode':15} {'msgs/s':>9} {'CPU us/msg':>11} {'overhead us/msg':>16}")
     for name, row in result["modes"].items():
-        print(f"{name:8} {row['msgs_per_s']:9.0f} {row['cpu_us_per_msg']:11.1f} {row['overhead_us_per_msg']:16.1f}")
+        print(f"{name:15} {row['msgs_per_s']:9.0f} {row['cpu_us_per_msg']:11.1f} {row['overhead_us_per_msg']:16.1f}")
     print(f"one AsyncioThread.run round trip: {result['call_us']:.1f} us")
 
 

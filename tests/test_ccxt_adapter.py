@@ -1,24 +1,30 @@
 """Any ccxt exchange as ``ccxt:<id>``: ccxt's bingx client, unchanged, against the simulator.
 
-ccxt runs on asyncio in the adapter's own thread, so these tests run on the real clock (MockClock
-cannot drive another thread's loop): the simulator runs market time 60x (a 1m candle a second)
-and each test stays within a few real seconds.
+ccxt runs on asyncio: natively in an asyncio program's loop, under Trio in the adapter's own thread,
+so these tests run on the real clock (MockClock cannot drive another thread's loop), the simulator in
+a thread of its own (:mod:`sim_thread`) where a test runs on both backends. The simulator runs
+market time 60x or 120x (a 1m candle a second, or half a second); each test stays within a few real seconds.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import sys
+import threading
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 import trio
+from sim_thread import SimulatorThread, simulator_thread
 
 from tradeloop.cli import main
-from tradeloop.errors import InvalidValueError, TradeloopError
+from tradeloop.errors import ForeignLoopError, InvalidValueError, TradeloopError
 from tradeloop.exchanges import create_exchange, exchange_class
 from tradeloop.exchanges.base import ProtocolError
 from tradeloop.exchanges.ccxt import CcxtExchange
@@ -31,7 +37,14 @@ from tradeloop.trading.config import config_from_mapping
 
 SWAP = "BTC/USDT:USDT"
 FAST = SimConfig(speed=60, push_interval=0.05, history_seconds=3600)
+FASTER = SimConfig(speed=120, push_interval=0.05, history_seconds=3600)
+"""A one-minute candle every half second."""
 STREAMS = StreamConfig(rest_poll_interval=0.2, reconnect_delay=0.1, reconnect_delay_max=0.5)
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 def _closed_truth(sim: Simulator, symbol_id: str, kline: Kline | dict[str, Any]) -> list[Decimal]:
@@ -86,51 +99,65 @@ async def test_watch_cli_ccxt_push_delivers_the_native_clients_closed_candles() 
 
 
 async def _stream_klines(
-    sim: Simulator, *, poll: bool, count: int, after_first: Callable[[], object] = lambda: None
+    sim: SimulatorThread, *, poll: bool, count: int, after_first: Callable[[Simulator], object] = lambda sim: None
 ) -> tuple[list[Kline], Any]:
-    """``count`` closed candles of ccxt:bingx through the stream layer, ``after_first()`` called
+    """``count`` closed candles of ccxt:bingx through the stream layer, ``after_first(sim)`` called
     after the first; with the topic's health, each checked against the simulator's truth."""
-    exchange = create_exchange("ccxt:bingx", ws_url=sim.ws_url, rest_url=sim.rest_url, poll=poll)
+    exchange = create_exchange("ccxt:bingx", ws_url=sim.sim.ws_url, rest_url=sim.sim.rest_url, poll=poll)
     assert isinstance(exchange, CcxtExchange)
     async with exchange, StreamManager.open([exchange], STREAMS) as streams:
-        with trio.fail_after(20):
+        with anyio.fail_after(20):
             async with streams.klines(exchange.name, SWAP, "1m", closed_only=True) as channel:
                 klines = [await channel.receive()]
-                after_first()
+                sim.call(after_first)
                 klines += [await channel.receive() for _ in range(count - 1)]
                 (health,) = streams.health().topics
-    assert [_values(k) for k in klines] == [_closed_truth(sim, "BTC-USDT", k) for k in klines]
+    truth = sim.call(lambda sim: [_closed_truth(sim, "BTC-USDT", k) for k in klines])
+    assert [_values(k) for k in klines] == truth
     assert [b.open_time - a.open_time for a, b in itertools.pairwise(klines)] == [60_000] * (count - 1)
     return klines, health
 
 
+def _ccxt_threads() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name == "tradeloop ccxt:bingx"]
+
+
 async def test_fetch_only_ccxt_client_streams_through_the_poller() -> None:
-    async with open_simulator(FAST) as sim:
+    with simulator_thread(FAST) as sim:
         klines, health = await _stream_klines(sim, poll=True, count=3)
-        assert sim.stats.connections_total == 0  # nothing but REST
-        assert sim.stats.rest_requests > 0
+        stats = sim.call(lambda sim: sim.stats)
+        assert stats.connections_total == 0  # nothing but REST
+        assert stats.rest_requests > 0
 
     assert health.mode == "rest" and health.rest_errors == 0
     assert {k.exchange for k in klines} == {"ccxt:bingx"}
 
 
-async def test_watched_klines_survive_dropped_sockets_with_no_gap() -> None:
-    async with open_simulator(FAST) as sim:
-        _, health = await _stream_klines(sim, poll=False, count=4, after_first=sim.faults.drop_all)
-        assert sim.stats.dropped >= 1
+@pytest.mark.anyio
+async def test_watched_klines_survive_dropped_sockets_with_no_gap(anyio_backend: str) -> None:
+    with simulator_thread(FASTER) as sim:
+        threads: list[str] = []
+        _, health = await _stream_klines(
+            sim, poll=False, count=3, after_first=lambda sim: (threads.extend(_ccxt_threads()), sim.faults.drop_all())
+        )
+        assert sim.call(lambda sim: sim.stats.dropped) >= 1
 
     assert health.mode == "watch"
     # The dropped socket failed the watch loop: a stream error, not a REST one.
     assert health.watch_errors >= 1 and health.rest_errors == 0, health
     assert any(e.kind == "watch" and "Connection closed" in e.message for e in health.recent_errors), health
+    # ccxt.pro runs natively in an asyncio program's loop; under Trio on a loop in a thread of its own
+    assert threads == ([] if anyio_backend == "asyncio" else ["tradeloop ccxt:bingx"])
+    assert _ccxt_threads() == []  # closed with the adapter
 
 
-async def test_watched_ticks_and_an_unknown_symbol() -> None:
-    async with open_simulator(FAST) as sim:
-        exchange = create_exchange("ccxt:bingx", ws_url=sim.ws_url, rest_url=sim.rest_url)
+@pytest.mark.anyio
+async def test_watched_ticks_and_an_unknown_symbol(anyio_backend: str) -> None:
+    with simulator_thread(FASTER) as sim:
+        exchange = create_exchange("ccxt:bingx", ws_url=sim.sim.ws_url, rest_url=sim.sim.rest_url)
         assert isinstance(exchange, CcxtExchange)
         async with exchange, StreamManager.open([exchange], STREAMS) as streams:
-            with trio.fail_after(20):
+            with anyio.fail_after(20):
                 async with streams.ticks(exchange.name, "BTC/USDT") as ticks:
                     first, second = await ticks.receive(), await ticks.receive()
                     (health,) = streams.health().topics
@@ -143,6 +170,30 @@ async def test_watched_ticks_and_an_unknown_symbol() -> None:
         assert tick.exchange == "ccxt:bingx" and tick.symbol == "BTC/USDT"
         assert tick.bid is not None and tick.ask is not None and tick.bid < tick.ask
     assert second.time >= first.time
+
+
+def test_a_client_belongs_to_the_loop_that_uses_it_until_closed() -> None:
+    with simulator_thread(FASTER) as sim:
+        exchange = create_exchange("ccxt:bingx", ws_url=sim.sim.ws_url, rest_url=sim.sim.rest_url)
+        assert isinstance(exchange, CcxtExchange)
+
+        async def check_symbol() -> None:
+            async with httpx.AsyncClient() as http:
+                await exchange.check_symbol(http, SWAP)
+
+        async def refused() -> None:
+            with pytest.raises(ForeignLoopError, match="open in another event loop: use it from that loop"):
+                await check_symbol()
+
+        async def check_and_close() -> None:
+            async with exchange:
+                await check_symbol()
+
+        trio.run(check_symbol)
+        asyncio.run(refused())  # its session and thread belong to Trio's side
+        trio.run(exchange.aclose)
+        asyncio.run(check_and_close())  # reopened in this loop: ccxt's session is bound here
+        trio.run(check_and_close)  # and back
 
 
 def test_registry_names_and_errors(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:

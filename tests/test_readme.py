@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
+from sim_thread import simulator_thread
 from trio.testing import MockClock
 
 from tradeloop.sim import SimConfig, open_simulator
@@ -51,3 +53,20 @@ async def test_the_readme_mock_clock_example_runs_as_printed(mock_clock: MockClo
     exec(match.group(1), namespace)
     with trio.fail_after(3600):
         await namespace["test_ten_candles"](mock_clock)
+
+
+def test_the_readme_asyncio_engine_example_trades_on_the_simulator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    match = re.search(r"engine runs under `asyncio.run` too.*?```python\n(.*?)```", README.read_text(), re.S)
+    assert match is not None, "the README lost its asyncio engine example"
+    code = match.group(1)
+    urls_line = next(line for line in code.splitlines() if line.startswith("urls = "))
+    assert "duration=60" in code
+    monkeypatch.chdir(tmp_path)  # the default journal lands here
+    with simulator_thread(SimConfig(symbols=("BTC-USDT",), speed=60, push_interval=0.02)) as sim:
+        urls = {"ws_url": sim.sim.ws_url, "rest_url": sim.sim.rest_url}
+        # as printed, but on this simulator's ports and for half a second
+        exec(code.replace(urls_line, f"urls = {urls!r}").replace("duration=60", "duration=0.5"), {})
+    trades, _, equity = capsys.readouterr().out.partition(" trades, equity ")
+    assert int(trades) >= 2 and Decimal(equity) > 0

@@ -100,6 +100,8 @@ BASE = {
         ({"exchanges": {"kraken": {}}}, "exchanges.kraken': unknown exchange 'kraken': expected one of binance, bingx"),
         ({"exchanges": {"bingx": {"wss_url": "x"}}}, "exchanges.bingx': unknown field 'wss_url'"),
         ({"exchanges": {"bingx": {"rest_url": 5}}}, "field 'rest_url' must be a URL string"),
+        ({"exchanges": {"bingx": {"poll": True}}}, "exchanges.bingx': unknown field 'poll'"),
+        ({"exchanges": {"ccxt:okx": {"poll": "yes"}}}, "ccxt:okx': field 'poll' must be true or false, got 'yes'"),
         ({"exchanges": {}}, "field 'exchanges'"),
         ({"strategies": []}, "field 'strategies': at least one"),
         ({"strategies": [{"symbols": [BTC]}]}, "strategies[0]': 'type' is missing"),

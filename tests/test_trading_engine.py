@@ -1,16 +1,27 @@
-"""The engine end to end against the embedded exchange, on Trio's MockClock (simulated seconds)."""
+"""The engine end to end against the embedded exchange: on Trio's MockClock (simulated seconds), and
+a representative set on both Trio and asyncio (real time, a fast market)."""
 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 import trio
+from sim_thread import simulator_thread
 from trio.testing import MockClock
 
 from tradeloop import SubscriptionError
+from tradeloop._groups import first_error_of, leaves, single_error
+from tradeloop.exchanges.ccxt import CcxtExchange
 from tradeloop.models import Fill, Kline, Signal, Tick
 from tradeloop.sim import SimConfig, open_simulator
 from tradeloop.trading import (
@@ -72,10 +83,10 @@ async def test_demo_run_trades_and_reconciles(mock_clock: MockClock, tmp_path: P
     reconcile(summary.portfolio, fills)
 
 
-class Exploding:
-    """Trades once, then raises on its fifth tick."""
+class TickCounter:
+    """A strategy of BTC's ticks that counts them; subclasses decide what each tick signals."""
 
-    name = "exploding"
+    name = "ticks"
     symbols = (BTC,)
     timeframe = None
     warmup = 0
@@ -88,6 +99,18 @@ class Exploding:
 
     def on_tick(self, tick: Tick) -> list[Signal]:
         self.ticks += 1
+        return self.decide(tick)
+
+    def decide(self, tick: Tick) -> list[Signal]:
+        raise NotImplementedError
+
+
+class Exploding(TickCounter):
+    """Trades once, then raises on its fifth tick."""
+
+    name = "exploding"
+
+    def decide(self, tick: Tick) -> list[Signal]:
         if self.ticks == 5:
             raise RuntimeError("strategy bug")
         return [Signal.hold(tick, D("0.01"), "first tick")] if self.ticks == 1 else []
@@ -215,10 +238,187 @@ async def test_a_symbol_the_exchange_rejects_stops_the_engine_at_start_with_that
 ) -> None:
     async with open_simulator(SimConfig(symbols=("BTC-USDT",))) as sim:
         strategy = SmaCrossover(name="doge", symbols=["DOGE/USDT:USDT"], fast=3, slow=8, size=100)
-        config = EngineConfig(exchanges={"bingx": sim.exchange()}, strategies=[strategy], journal=tmp_path / "j.sqlite")
+        # No snapshot timer at 10 s: MockClock jumps to it when a journal thread or a loaded
+        # machine leaves every task waiting 5 ms, and the bound below would then measure that.
+        exchanges = {"bingx": sim.exchange()}
+        config = EngineConfig(exchanges, [strategy], journal=tmp_path / "j.sqlite", snapshot_interval=600)
         started = trio.current_time()
         with pytest.raises(SubscriptionError, match="DOGE") as info:
             await TradingEngine(config).run(duration=600)
     assert not isinstance(info.value, BaseExceptionGroup), "one error, not a group"
     # Simulated seconds: far below the run's 600 even when a loaded machine lets the mock clock jump.
     assert trio.current_time() - started < 60, "at start, not after the run's duration"
+
+
+# --- the same engine on Trio and asyncio ----------------------------------------------------------
+# Real time, the simulator in a thread of its own (sim_thread), a fast market: each run lasts a
+# second at most.
+
+FAST_TICKS = SimConfig(speed=120.0, push_interval=0.02, seed=12)
+"""Two symbols, a ticker push every 20 ms, a one-minute candle every half second."""
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class Flipper(TickCounter):
+    """Holds 0.01 BTC after every odd tick, nothing after every even one: a fill per tick."""
+
+    name = "flipper"
+
+    def decide(self, tick: Tick) -> list[Signal]:
+        return [Signal.hold(tick, D("0.01") if self.ticks % 2 else D(0), f"tick {self.ticks}")]
+
+
+def flipping(exchanges: dict[str, Any], journal: Path, **changes: Any) -> EngineConfig:
+    return EngineConfig(exchanges=exchanges, strategies=[Flipper()], journal=journal, **changes)
+
+
+@pytest.mark.anyio
+async def test_a_run_fills_and_reconciles_on_every_backend(anyio_backend: str, tmp_path: Path) -> None:
+    with simulator_thread(FAST_TICKS) as sim:
+        engine = TradingEngine(flipping({"bingx": sim.sim.exchange()}, tmp_path / "journal.sqlite"))
+        summary = await engine.run(duration=0.5)
+    assert summary.stopped_by == "duration"
+    assert summary.trades >= 4 and summary.strategy_errors == {}
+    fills = await journal_fills(tmp_path / "journal.sqlite")
+    assert len(fills) == summary.trades == summary.portfolio.fills
+    assert [f.side.value for f in fills[:2]] == ["buy", "sell"]
+    reconcile(summary.portfolio, fills)
+
+
+@pytest.mark.anyio
+async def test_the_kill_switch_stops_the_run_on_every_backend(anyio_backend: str, tmp_path: Path) -> None:
+    tight = RiskLimits(max_drawdown=D("0.0001"))  # 1 USDT of 10,000: a few fills' fees
+    with simulator_thread(FAST_TICKS) as sim:
+        config = flipping({"bingx": sim.sim.exchange()}, tmp_path / "journal.sqlite", risk=tight, fee_rate=D("0.001"))
+        summary = await TradingEngine(config).run(duration=30)
+    assert summary.stopped_by == "kill switch"
+    assert summary.risk.killed and "max_drawdown" in (summary.risk.kill_reason or "")
+    assert all(p.quantity == 0 for p in summary.portfolio.positions)
+    reconcile(summary.portfolio, await journal_fills(tmp_path / "journal.sqlite"))
+
+
+@pytest.mark.anyio
+async def test_cancelling_a_run_keeps_the_books_on_every_backend(anyio_backend: str, tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite"
+    with simulator_thread(FAST_TICKS) as sim:
+        config = flipping({"bingx": sim.sim.exchange()}, path)
+        engine = TradingEngine(config)
+        async with anyio.create_task_group() as tasks:
+            await tasks.start(engine.run)
+            portfolio = engine.portfolio
+            assert portfolio is not None
+            with anyio.fail_after(10):
+                while len(portfolio.fills) < 3:  # noqa: ASYNC110 (polls public state, as a user would)
+                    await anyio.sleep(0.02)
+            tasks.cancel_scope.cancel()
+    assert engine.status() is None
+    before = portfolio.snapshot()
+    async with Journal.open(path, starting_cash=config.starting_cash) as journal:
+        books = await PortfolioManager.restore(journal, fee_rate=config.fee_rate, slippage=config.slippage)
+    restored = books.snapshot()
+    # An order cancelled before its fill was journaled used an id; the journal never saw it.
+    assert restored.next_order_id <= before.next_order_id
+    assert dataclasses.replace(restored, next_order_id=0) == dataclasses.replace(before, next_order_id=0)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("exchange", ["bingx", "binance"])  # Binance: checked against exchangeInfo
+async def test_a_rejected_symbol_stops_the_engine_at_start_on_every_backend(
+    anyio_backend: str, exchange: str, tmp_path: Path
+) -> None:
+    with simulator_thread(SimConfig(symbols=("BTC-USDT",), exchange=exchange)) as sim:
+        strategy = SmaCrossover(name="doge", symbols=["DOGE/USDT:USDT"], fast=3, slow=8, size=100)
+        config = EngineConfig(exchanges={exchange: sim.sim.exchange()}, strategies=[strategy], journal=tmp_path / "j")
+        with anyio.fail_after(10), pytest.raises(SubscriptionError, match="DOGE") as info:
+            await TradingEngine(config).run(duration=600)
+    assert not isinstance(info.value, BaseExceptionGroup), "one error, not a group"
+
+
+@pytest.mark.anyio
+async def test_a_ccxt_run_closes_its_client_on_every_backend(anyio_backend: str, tmp_path: Path) -> None:
+    with simulator_thread(FAST_TICKS) as sim:
+        urls = {"ws_url": sim.sim.ws_url, "rest_url": sim.sim.rest_url}
+        config = flipping({"ccxt:bingx": urls}, tmp_path / "journal.sqlite", risk=RiskLimits(max_tick_age=None))
+        summary = await TradingEngine(config).run(duration=1)
+    (client,) = config.clients.values()
+    assert isinstance(client, CcxtExchange)
+    assert summary.trades >= 2
+    assert client.client.session is None and client.client.clients == {}  # HTTP session and sockets closed
+    assert not [t for t in threading.enumerate() if t.name.startswith("tradeloop ccxt")]
+
+
+def test_tradeloop_run_against_a_polled_ccxt_exchange_ends_with_no_unclosed_session(tmp_path: Path) -> None:
+    with simulator_thread(FAST_TICKS) as sim:
+        config = tmp_path / "ccxt.toml"
+        config.write_text(
+            f'journal = "{tmp_path / "journal.sqlite"}"\n'
+            '[exchanges."ccxt:bingx"]\n'
+            f'ws_url = "{sim.sim.ws_url}"\nrest_url = "{sim.sim.rest_url}"\npoll = true\n'
+            '[[strategies]]\ntype = "breakout"\nsymbols = ["BTC/USDT:USDT"]\nsize = 100\nsource = "tick"\n'
+        )
+        command = [sys.executable, "-W", "error", "-m", "tradeloop.cli", "run", "--config", str(config)]
+        result = subprocess.run([*command, "--duration", "1"], capture_output=True, text=True, timeout=60, check=False)
+        rest_requests = sim.call(lambda sim: sim.stats.rest_requests)
+    assert result.returncode == 0, result.stderr
+    assert "stopped by duration" in result.stdout
+    assert "Unclosed" not in result.stderr and "Exception ignored" not in result.stderr, result.stderr
+    assert rest_requests > 0  # polled: nothing but REST
+
+
+@pytest.mark.anyio
+async def test_stop_while_starting_on_every_backend(anyio_backend: str, tmp_path: Path) -> None:
+    # Nothing listens here: a stop that let the run reach the exchange would fail or hang.
+    nowhere = {"ws_url": "ws://127.0.0.1:9/swap-market", "rest_url": "http://127.0.0.1:9"}
+    engine = TradingEngine(
+        flipping({"bingx": nowhere}, tmp_path / "journal.sqlite"), journal_class=StopsTheEngineWhileOpening
+    )
+    StopsTheEngineWhileOpening.engine = engine
+    with anyio.fail_after(10):
+        summary = await engine.run()
+    assert (summary.stopped_by, summary.trades) == ("early", 0)
+    assert engine.status() is None
+
+
+class StopsTheEngineWhileOpening(Journal):
+    """Asks the engine to stop while its journal opens, before its cancel scope is entered."""
+
+    engine: TradingEngine
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, path: str | Path, *, starting_cash: Decimal) -> AsyncIterator[Journal]:
+        cls.engine.stop("early")
+        async with super().open(path, starting_cash=starting_cash) as journal:
+            yield journal
+
+
+async def raise_together(*errors: Exception) -> None:
+    """Each error raised by a task of one group, all in the same moment (none cancels the others first)."""
+    go = anyio.Event()
+
+    async def raise_on_go(error: Exception) -> None:
+        with anyio.CancelScope(shield=True):
+            await go.wait()
+            raise error
+
+    async with anyio.create_task_group() as tasks:
+        for error in errors:
+            tasks.start_soon(raise_on_go, error)
+        await anyio.wait_all_tasks_blocked()
+        go.set()
+
+
+@pytest.mark.anyio
+async def test_rejections_together_leave_as_the_first_and_other_errors_stay_a_group(anyio_backend: str) -> None:
+    ticks, candles = (SubscriptionError("binance", topic, None, "unknown symbol") for topic in ("ticker", "kline"))
+    with pytest.raises(SubscriptionError) as rejected, single_error(), first_error_of(SubscriptionError):
+        await raise_together(ticks, candles)
+    assert rejected.value in (ticks, candles)
+
+    with pytest.raises(BaseExceptionGroup) as info, single_error(), first_error_of(SubscriptionError):
+        await raise_together(ticks, ValueError("a bug"))
+    assert {type(exc) for exc in leaves(info.value)} == {SubscriptionError, ValueError}

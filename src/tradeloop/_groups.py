@@ -18,7 +18,7 @@ from typing import ParamSpec, TypeVar
 
 import anyio
 
-__all__ = ["leaves", "single_error", "single_error_context", "sole_error"]
+__all__ = ["first_error_of", "leaves", "real_errors", "single_error", "single_error_context", "sole_error"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -46,13 +46,34 @@ def single_error() -> Iterator[None]:
     try:
         yield
     except BaseExceptionGroup as group:
-        cancelled = anyio.get_cancelled_exc_class()
-        real = [exc for exc in leaves(group) if not isinstance(exc, cancelled)]
+        real = real_errors(group)
         if len({id(exc) for exc in real}) != 1:
             raise
         error = real[0]
         # Keep the error's own cause; the group it came in adds nothing a reader needs.
         raise error from error.__cause__
+
+
+@contextmanager
+def first_error_of(kind: type[BaseException]) -> Iterator[None]:
+    """Re-raise a group whose real errors are all ``kind`` as the first of them.
+
+    For errors that are each reported where they arise and say the same to the caller: a symbol's
+    ticks and candles rejected together stop a run with one line, not a group of two.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        real = real_errors(group)
+        if not real or not all(isinstance(exc, kind) for exc in real):
+            raise
+        raise real[0] from real[0].__cause__
+
+
+def real_errors(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    """The leaves of ``group`` but the running backend's cancellation exceptions."""
+    cancelled = anyio.get_cancelled_exc_class()
+    return [exc for exc in leaves(group) if not isinstance(exc, cancelled)]
 
 
 def single_error_context(

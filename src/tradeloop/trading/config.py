@@ -344,7 +344,10 @@ def _build_exchanges(exchanges: Mapping[str, Exchange | Mapping[str, Any]]) -> d
         }
         _check_keys(where, options, accepted)
         for key, value in options.items():
-            if not isinstance(value, str) or not value:
+            if key == "poll":  # a ccxt:<id> exchange: fetch, never watch
+                if not isinstance(value, bool):
+                    raise InvalidValueError(f"{where}: field 'poll' must be true or false, got {value!r}")
+            elif not isinstance(value, str) or not value:
                 raise InvalidValueError(f"{where}: field {key!r} must be a URL string, got {value!r}")
         built[name] = cls(**options)
     return built

@@ -28,17 +28,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
-import trio
+import anyio
+import anyio.abc
 
-from .._groups import single_error
-from ..errors import InvalidValueError
+from .._backend import ReceiveChannel, SendChannel, open_memory_channel
+from .._groups import first_error_of, single_error
+from ..errors import InvalidValueError, SubscriptionError
 from ..models import Kline, Signal, Tick
-from ..streams import MarketData, MarketDataFactory, StreamHealth, StreamManager
+from ..streams import MarketData, MarketDataFactory, StreamHealth, StreamManager, Subscription
 from .config import EngineConfig
 from .journal import Journal, RiskRecord
 from .portfolio import PortfolioManager, PortfolioSnapshot
@@ -107,12 +111,14 @@ class _Run:
     ) -> None:
         self.journal = journal
         self.portfolio = portfolio
-        self.signals_tx, self.signals_rx = trio.open_memory_channel[Signal](_SIGNAL_BUFFER)
+        self.signals_tx: SendChannel[Signal]
+        self.signals_rx: ReceiveChannel[Signal]
+        self.signals_tx, self.signals_rx = open_memory_channel(_SIGNAL_BUFFER)
         self.coordinator = StrategyCoordinator(config.strategies, self.signals_tx)
         self.risk = RiskManager(
             config.risk, portfolio, restored=risk, journal=journal, on_rejection=self.coordinator.rejected
         )
-        self.started = trio.current_time()
+        self.started = anyio.current_time()
         self.fills_before = len(portfolio.fills)
         self.streams: MarketData | None = None
         self.health: StreamHealth | None = None
@@ -127,7 +133,9 @@ class TradingEngine:
     """Paper-trades ``config``'s strategies on live (or simulated) market data. Runs once at a time.
 
     ``market_data`` opens the data source (see :class:`~tradeloop.streams.MarketData`); by default a
-    :class:`~tradeloop.streams.StreamManager` on ``config``'s exchange clients and stream settings.
+    :class:`~tradeloop.streams.StreamManager` on ``config``'s exchange clients and stream settings,
+    and then each run closes the clients that hold resources of their own (a ccxt client's HTTP
+    session and sockets; they reopen when next used).
     The engine only subscribes, warms up and reads health through it, so a Redis consumer or a
     historical replay plugs in here without the engine knowing.
 
@@ -146,11 +154,11 @@ class TradingEngine:
         journal_class: type[Journal] = Journal,
     ) -> None:
         self.config = config
-        self._market_data = market_data or (lambda: StreamManager.open(config.clients, config.streams))
+        self._market_data = market_data or partial(_exchange_streams, config)
         self._now_ms = now_ms or _now_ms
         self._journal_class = journal_class
         self._run: _Run | None = None
-        self._scope: trio.CancelScope | None = None
+        self._scope: anyio.CancelScope | None = None
         self._stop_reason: str | None = None
 
     @property
@@ -171,7 +179,7 @@ class TradingEngine:
         if run is None or self._scope is None:
             return None
         return EngineStatus(
-            elapsed=trio.current_time() - run.started,
+            elapsed=anyio.current_time() - run.started,
             prices=run.portfolio.market.ticks(),
             portfolio=run.portfolio.snapshot(),
             risk=run.risk.state(),
@@ -185,7 +193,7 @@ class TradingEngine:
         duration: float | None = None,
         *,
         reset_kill_switch: bool = False,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+        task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> RunSummary:
         """Trade until stopped, the kill switch trips or ``duration`` seconds pass.
 
@@ -201,7 +209,7 @@ class TradingEngine:
         config = self.config
         # The scope exists before it is entered so that stop() works from the first moment: a
         # scope cancelled before it is entered cancels its body at once.
-        scope = self._scope = trio.CancelScope()
+        scope = self._scope = anyio.CancelScope()
         self._run = None
         self._stop_reason = None
         try:
@@ -216,7 +224,9 @@ class TradingEngine:
                 try:
                     # One error (a strategy's bug, a rejected symbol) leaves run() as itself, not
                     # wrapped in the groups of the nurseries below; Ctrl-C as KeyboardInterrupt.
-                    with scope, single_error():
+                    # Topics rejected together (one symbol's ticks and candles) leave as the first;
+                    # the stream layer logged each.
+                    with scope, single_error(), first_error_of(SubscriptionError):
                         await self._serve(run, scope, task_status)
                 finally:
                     await self._final_snapshot(run)
@@ -227,7 +237,7 @@ class TradingEngine:
         logger.info("engine stopped (%s) after %d trades", stopped_by, run.trades)
         return RunSummary(
             stopped_by=stopped_by,
-            elapsed=trio.current_time() - run.started,
+            elapsed=anyio.current_time() - run.started,
             trades=run.trades,
             portfolio=portfolio.snapshot(),
             risk=run.risk.state(),
@@ -238,7 +248,7 @@ class TradingEngine:
             journaled_rejections=journaled_rejections,
         )
 
-    async def _serve(self, run: _Run, scope: trio.CancelScope, task_status: trio.TaskStatus[None]) -> None:
+    async def _serve(self, run: _Run, scope: anyio.CancelScope, task_status: anyio.abc.TaskStatus[None]) -> None:
         async with self._market_data() as streams:
             run.streams = streams
             # The subscriptions belong to this function, not to the pumps reading them: they stay
@@ -247,11 +257,13 @@ class TradingEngine:
             warmups = self._candle_streams()
             candles = {stream: streams.klines(*stream, closed_only=True) for stream in warmups}
             try:
-                async with trio.open_nursery() as nursery:
-                    market_tx, market_rx = trio.open_memory_channel[Kline | Tick](_MARKET_BUFFER)
+                async with anyio.create_task_group() as nursery:
+                    market_tx: SendChannel[Kline | Tick]
+                    market_rx: ReceiveChannel[Kline | Tick]
+                    market_tx, market_rx = open_memory_channel(_MARKET_BUFFER)
                     nursery.start_soon(run.coordinator.run, market_rx)
                     nursery.start_soon(run.risk.run, run.signals_rx)
-                    async with market_tx:
+                    with market_tx:
                         for tick_stream in ticks.values():
                             nursery.start_soon(self._pump_ticks, run, tick_stream, market_tx.clone())
                         for stream, kline_stream in candles.items():
@@ -286,11 +298,9 @@ class TradingEngine:
                 streams[key] = max(streams.get(key, 0), strategy.warmup)
         return streams
 
-    async def _pump_ticks(
-        self, run: _Run, ticks: trio.abc.ReceiveChannel[Tick], market: trio.MemorySendChannel[Kline | Tick]
-    ) -> None:
+    async def _pump_ticks(self, run: _Run, ticks: Subscription[Tick], market: SendChannel[Kline | Tick]) -> None:
         """Mark the books and check the kill switch on every tick, then hand it to the strategies."""
-        async with market:
+        with market:
             async for tick in ticks:
                 run.portfolio.on_tick(tick)
                 run.risk.after_mark(tick.time)
@@ -301,13 +311,13 @@ class TradingEngine:
         run: _Run,
         stream: tuple[str, str, str],
         warmup: int,
-        klines: trio.abc.ReceiveChannel[Kline],
-        market: trio.MemorySendChannel[Kline | Tick],
+        klines: Subscription[Kline],
+        market: SendChannel[Kline | Tick],
     ) -> None:
         """Replay history once subscribed: live candles wait in the subscription meanwhile, and
         the coordinator drops the ones the history already covered.
         """
-        async with market:
+        with market:
             if warmup:
                 await self._warm_up(run, stream, warmup)
             async for kline in klines:
@@ -326,10 +336,10 @@ class TradingEngine:
 
     async def _snapshots(self, run: _Run) -> None:
         while True:
-            await trio.sleep(self.config.snapshot_interval)
+            await anyio.sleep(self.config.snapshot_interval)
             await run.journal.record_snapshot(run.portfolio.journal_snapshot(self._now_ms()), run.risk.record())
 
-    async def _watch_kill_switch(self, run: _Run, scope: trio.CancelScope) -> None:
+    async def _watch_kill_switch(self, run: _Run, scope: anyio.CancelScope) -> None:
         await run.risk.killed.wait()
         state = run.risk.state()
         if not state.kill_restored:
@@ -338,9 +348,9 @@ class TradingEngine:
             await run.journal.record_risk_event("kill", state.kill_reason, state.kill_time, run.risk.record())
         fills = await run.risk.flatten()
         # An instrument without a price yet (a restart that tripped before its crash) is retried.
-        with trio.move_on_after(_FLATTEN_PATIENCE):
+        with anyio.move_on_after(_FLATTEN_PATIENCE):
             while run.portfolio.strategy_positions():
-                await trio.sleep(_FLATTEN_RETRY)
+                await anyio.sleep(_FLATTEN_RETRY)
                 fills += await run.risk.flatten()
         if run.portfolio.strategy_positions():
             logger.error("kill switch could not flatten %s: no price", run.portfolio.strategy_positions())
@@ -351,7 +361,7 @@ class TradingEngine:
 
     async def _final_snapshot(self, run: _Run) -> None:
         """Journal the books' last marks; shielded so a cancelled run still records them."""
-        with trio.move_on_after(_FINAL_SNAPSHOT_TIMEOUT, shield=True) as scope:
+        with anyio.move_on_after(_FINAL_SNAPSHOT_TIMEOUT, shield=True) as scope:
             try:
                 await run.journal.record_snapshot(run.portfolio.journal_snapshot(self._now_ms()), run.risk.record())
             except Exception:
@@ -361,9 +371,19 @@ class TradingEngine:
             logger.error("final snapshot of %s took over %.0f s; skipped", run.journal.path, _FINAL_SNAPSHOT_TIMEOUT)
 
 
+@asynccontextmanager
+async def _exchange_streams(config: EngineConfig) -> AsyncIterator[MarketData]:
+    """The default market data: a StreamManager on the config's clients, closing them after it."""
+    async with AsyncExitStack() as stack:
+        for client in config.clients.values():
+            if isinstance(client, anyio.abc.AsyncResource):
+                await stack.enter_async_context(client)
+        yield await stack.enter_async_context(StreamManager.open(config.clients, config.streams))
+
+
 async def _count_rejections(journal: Journal) -> int:
     """For the summary; shielded and bounded like the final snapshot, and never fatal."""
-    with trio.move_on_after(_FINAL_SNAPSHOT_TIMEOUT, shield=True):
+    with anyio.move_on_after(_FINAL_SNAPSHOT_TIMEOUT, shield=True):
         try:
             return await journal.rejection_count()
         except Exception:

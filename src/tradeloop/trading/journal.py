@@ -1,6 +1,6 @@
 """The trading journal: orders, fills, equity snapshots, risk state and rejections in one SQLite file.
 
-Threads. SQLite blocks, so every call runs in a worker thread (``trio.to_thread.run_sync``) on one
+Threads. SQLite blocks, so every call runs in a worker thread (``anyio.to_thread.run_sync``) on one
 long-lived connection, behind a ``CapacityLimiter(1)`` so exactly one thread uses it at a time.
 One connection rather than one per call because it *holds the file*: the connection runs in
 ``locking_mode=EXCLUSIVE``, so a second engine pointed at the same journal gets a clear error
@@ -44,7 +44,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TypeVar, TypeVarTuple
 
-import trio
+import anyio
+import anyio.to_thread
 
 from ..errors import TradeloopError
 from ..models import Fill, Order, Side
@@ -161,7 +162,7 @@ class Journal:
         self.starting_cash = starting_cash
         """Fixed when the journal was created: the account's cash before its first fill."""
         self._connection: sqlite3.Connection | None = connection
-        self._limiter = trio.CapacityLimiter(1)
+        self._limiter = anyio.CapacityLimiter(1)
 
     @classmethod
     @asynccontextmanager
@@ -171,7 +172,7 @@ class Journal:
         Raises JournalError if the file is not a usable journal of that account.
         """
         path = Path(path)
-        connection = await trio.to_thread.run_sync(_open, path, starting_cash)
+        connection = await anyio.to_thread.run_sync(_open, path, starting_cash)
         journal = cls(path, connection, starting_cash)
         try:
             yield journal
@@ -224,7 +225,7 @@ class Journal:
         if connection is None:
             raise JournalError(f"journal {self.path} is closed")
         try:
-            return await trio.to_thread.run_sync(function, connection, *args, limiter=self._limiter)
+            return await anyio.to_thread.run_sync(function, connection, *args, limiter=self._limiter)
         except sqlite3.Error as exc:
             raise _journal_error(self.path, exc) from exc
         except (ArithmeticError, ValueError, KeyError, TypeError) as exc:
@@ -236,8 +237,8 @@ class Journal:
         connection, self._connection = self._connection, None
         if connection is None:
             return
-        with trio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
-            await trio.to_thread.run_sync(_close, connection, limiter=self._limiter, abandon_on_cancel=True)
+        with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
+            await anyio.to_thread.run_sync(_close, connection, limiter=self._limiter, abandon_on_cancel=True)
         if scope.cancelled_caught:
             logger.warning("closing journal %s took over %.0f s; it ends in the background", self.path, _CLOSE_TIMEOUT)
 

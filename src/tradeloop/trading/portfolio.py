@@ -17,7 +17,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-import trio
+import anyio
 
 from ..errors import InvalidValueError
 from ..models import Fill, Order, Position, Side, Tick
@@ -55,17 +55,17 @@ def fill_price(tick: Tick, side: Side, slippage: Decimal) -> Decimal | None:
 
 
 class MarketBook:
-    """The latest tick of every instrument and when (``trio.current_time()``) it arrived.
+    """The latest tick of every instrument and when (``anyio.current_time()``) it arrived.
 
     Receipt time, not the exchange's timestamp, decides staleness: it needs no clock agreement
-    with the exchange and runs on Trio's clock, so tests drive it with a MockClock.
+    with the exchange and runs on the event loop's clock, so Trio tests drive it with a MockClock.
     """
 
     def __init__(self) -> None:
         self._ticks: dict[Instrument, tuple[Tick, float]] = {}
 
     def update(self, tick: Tick) -> None:
-        self._ticks[(tick.exchange, tick.symbol)] = (tick, trio.current_time())
+        self._ticks[(tick.exchange, tick.symbol)] = (tick, anyio.current_time())
 
     def latest(self, exchange: str, symbol: str) -> Tick | None:
         entry = self._ticks.get((exchange, symbol))
@@ -74,7 +74,7 @@ class MarketBook:
     def age(self, exchange: str, symbol: str) -> float | None:
         """Seconds since the latest tick of the instrument arrived, None if none has."""
         entry = self._ticks.get((exchange, symbol))
-        return None if entry is None else trio.current_time() - entry[1]
+        return None if entry is None else anyio.current_time() - entry[1]
 
     def ticks(self) -> tuple[Tick, ...]:
         return tuple(tick for tick, _ in self._ticks.values())

@@ -46,8 +46,9 @@ from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
-import trio
+import anyio
 
+from .._backend import ReceiveChannel
 from ..errors import InvalidValueError
 from ..models import Fill, Order, Side, Signal
 from .journal import Journal, RejectionRecord, RiskRecord
@@ -193,11 +194,11 @@ class RiskManager:
         self._portfolio = portfolio
         self._journal = journal
         self._on_rejection = on_rejection
-        self.killed = trio.Event()
+        self.killed = anyio.Event()
         self._kill_reason: str | None = None
         self._kill_time: int | None = None
         self._kill_restored = False
-        self._lock = trio.Lock()
+        self._lock = anyio.Lock()
         self._order_times: deque[float] = deque()
         self._signals = 0
         self._orders = 0
@@ -241,7 +242,7 @@ class RiskManager:
         logger.warning("kill switch reset (was: %s)", self._kill_reason)
         self._kill_reason = self._kill_time = None
         self._kill_restored = False
-        self.killed = trio.Event()
+        self.killed = anyio.Event()
         self._peak = self._day_start_equity = equity
         self._day = when // _DAY_MS
         return self.record()
@@ -261,9 +262,9 @@ class RiskManager:
             peak_equity=self._peak,
         )
 
-    async def run(self, signals: trio.abc.ReceiveChannel[Signal]) -> None:
+    async def run(self, signals: ReceiveChannel[Signal]) -> None:
         """Submit every signal until the channel closes."""
-        async with signals:
+        with signals:
             async for signal in signals:
                 await self.submit(signal)
 
@@ -277,7 +278,7 @@ class RiskManager:
             if isinstance(decision, Order):
                 self._refused_exits.discard((signal.strategy, signal.exchange, signal.symbol))
                 self._orders += 1
-                self._order_times.append(trio.current_time())
+                self._order_times.append(anyio.current_time())
                 return await self._portfolio.execute(decision)
         if decision is None:
             self._unchanged += 1
@@ -399,7 +400,7 @@ class RiskManager:
                 detail = f"gross exposure {gross} exceeds max_gross_exposure {limits.max_gross_exposure}"
                 return reject(RejectReason.MAX_GROSS_EXPOSURE, detail)
         if limits.max_orders_per_minute is not None:
-            now = trio.current_time()
+            now = anyio.current_time()
             while self._order_times and self._order_times[0] <= now - _RATE_WINDOW:
                 self._order_times.popleft()
             if len(self._order_times) >= limits.max_orders_per_minute:

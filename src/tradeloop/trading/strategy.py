@@ -51,8 +51,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-import trio
-
+from .._backend import ReceiveChannel, SendChannel
 from ..errors import InvalidValueError
 from ..exchanges import normalize_exchange_name
 from ..models import Kline, Signal, Tick
@@ -150,7 +149,7 @@ class StrategyCoordinator:
     ``signals`` is closed when :meth:`run` returns, so the consumer (the risk manager) ends too.
     """
 
-    def __init__(self, strategies: Sequence[Strategy], signals: trio.MemorySendChannel[Signal]) -> None:
+    def __init__(self, strategies: Sequence[Strategy], signals: SendChannel[Signal]) -> None:
         names = [strategy.name for strategy in strategies]
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
@@ -171,9 +170,9 @@ class StrategyCoordinator:
             for slot in self._kline_slots(kline):
                 self._call(slot, kline)
 
-    async def run(self, market: trio.MemoryReceiveChannel[Kline | Tick]) -> None:
+    async def run(self, market: ReceiveChannel[Kline | Tick]) -> None:
         """Dispatch until ``market`` is closed (or the task is cancelled)."""
-        async with market, self._signals:
+        with market, self._signals:
             async for item in market:
                 if isinstance(item, Tick):
                     slots = [slot for slot in self._slots if slot.wants(item.exchange, item.symbol)]

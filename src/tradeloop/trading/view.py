@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from decimal import Decimal
 
-import trio
+import anyio
 from rich import box
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -153,12 +153,12 @@ async def _redraw(engine: TradingEngine, console: Console, interval: float) -> N
             status = engine.status()
             if status is not None:
                 live.update(render_status(status), refresh=True)
-            await trio.sleep(interval)
+            await anyio.sleep(interval)
 
 
 async def _print_lines(engine: TradingEngine, console: Console, interval: float) -> None:
     while True:
-        await trio.sleep(interval)
+        await anyio.sleep(interval)
         status = engine.status()
         if status is not None:
             console.print(status_line(status), markup=False, highlight=False, soft_wrap=True)

@@ -15,8 +15,8 @@ from collections.abc import Hashable
 from typing import Final
 from urllib.parse import urlsplit
 
+import anyio
 import httpx
-import trio
 
 from ...errors import InvalidValueError
 from ...models import Kline, Tick
@@ -70,7 +70,7 @@ class Binance(Exchange):
         self._ws_origins = {Market.SPOT: ws or SPOT_WS_ORIGIN, Market.SWAP: ws or USDM_WS_ORIGIN}
         self._rest_origins = {Market.SPOT: rest or SPOT_REST_ORIGIN, Market.SWAP: rest or USDM_REST_ORIGIN}
         self._listed: dict[Market, dict[str, str]] = {}
-        self._listing_locks = {Market.SPOT: trio.Lock(), Market.SWAP: trio.Lock()}
+        self._listing_locks = {Market.SPOT: anyio.Lock(), Market.SWAP: anyio.Lock()}
 
     def __repr__(self) -> str:
         return f"Binance(ws_origins={self._ws_origins!r}, rest_origins={self._rest_origins!r})"

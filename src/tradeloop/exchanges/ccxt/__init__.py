@@ -7,8 +7,10 @@ the stream layer's REST poller. Either way its klines go through the same candle
 native client's: ccxt has no closed flag, so a candle closes when a newer one opens and is
 confirmed with ``fetch_ohlcv``.
 
-ccxt runs on asyncio, in a thread of its own (:mod:`._bridge`). Close the adapter with
-:meth:`CcxtExchange.aclose` (or ``async with``) to close ccxt's sockets and stop that thread.
+ccxt runs on asyncio: in an asyncio program, natively in the running loop; under Trio, on a loop
+in a thread of its own (:mod:`._runner` chooses, when the adapter is first used). Close the adapter
+with :meth:`CcxtExchange.aclose` (or ``async with``) to close ccxt's sockets and HTTP session (and
+stop that thread); the next use reopens it, in whichever loop makes it.
 Needs the ``ccxt`` extra: ``pip install 'tradeloop[ccxt]'``.
 """
 
@@ -18,18 +20,19 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import Any, ClassVar, NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
+import anyio.abc
 import ccxt  # type: ignore[import-untyped]
 import ccxt.async_support  # type: ignore[import-untyped]
 import ccxt.pro  # type: ignore[import-untyped]
 import httpx
 import trio
 
-from ...errors import InvalidValueError, TradeloopError
+from ...errors import ForeignLoopError, InvalidValueError, TradeloopError
 from ...models import Kline, Tick
 from ...symbols import Market
 from ..base import Exchange, Topic, TopicKind, WsCodec, within
-from ._bridge import AsyncioThread
 from ._convert import to_klines, to_tick
+from ._runner import Runner, current_runner
 
 __all__ = ["CCXT_PREFIX", "CcxtExchange", "ccxt_exchange_class"]
 
@@ -42,12 +45,13 @@ lists serves at least this many, and asking more than one serves may end paging 
 _WATCH_METHODS = {TopicKind.KLINE: "watchOHLCV", TopicKind.TICKER: "watchTicker"}
 
 
-class CcxtExchange(Exchange, trio.abc.AsyncResource):
+class CcxtExchange(Exchange, anyio.abc.AsyncResource, trio.abc.AsyncResource):
     """One ccxt client behind the Exchange interface; subclassed per ccxt id by :func:`ccxt_exchange_class`.
 
     ``ws_url`` / ``rest_url`` replace the scheme and host of every ``urls['api']`` entry (WebSocket
     and REST ones respectively), keeping ccxt's paths. ``poll=True`` never watches. ``options``
-    go to ccxt's constructor (``{"timeout": 5000}``, API keys, …).
+    go to ccxt's constructor (``{"timeout": 5000}``, API keys, …). An ``AsyncResource`` of anyio
+    and of Trio (pure ABCs), so code checking for either closes it.
     """
 
     name: ClassVar[str] = "ccxt"
@@ -68,11 +72,38 @@ class CcxtExchange(Exchange, trio.abc.AsyncResource):
         self.client: Any = client_class(dict(options or {}))
         _replace_origins(self.client.urls["api"], ws_url=ws_url, rest_url=rest_url)
         self._can_watch = pro_class is not None and not poll
-        self._loop = AsyncioThread(f"tradeloop {self.name}")
+        self._runner: Runner | None = None
 
     async def aclose(self) -> None:
-        """Close ccxt's sockets and HTTP session and stop its thread (shielded, bounded)."""
-        await self._loop.aclose(self.client.close)
+        """Close ccxt's sockets and HTTP session, and stop its thread on Trio (shielded, bounded)."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.aclose(self.client.close)
+
+    def _here(self) -> Runner:
+        """Where ccxt runs for the calling loop: chosen on first use, kept until :meth:`aclose`.
+
+        Raises ForeignLoopError when called from another event loop than the one it was first used
+        in: ccxt's sockets and session belong to that loop.
+        """
+        runner = self._runner
+        if runner is None:
+            runner = self._runner = current_runner(f"tradeloop {self.name}", self._reopen)
+        elif not runner.serves_current_loop():
+            raise ForeignLoopError(
+                f"{self.name}'s ccxt client is open in another event loop: use it from that loop, "
+                "or aclose() it there first (the next use reopens it in its own loop)"
+            )
+        return runner
+
+    def _reopen(self) -> None:
+        """Bind the client to the running loop and open it (in ccxt's loop, before any request).
+
+        ccxt keeps the loop that first opened a client and refuses requests once it was closed, so
+        a client closed by an earlier run (perhaps on another loop) is pointed here and reopened.
+        """
+        self.client.asyncio_loop = None
+        self.client.open()
 
     # -- what the stream layer asks ---------------------------------------------------------------
 
@@ -108,7 +139,7 @@ class CcxtExchange(Exchange, trio.abc.AsyncResource):
         return self._can_watch and bool(self.client.has.get(_WATCH_METHODS.get(topic.kind, "")))
 
     async def check_symbol(self, http: httpx.AsyncClient, symbol: str) -> None:
-        markets = await self._loop.run(self.client.load_markets)
+        markets = await self._here().run(self.client.load_markets)
         if symbol not in markets:
             raise InvalidValueError(f"{self.name} does not list {symbol!r}")
 
@@ -131,22 +162,22 @@ class CcxtExchange(Exchange, trio.abc.AsyncResource):
             rows = await self.client.fetch_ohlcv(symbol, timeframe, since=start_ms, limit=limit)
             return to_klines(self.name, symbol, timeframe, rows, closed_before_newest=True)
 
-        return within(await self._loop.run(fetch), start_ms, end_ms)
+        return within(await self._here().run(fetch), start_ms, end_ms)
 
     async def fetch_ticker(self, http: httpx.AsyncClient, symbol: str) -> Tick:
         async def fetch() -> Tick:
             return to_tick(self.name, symbol, await self.client.fetch_ticker(symbol), self.client.milliseconds())
 
-        return await self._loop.run(fetch)
+        return await self._here().run(fetch)
 
     async def watch(self, topic: Topic, deliver: Callable[[list[Kline] | Tick], None]) -> NoReturn:
-        """Push ``topic``'s updates to ``deliver`` (in this Trio run, in order) until cancelled.
+        """Push ``topic``'s updates to ``deliver`` (in the caller's loop, in order) until cancelled.
 
-        Klines come unclosed, each batch the rows ccxt returned; ticks one by one. Converted on
-        the asyncio side, so each message costs Trio one callback. Raises what ccxt raises (a
+        Klines come unclosed, each batch the rows ccxt returned; ticks one by one. Under Trio they
+        are converted on the asyncio side, so each message costs Trio one callback. Raises what ccxt raises (a
         dropped socket, an exchange error) or ProtocolError for a row that is not a number.
         """
-        post = self._loop.poster(deliver)
+        post = self._here().poster(deliver)
         client, symbol, timeframe = self.client, topic.symbol, topic.timeframe
 
         async def watch_klines() -> NoReturn:
@@ -159,7 +190,7 @@ class CcxtExchange(Exchange, trio.abc.AsyncResource):
                 ticker = await client.watch_ticker(symbol)
                 post(to_tick(self.name, symbol, ticker, client.milliseconds()))
 
-        await self._loop.run(watch_klines if topic.kind is TopicKind.KLINE else watch_ticker)
+        await self._here().run(watch_klines if topic.kind is TopicKind.KLINE else watch_ticker)
         raise AssertionError("unreachable: the watch loops never return")
 
 

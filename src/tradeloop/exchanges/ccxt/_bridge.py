@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import sniffio
 import trio
 
 __all__ = ["AsyncioThread"]
@@ -28,19 +29,26 @@ _CLOSE_TIMEOUT = 5.0
 
 
 class AsyncioThread:
-    """One asyncio loop in a daemon thread, started on first use, stopped by :meth:`aclose`.
+    """One asyncio loop in a daemon thread, started on first use (``on_start()`` is the first thing
+    it runs), stopped by :meth:`aclose`.
 
     Daemon, so a process that never closes its adapter still exits; :meth:`aclose` is the orderly way.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, on_start: Callable[[], object] = lambda: None) -> None:
         self._name = name
+        self._on_start = on_start
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+
+    def serves_current_loop(self) -> bool:
+        """Any Trio run may call it (each call finds its own); nothing else."""
+        return sniffio.current_async_library() == "trio"
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None:
             loop = asyncio.new_event_loop()
+            loop.call_soon(self._on_start)  # in the loop, before anything a caller schedules
             thread = threading.Thread(target=loop.run_forever, name=self._name, daemon=True)
             thread.start()
             self._loop, self._thread = loop, thread

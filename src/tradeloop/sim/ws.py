@@ -442,10 +442,17 @@ class _Connection:
     async def send_all_waiting(self, frames: list[bytes]) -> None:
         """Queue ``frames`` as fast as the client reads them (bursts): only the writer's
         ``send_timeout`` cuts a client off here.
+
+        Frames go in without a checkpoint until the queue is full, so the writer wakes to a batch
+        (up to WRITE_BATCH frames, one write) rather than to each frame: with a client that keeps
+        up, a wake-up per frame made the burst cost ~25 us of CPU per frame instead of ~4 us.
         """
         try:
             for frame in frames:
-                await self._queue_in.send(frame)
+                try:
+                    self._queue_in.send_nowait(frame)
+                except anyio.WouldBlock:
+                    await self._queue_in.send(frame)
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
             pass  # the connection closed during the burst
 

@@ -21,6 +21,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from tradeloop.errors import InvalidValueError
 from tradeloop.exchanges import ExchangeError, RateLimitedError, Reconnect
 from tradeloop.exchanges.binance import Binance, BinanceCodec, Socket
+from tradeloop.models import Kline
 from tradeloop.sim import SimConfig, Simulator, open_simulator
 from tradeloop.streams.transport import Transport
 
@@ -168,13 +169,22 @@ async def test_every_candle_ends_with_one_closed_push_equal_to_rest(mock_clock: 
                 updates[line["t"]] = updates.get(line["t"], 0) + 1
                 if line["x"]:
                     finals[line["t"]] = line
-        rows = await client.fetch_klines(http, "BTC/USDT:USDT", "1m", start_ms=min(finals), end_ms=max(finals))
-        assert [row.open_time for row in rows] == sorted(finals)
-        for row in rows:
-            line = finals[row.open_time]
-            assert [row.open, row.high, row.low, row.close, row.volume] == [Decimal(line[k]) for k in "ohlcv"]
+        rows = await closed_pushes_equal_rest(client, http, finals)
         truth = sim.candles("BTC-USDT", "1m", min(finals), max(finals))
         assert [(c.open_time, c.close, c.closed) for c in truth] == [(r.open_time, r.close, True) for r in rows]
+
+
+async def closed_pushes_equal_rest(
+    client: Binance, http: httpx.AsyncClient, finals: dict[int, dict[str, Any]]
+) -> list[Kline]:
+    """REST's BTC/USDT:USDT 1m candles over ``finals`` (closed pushes' ``k`` by open time): one
+    per push, equal to it. Returns them."""
+    rows = await client.fetch_klines(http, "BTC/USDT:USDT", "1m", start_ms=min(finals), end_ms=max(finals))
+    assert [row.open_time for row in rows] == sorted(finals)
+    for row in rows:
+        line = finals[row.open_time]
+        assert [row.open, row.high, row.low, row.close, row.volume] == [Decimal(line[k]) for k in "ohlcv"]
+    return rows
 
 
 @asynccontextmanager
@@ -306,8 +316,4 @@ async def test_closed_kline_pushes_equal_rest_on_every_backend(anyio_backend: st
                     assert line["t"] not in finals, "a push after the closed one"
                     if line["x"]:
                         finals[line["t"]] = line
-        rows = await client.fetch_klines(http, "BTC/USDT:USDT", "1m", start_ms=min(finals), end_ms=max(finals))
-    assert [row.open_time for row in rows] == sorted(finals)
-    for row in rows:
-        line = finals[row.open_time]
-        assert [row.open, row.high, row.low, row.close, row.volume] == [Decimal(line[k]) for k in "ohlcv"]
+        await closed_pushes_equal_rest(client, http, finals)

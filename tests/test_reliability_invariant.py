@@ -3,21 +3,18 @@ closed candles a consumer receives are the exchange's history, each exactly once
 
 Hypothesis draws the schedule (fault kind, start, duration) over 10-15 simulated minutes; each
 example runs in its own ``trio.run`` on a MockClock, against the embedded exchange over loopback.
-The pinned examples also run on asyncio, in virtual time too (looptime's fast-forward loop).
+Two fixed scenarios also run on asyncio, in virtual time too (:mod:`virtual_time`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import math
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
-import looptime
 import pytest
 import trio
 from hypothesis import HealthCheck, Phase, example, given, settings
@@ -25,6 +22,7 @@ from hypothesis import strategies as st
 from reliability_faults import KINDS, Fault, knowable, run_schedule
 from streams_helpers import FAST, START_MS, Collector, assert_matches_history
 from trio.testing import MockClock
+from virtual_time import VirtualTimeLoop
 
 from tradeloop.sim import SimConfig, open_simulator
 from tradeloop.streams import StreamManager
@@ -146,22 +144,6 @@ DISCONNECTS = Scenario(
 @given(scenarios())
 def test_closed_candles_equal_the_exchange_history_whatever_the_faults(scenario: Scenario) -> None:
     trio.run(consume_through, scenario, clock=MockClock(autojump_threshold=0.002))
-
-
-class VirtualTimeLoop(looptime.LoopTimeEventLoop, asyncio.SelectorEventLoop):
-    """looptime's fast-forward loop (like Trio's MockClock with autojump: when nothing is ready, the
-    clock jumps to the next timer), stepping a hair past each timer rather than to the nearest µs.
-
-    looptime counts time in whole microseconds and rounds each jump to the nearest one, so a timer
-    due less than half a microsecond ahead was never reached (the loop spun at the same instant),
-    and one reached a hair early was run early: code that sleeps until a deadline and then checks
-    ``now >= deadline`` (heartbeats, backoffs) slept again for a nanosecond, forever, since a busy
-    loop never idles and so never jumps. Rounding each jump up, plus 1 % of a microsecond, lands
-    past the timer every time. (This overrides looptime's private converter, by its mangled name.)
-    """
-
-    def _LoopTimeEventLoop__time2int(self, time: float | None) -> int | None:
-        return None if time is None else math.ceil(time * 1_000_000 + 0.01)
 
 
 @pytest.mark.parametrize("scenario", [DISCONNECTS, PINNED[0]], ids=["disconnects", "stall-while-rest-down"])

@@ -1,4 +1,5 @@
-"""examples/asyncio_bot.py's bot() against the simulator until Ctrl-C (run by test_asyncio_bot_example.py)."""
+"""examples/asyncio_bot.py's bot() against the simulator (in the same asyncio loop) until Ctrl-C
+(run by test_asyncio_bot_example.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import sys
 from pathlib import Path
 
 from disconnect_scenario import FAST_MARKET
-from sim_thread import simulator_thread
+
+from tradeloop.sim import open_simulator
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "asyncio_bot.py"
 
@@ -20,8 +22,11 @@ if __name__ == "__main__":
     assert spec is not None and spec.loader is not None
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    with simulator_thread(FAST_MARKET) as simulator:
-        exchange = simulator.call(lambda sim: sim.exchange())
-        with contextlib.suppress(KeyboardInterrupt):  # as the example's own __main__ does
-            asyncio.run(example.bot(exchange))
+
+    async def bot_next_to_the_simulator() -> None:
+        async with open_simulator(FAST_MARKET) as sim:
+            await example.bot(sim.exchange())
+
+    with contextlib.suppress(KeyboardInterrupt):  # as the example's own __main__ does
+        asyncio.run(bot_next_to_the_simulator())
     print("stopped cleanly")

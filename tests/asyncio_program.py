@@ -1,6 +1,7 @@
 """A plain asyncio program using tradeloop (run by test_asyncio_program.py with ``-W error``).
 
-It streams closed candles and ticks from the simulator, drops every socket, checks each candle
+It runs the simulator in its own loop (no thread), streams closed candles and ticks from it,
+drops every socket, checks each candle
 arrived exactly once, and verifies it left nothing behind: no task, no open file descriptor
 (sockets included), no warning (stderr must stay empty).
 """
@@ -14,7 +15,8 @@ import os
 import sys
 
 from disconnect_scenario import FAST_MARKET, stream_through_a_disconnect
-from sim_thread import simulator_thread
+
+from tradeloop.sim import open_simulator
 
 
 def open_descriptors() -> set[str]:
@@ -23,8 +25,8 @@ def open_descriptors() -> set[str]:
 
 async def main() -> None:
     before = open_descriptors()
-    with simulator_thread(FAST_MARKET) as simulator:
-        await stream_through_a_disconnect(simulator)
+    async with open_simulator(FAST_MARKET) as sim:
+        await stream_through_a_disconnect(sim)
     gc.collect()
     left = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
     assert not left, f"tasks left behind: {left}"

@@ -1,13 +1,13 @@
 """One scenario run on Trio, on asyncio, and by a plain ``asyncio.run`` program in a subprocess:
-stream closed candles and ticks from the simulator, drop every socket, keep streaming."""
+stream closed candles and ticks from the simulator (in the same event loop), drop every socket,
+keep streaming."""
 
 from __future__ import annotations
 
 import anyio
-from sim_thread import SimulatorThread
 
 from tradeloop.models import Kline, Tick
-from tradeloop.sim import SimConfig
+from tradeloop.sim import SimConfig, Simulator
 from tradeloop.streams import StreamConfig, StreamManager
 from tradeloop.testing import assert_candles_match
 
@@ -27,15 +27,14 @@ FAST_MARKET = SimConfig(symbols=("BTC-USDT",), speed=120.0, push_interval=0.2, s
 SYMBOL = "BTC/USDT:USDT"
 
 
-async def stream_through_a_disconnect(simulator: SimulatorThread, before: int = 3, after: int = 3) -> None:
+async def stream_through_a_disconnect(sim: Simulator, before: int = 3, after: int = 3) -> None:
     """Receive ``before`` closed candles, drop every socket, receive ``after`` more, then check
     that each candle arrived exactly once with the simulator's values, ticks arrived, and the
     connection reconnected. Bounded to 60 s. Raises AssertionError on any failure."""
     closed: list[Kline] = []
     ticks: list[Tick] = []
-    exchange = simulator.call(lambda sim: sim.exchange())
     with anyio.fail_after(60):
-        async with StreamManager.open([exchange], REAL_TIME) as streams, anyio.create_task_group() as tasks:
+        async with StreamManager.open([sim.exchange()], REAL_TIME) as streams, anyio.create_task_group() as tasks:
 
             async def take_ticks() -> None:
                 async for tick in streams.ticks("bingx", SYMBOL):
@@ -46,11 +45,11 @@ async def stream_through_a_disconnect(simulator: SimulatorThread, before: int = 
                 async for kline in klines:
                     closed.append(kline)
                     if len(closed) == before:
-                        assert simulator.call(lambda sim: sim.faults.drop_all()) >= 1
+                        assert sim.faults.drop_all() >= 1
                     if len(closed) == before + after:
                         break
             reconnects = sum(c.reconnects for c in streams.health().connections)
             tasks.cancel_scope.cancel()
     assert reconnects >= 1, "every socket was dropped: the connection must have reconnected"
     assert ticks, "no tick received"
-    simulator.call(lambda sim: assert_candles_match(sim, closed))
+    assert_candles_match(sim, closed)

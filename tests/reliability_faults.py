@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import trio
+import anyio
 
 from tradeloop.sim import RestDown, Simulator
 
@@ -98,12 +98,12 @@ def apply_faults(sim: Simulator, active: set[str]) -> None:
 
 async def run_schedule(sim: Simulator, schedule: Sequence[Fault], length: float) -> None:
     """Play ``schedule`` on the simulator for ``length`` simulated seconds, then clear every fault."""
-    origin = trio.current_time()
+    origin = anyio.current_time()
     edges = sorted({0.0, *(f.start for f in schedule), *(min(f.end, length) for f in schedule)})
     for edge in edges:
-        await trio.sleep_until(origin + edge)
+        await anyio.sleep_until(origin + edge)
         apply_faults(sim, {f.kind for f in schedule if f.active(edge)})
         if any(f.kind == "drop" and f.start == edge for f in schedule):
             sim.faults.drop_all()
-    await trio.sleep_until(origin + length)
+    await anyio.sleep_until(origin + length)
     sim.faults.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import trio
+import anyio
 
 from tradeloop.models import Kline
 from tradeloop.sim import SimConfig, Simulator, open_simulator
@@ -38,7 +38,7 @@ class Collector:
         self.channel = channel
         self.closed: list[Kline] = []
         self.updates = 0
-        self._scope = trio.CancelScope()
+        self._scope = anyio.CancelScope()
 
     async def run(self) -> None:
         with self._scope:
@@ -55,9 +55,9 @@ class Collector:
 
     async def wait_for_closed(self, count: int) -> None:
         """Wait (simulated time, bounded to an hour) until ``count`` candles have closed."""
-        with trio.fail_after(3600):
+        with anyio.fail_after(3600):
             while len(self.closed) < count:  # noqa: ASYNC110 - polling simulated time is free
-                await trio.sleep(1)
+                await anyio.sleep(1)
 
 
 assert_matches_history = assert_candles_match  # each candle once, in order, no gap, the exchange's final values

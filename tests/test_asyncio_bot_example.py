@@ -1,4 +1,4 @@
-"""examples/asyncio_bot.py, the README's asyncio example, against the simulator (in its own Trio thread)."""
+"""examples/asyncio_bot.py, the README's asyncio example, against the simulator (in the same asyncio loop)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from types import ModuleType
 
 import pytest
 from disconnect_scenario import FAST_MARKET
-from sim_thread import simulator_thread
 
+from tradeloop.sim import open_simulator
 from tradeloop.testing import assert_candles_match
 
 TESTS = Path(__file__).parent
@@ -33,10 +33,10 @@ def load_example() -> ModuleType:
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_the_asyncio_example_receives_closed_candles_exactly_once(anyio_backend: str) -> None:
     example = load_example()
-    with simulator_thread(FAST_MARKET) as simulator:
-        closed = await example.bot(simulator.call(lambda sim: sim.exchange()), candles=3)
+    async with open_simulator(FAST_MARKET) as sim:
+        closed = await example.bot(sim.exchange(), candles=3)
         assert len(closed) == 3
-        simulator.call(lambda sim: assert_candles_match(sim, closed))
+        assert_candles_match(sim, closed)
 
 
 def test_ctrl_c_stops_the_asyncio_bot_cleanly() -> None:

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import trio
@@ -20,7 +21,9 @@ from trio_websocket import ConnectionClosed, WebSocketConnection
 from tradeloop.errors import InvalidValueError
 from tradeloop.exchanges import ExchangeError, RateLimitedError, Reconnect
 from tradeloop.exchanges.binance import Binance, BinanceCodec, Socket
+from tradeloop.models import Kline
 from tradeloop.sim import SimConfig, Simulator, open_simulator
+from tradeloop.streams.transport import Transport
 
 START = 1_760_000_000_000 - 1_760_000_000_000 % 3_600_000 + 30_000  # 30 s into an hour
 MINUTE = 60_000
@@ -166,13 +169,22 @@ async def test_every_candle_ends_with_one_closed_push_equal_to_rest(mock_clock: 
                 updates[line["t"]] = updates.get(line["t"], 0) + 1
                 if line["x"]:
                     finals[line["t"]] = line
-        rows = await client.fetch_klines(http, "BTC/USDT:USDT", "1m", start_ms=min(finals), end_ms=max(finals))
-        assert [row.open_time for row in rows] == sorted(finals)
-        for row in rows:
-            line = finals[row.open_time]
-            assert [row.open, row.high, row.low, row.close, row.volume] == [Decimal(line[k]) for k in "ohlcv"]
+        rows = await closed_pushes_equal_rest(client, http, finals)
         truth = sim.candles("BTC-USDT", "1m", min(finals), max(finals))
         assert [(c.open_time, c.close, c.closed) for c in truth] == [(r.open_time, r.close, True) for r in rows]
+
+
+async def closed_pushes_equal_rest(
+    client: Binance, http: httpx.AsyncClient, finals: dict[int, dict[str, Any]]
+) -> list[Kline]:
+    """REST's BTC/USDT:USDT 1m candles over ``finals`` (closed pushes' ``k`` by open time): one
+    per push, equal to it. Returns them."""
+    rows = await client.fetch_klines(http, "BTC/USDT:USDT", "1m", start_ms=min(finals), end_ms=max(finals))
+    assert [row.open_time for row in rows] == sorted(finals)
+    for row in rows:
+        line = finals[row.open_time]
+        assert [row.open, row.high, row.low, row.close, row.volume] == [Decimal(line[k]) for k in "ohlcv"]
+    return rows
 
 
 @asynccontextmanager
@@ -279,3 +291,29 @@ async def test_server_shutdown_notice_then_close_and_the_lifetime_cut(mock_clock
     async with open_simulator(SimConfig()) as bingx:
         with pytest.raises(InvalidValueError, match="Binance notice"):
             await bingx.server_shutdown()
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.anyio
+async def test_closed_kline_pushes_equal_rest_on_every_backend(anyio_backend: str) -> None:
+    """Real time on Trio and asyncio, through tradeloop's own (anyio) WebSocket transport, which
+    answers the RFC 6455 pings; a fast market closes a candle every 0.1 s."""
+    async with (
+        open_simulator(config(speed=600.0, push_interval=0.01)) as sim,
+        binance_client(sim) as (client, http),
+        Transport().connect(sim.ws_url + "/market/ws/btcusdt@kline_1m") as ws,
+    ):
+        finals: dict[int, dict[str, Any]] = {}
+        with anyio.fail_after(5):
+            while len(finals) < 2:
+                for frame in await ws.receive_batch():
+                    assert isinstance(frame, str), f"Binance sends text frames, got {frame!r}"
+                    line = json.loads(frame)["k"]
+                    assert line["t"] not in finals, "a push after the closed one"
+                    if line["x"]:
+                        finals[line["t"]] = line
+        await closed_pushes_equal_rest(client, http, finals)

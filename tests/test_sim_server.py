@@ -1,7 +1,8 @@
 """The simulator's servers seen by raw clients: trio-websocket + gzip for WebSocket, httpx for REST.
 
-Nothing of tradeloop's own client is used here: the frames are decoded by hand, so the simulator
-is checked against BINGX.md, not against our codec.
+Nothing of tradeloop's codec is used here: the frames are decoded by hand, so the simulator is
+checked against BINGX.md. The tests on every event loop (at the end) read WebSocket frames through
+tradeloop's own transport, which runs on anyio as trio-websocket does not, and decode them here too.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import h11
 import httpx
 import pytest
@@ -25,6 +28,7 @@ from wsproto import events as wsevents
 
 from tradeloop.sim import SimConfig, Simulator, open_simulator
 from tradeloop.sim.faults import Hostile, gzip_bomb, hostile_frame, nested_json
+from tradeloop.streams.transport import ConnectionClosedError, Transport, WebSocket
 from tradeloop.symbols import Market
 
 START = 1_760_000_000_000 - 1_760_000_000_000 % 3_600_000 + 30_000  # 30 s into an hour
@@ -798,3 +802,111 @@ async def test_hostile_rest_bodies(mock_clock: MockClock) -> None:
                     if received > 1 << 20:
                         await huge.aclose()  # 300 MB announced, produced only as they are read
             assert received > 1 << 20
+
+
+# -- on every event loop ---------------------------------------------------------------------------
+# The same simulator inside trio.run and asyncio.run, read by tradeloop's own WebSocket client (on
+# anyio) and httpx. Real time, so a fast market keeps each test short: a candle closes every 0.1 s.
+
+FAST = {"speed": 600.0, "push_interval": 0.01}
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+class AnyClient:
+    """A WebSocket client on any event loop: messages gunzipped and decoded one at a time, the
+    swap heartbeat (``Ping``) answered."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self.ws = ws
+        self._pending: deque[bytes | str] = deque()
+
+    async def message(self) -> dict[str, Any]:
+        while True:
+            if not self._pending:
+                self._pending.extend(await self.ws.receive_batch())
+            frame = self._pending.popleft()
+            assert isinstance(frame, bytes), f"server sent a text frame: {frame!r}"
+            text = gzip.decompress(frame).decode()
+            if text == "Ping":
+                await self.ws.send_text("Pong")
+            else:
+                return json.loads(text)  # type: ignore[no-any-return]
+
+    async def subscribe(self, data_type: str) -> None:
+        await self.ws.send_text(json.dumps({"id": data_type, "reqType": "sub", "dataType": data_type}))
+
+    async def push(self) -> dict[str, Any]:
+        while not (message := await self.message()).get("dataType"):
+            assert message["code"] == 0, message
+        return message
+
+
+@asynccontextmanager
+async def any_client(ws_url: str) -> AsyncIterator[AnyClient]:
+    async with Transport().connect(ws_url) as ws:
+        yield AnyClient(ws)
+
+
+@pytest.mark.anyio
+async def test_klines_and_tickers_over_websocket_equal_rest_on_every_backend(anyio_backend: str) -> None:
+    async with open_simulator(config(**FAST)) as sim, any_client(sim.ws_url) as client, rest(sim) as http:
+        await client.subscribe("BTC-USDT@kline_1m")
+        await client.subscribe("BTC-USDT@ticker")
+        last: dict[int, dict[str, Any]] = {}
+        tickers = 0
+        with anyio.fail_after(5):
+            while len(last) < 3:
+                push = await client.push()
+                if push["dataType"] == "BTC-USDT@ticker":
+                    tickers += 1
+                    assert push["data"]["e"] == "24hTicker"
+                    continue
+                candle = candle_of(push)
+                assert candle["t"] >= max(last, default=0), "an update of an older candle after a newer one"
+                last[candle["t"]] = candle
+        fetched = await rest_candles(http, Market.SWAP)
+    opens = sorted(last)
+    assert tickers > 0 and opens == [opens[0] + i * MINUTE for i in range(3)]
+    for open_time in opens[:-1]:  # every candle that closed while we watched
+        assert same_candle(last[open_time], fetched[open_time])
+
+
+@pytest.mark.anyio
+async def test_drop_all_aborts_the_socket_and_reconnecting_works_on_every_backend(anyio_backend: str) -> None:
+    async with open_simulator(config(**FAST)) as sim:
+        with anyio.fail_after(5):
+            async with any_client(sim.ws_url) as client:
+                await client.subscribe("BTC-USDT@kline_1m")
+                await client.push()
+                assert sim.faults.drop_all() == 1
+                with pytest.raises(ConnectionClosedError):
+                    while True:
+                        await client.message()
+            async with any_client(sim.spot_ws_url) as again:
+                await again.subscribe("BTC-USDT@kline_1min")
+                assert (await again.push())["dataType"] == "BTC-USDT@kline_1min"
+        assert sim.stats.dropped == 1 and sim.stats.connections_total == 2
+
+
+@pytest.mark.anyio
+async def test_leaving_the_simulator_closes_clients_with_1001_on_every_backend(anyio_backend: str) -> None:
+    async with anyio.create_task_group() as clients, open_simulator(config(**FAST)) as sim:
+        subscribed = anyio.Event()
+
+        async def watch_until_closed() -> None:
+            async with any_client(sim.ws_url) as client:
+                await client.subscribe("BTC-USDT@kline_1m")
+                await client.push()
+                subscribed.set()
+                with pytest.raises(ConnectionClosedError, match="code 1001"):
+                    while True:
+                        await client.message()
+
+        clients.start_soon(watch_until_closed)
+        with anyio.fail_after(5):
+            await subscribed.wait()
+    assert sim.stats.connections_open == 0 and sim.stats.subscriptions == 0

@@ -1,7 +1,7 @@
 """The stream layer on both event loops: the same tests under Trio and asyncio (pytest's anyio plugin).
 
-The simulator stays on Trio, in a thread of its own (:mod:`sim_thread`), so these run in real
-time, kept short by a fast market (two candles a second).
+The simulator runs in the test's own event loop, on either backend too; these run in real time,
+kept short by a fast market (two candles a second).
 """
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ import anyio
 import pytest
 import trio
 from disconnect_scenario import FAST_MARKET, stream_through_a_disconnect
-from sim_thread import simulator_thread
 
 from tradeloop import ForeignLoopError
 from tradeloop._groups import single_error
 from tradeloop.exchanges.bingx import BingX
+from tradeloop.sim import open_simulator
 from tradeloop.streams import StreamManager
 from tradeloop.streams.fanout import FanOut
 
 pytestmark = pytest.mark.anyio
+
 
 @pytest.fixture(params=["trio", "asyncio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
@@ -61,8 +62,8 @@ async def test_one_error_leaves_a_task_group_as_itself_on_every_backend() -> Non
 
 
 async def test_closed_candles_arrive_exactly_once_across_a_dropped_socket(anyio_backend: str) -> None:
-    with simulator_thread(FAST_MARKET) as simulator:
-        await stream_through_a_disconnect(simulator)
+    async with open_simulator(FAST_MARKET) as sim:
+        await stream_through_a_disconnect(sim)
 
 
 async def test_a_manager_used_from_another_thread_says_which_loop_owns_it(anyio_backend: str) -> None:

@@ -149,7 +149,7 @@ async def test_a_connection_runs_over_an_in_memory_stream_pair(mock_clock: MockC
         async def open_in_memory(host: str, port: int, tls: bool) -> anyio.abc.ByteStream:
             client_end, server_end = socket.socketpair()
             opened.append((host, port))
-            server.start_soon(sim.handle_websocket, trio.SocketStream(trio.socket.from_stdlib_socket(server_end)))
+            server.start_soon(sim.handle_websocket, await anyio.abc.SocketStream.from_socket(server_end))
             return await anyio.abc.SocketStream.from_socket(client_end)
 
         transport = Transport(open_stream=open_in_memory)

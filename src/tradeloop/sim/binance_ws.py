@@ -19,7 +19,7 @@ from collections import deque
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-import trio
+import anyio
 
 from ..symbols import Market
 from .binance_protocol import (
@@ -100,7 +100,7 @@ class BinanceHub(WsHub):
         for connection in connections:
             if connection.market is Market.SPOT:
                 await connection.send(notice)
-        await trio.sleep(grace)
+        await anyio.sleep(grace)
         for connection in connections:
             connection.close("server shutdown", code=GOING_AWAY)
 
@@ -136,14 +136,14 @@ class _BinanceConnection(_Connection):
             with contextlib.suppress(ValueError):
                 self._subscribe(name)
         lifetime = self.hub.config.connection_lifetime
-        async with trio.open_nursery() as nursery:
+        async with anyio.create_task_group() as nursery:
             if lifetime is not None:
                 nursery.start_soon(self._expire, lifetime)
             await super().run()
             nursery.cancel_scope.cancel()
 
     async def _expire(self, lifetime: float) -> None:
-        await trio.sleep(lifetime)
+        await anyio.sleep(lifetime)
         self.close(f"connection lifetime of {lifetime:g} s reached", code=GOING_AWAY)
 
     async def send(self, frame: bytes) -> None:
@@ -153,7 +153,7 @@ class _BinanceConnection(_Connection):
 
     def _over_budget(self) -> bool:
         """Count one incoming message; True (and close with 1008) past the per-second budget."""
-        now = trio.current_time()
+        now = anyio.current_time()
         received = self._received
         received.append(now)
         while received and received[0] <= now - 1.0:
@@ -256,9 +256,9 @@ class _BinanceConnection(_Connection):
         ping_id = f"{self.number:08x}{self._ping_counter:08x}"
         self._ping_ids.append(ping_id)
         if self._ping_since is None:
-            self._ping_since = trio.current_time()
+            self._ping_since = anyio.current_time()
         self.hub.stats.pings_sent += 1
-        with trio.move_on_after(self.hub.config.send_timeout):
+        with anyio.move_on_after(self.hub.config.send_timeout):
             try:
                 await self.ws.ping(ping_id.encode())
             except WebSocketClosed:

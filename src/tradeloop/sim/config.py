@@ -1,7 +1,8 @@
 """The simulator's settings, its clock and its counters.
 
-Time is trio's clock mapped to epoch milliseconds, so a test running under
-``trio.testing.MockClock`` drives the market (candles, pings, timeouts) as fast as it likes.
+Time is the event loop's clock (``anyio.current_time``) mapped to epoch milliseconds, so a test
+running under a virtual clock (``trio.testing.MockClock``, looptime on asyncio) drives the market
+(candles, pings, timeouts) as fast as it likes.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-import trio
+import anyio
 
 from ..errors import InvalidValueError
 from ..models import Kline
@@ -28,7 +29,7 @@ EXCHANGES = ("bingx", "binance")
 class SimConfig:
     """How the embedded exchange behaves; every field has a production-like default.
 
-    Durations are seconds of trio's clock: simulated seconds under a mock or scaled clock. Market
+    Durations are seconds of the event loop's clock: simulated seconds under a mock or scaled clock. Market
     time (candles, REST history) runs ``speed`` times faster than that clock; push, ping and pong
     intervals and timeouts do not.
     """
@@ -38,11 +39,11 @@ class SimConfig:
     exchange: str = "bingx"
     """Which exchange's dialect the servers speak: ``bingx`` or ``binance`` (one market model)."""
     speed: float = 1.0
-    """Market time runs this many times faster than trio's clock: at 60, a one-minute candle
+    """Market time runs this many times faster than the loop's clock: at 60, a one-minute candle
     closes every real second and REST history follows."""
     seed: int = 0
     start_ms: int | None = None
-    """Epoch ms of the simulator's start (trio time when it opened); None: the wall clock then."""
+    """Epoch ms of the simulator's start (loop time when it opened); None: the wall clock then."""
     step_seconds: float = 1.0
     """Market model step: a new price every step. Must divide one minute."""
     push_interval: float = 1.0
@@ -126,25 +127,25 @@ class SimConfig:
 
 @dataclass(frozen=True, slots=True)
 class SimClock:
-    """Trio time <-> epoch milliseconds: ``trio_zero`` (trio seconds) is ``start_ms``, and market
-    time runs ``speed`` times faster than trio's clock."""
+    """Loop time <-> epoch milliseconds: ``loop_zero`` (loop seconds) is ``start_ms``, and market
+    time runs ``speed`` times faster than the loop's clock."""
 
     start_ms: int
-    trio_zero: float
+    loop_zero: float
     speed: float = 1.0
 
     @classmethod
     def starting_now(cls, start_ms: int | None, speed: float = 1.0) -> SimClock:
         if start_ms is None:
             start_ms = int(time.time() * 1000)
-        return cls(start_ms, trio.current_time(), speed)
+        return cls(start_ms, anyio.current_time(), speed)
 
     def now_ms(self) -> int:
-        return self.start_ms + round((trio.current_time() - self.trio_zero) * 1000 * self.speed)
+        return self.start_ms + round((anyio.current_time() - self.loop_zero) * 1000 * self.speed)
 
     def deadline(self, epoch_ms: int) -> float:
-        """The trio time at which the simulator's clock reads ``epoch_ms``."""
-        return self.trio_zero + (epoch_ms - self.start_ms) / 1000 / self.speed
+        """The loop time at which the simulator's clock reads ``epoch_ms``."""
+        return self.loop_zero + (epoch_ms - self.start_ms) / 1000 / self.speed
 
 
 @dataclass

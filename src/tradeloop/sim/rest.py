@@ -1,4 +1,4 @@
-"""The simulator's REST API: a small HTTP/1.1 server (h11 on trio) with BingX's public endpoints.
+"""The simulator's REST API: a small HTTP/1.1 server (h11 on anyio) with BingX's public endpoints.
 
 Envelopes, field types and error behaviour follow BINGX.md §3: swap sends strings inside
 ``{"code","msg","data"}``, spot sends JSON numbers inside ``{"code","timestamp","data"}``, and a
@@ -17,12 +17,14 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import anyio
+import anyio.abc
 import h11
-import trio
 
 from ..symbols import TIMEFRAMES, Market, next_open_time
 from .config import SimClock, SimStats
 from .faults import Faults, Hostile, RestDown, gzip_bomb, huge_body, nested_json
+from .listening import Listener, serve
 from .market import MarketModel, SymbolSpec, TickerValues
 from .protocol import SPOT_ERROR, SWAP_ERROR, number, percent_text
 
@@ -107,17 +109,19 @@ class RestServer:
 
     # -- HTTP -----------------------------------------------------------------------------------
 
-    async def serve(self, listeners: list[trio.SocketListener], *, task_status: trio.TaskStatus[None]) -> None:
-        async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, self._handle, listeners)
+    async def serve(
+        self, listener: Listener, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
+        async with anyio.create_task_group() as connections:
+            connections.start_soon(serve, listener, self._handle, connections)
             task_status.started()
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, stream: anyio.abc.ByteStream) -> None:
         connection = h11.Connection(h11.SERVER)
         try:
             while True:
                 response: _Response | None = None
-                with trio.move_on_after(IDLE_TIMEOUT):
+                with anyio.move_on_after(IDLE_TIMEOUT):
                     target = await self._read_request(connection, stream)
                     if target is None:
                         return
@@ -125,7 +129,7 @@ class RestServer:
                     response = self.respond(target)
                 if response is None:  # idle timeout, or the REST-down fault closing the connection
                     return
-                with trio.fail_after(SEND_TIMEOUT):
+                with anyio.fail_after(SEND_TIMEOUT):
                     await _send(connection, stream, response)
                 if connection.our_state is not h11.DONE or connection.their_state is not h11.DONE:
                     return
@@ -134,16 +138,16 @@ class RestServer:
             logger.debug("bad HTTP request: %s", exc)
             if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 status = exc.error_status_hint
-                with trio.move_on_after(SEND_TIMEOUT):
+                with anyio.move_on_after(SEND_TIMEOUT):
                     refusal = _Response(status, f"{status} {exc}".encode(), "text/plain", close=True)
                     await _send(connection, stream, refusal)
-        except (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError) as exc:
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError) as exc:
             logger.debug("REST connection ended: %r", exc)
         finally:
-            await trio.aclose_forcefully(stream)
+            await anyio.aclose_forcefully(stream)
 
     @staticmethod
-    async def _read_request(connection: h11.Connection, stream: trio.SocketStream) -> str | None:
+    async def _read_request(connection: h11.Connection, stream: anyio.abc.ByteStream) -> str | None:
         """The target of the next request (body read and ignored); None if the client left.
 
         Raises h11.RemoteProtocolError (status 413) for a body over :data:`MAX_REQUEST_BODY`.
@@ -153,7 +157,7 @@ class RestServer:
         while True:
             event = connection.next_event()
             if event is h11.NEED_DATA:
-                connection.receive_data(await stream.receive_some(65536))
+                connection.receive_data(await _receive(stream))
             elif isinstance(event, h11.Request):
                 method = event.method.decode("ascii", "replace")
                 target = event.target.decode("ascii", "replace")
@@ -389,7 +393,15 @@ def _hostile_response(kind: Hostile) -> _Response:
     return _Response(200, huge_body())
 
 
-async def _send(connection: h11.Connection, stream: trio.SocketStream, response: _Response) -> None:
+async def _receive(stream: anyio.abc.ByteStream) -> bytes:
+    """The next bytes from the client; b"" (h11's end of input) once it closed its side."""
+    try:
+        return await stream.receive(65536)
+    except anyio.EndOfStream:
+        return b""
+
+
+async def _send(connection: h11.Connection, stream: anyio.abc.ByteStream, response: _Response) -> None:
     headers = [("Content-Type", response.content_type), *response.headers]
     if response.content_encoding is not None:
         headers.append(("Content-Encoding", response.content_encoding))
@@ -399,7 +411,7 @@ async def _send(connection: h11.Connection, stream: trio.SocketStream, response:
     if isinstance(chunks, bytes):
         headers.append(("Content-Length", str(len(chunks))))
         chunks = (chunks,)
-    await stream.send_all(connection.send(h11.Response(status_code=response.status, headers=headers)) or b"")
+    await stream.send(connection.send(h11.Response(status_code=response.status, headers=headers)) or b"")
     for chunk in chunks:
-        await stream.send_all(connection.send(h11.Data(data=chunk)) or b"")
-    await stream.send_all(connection.send(h11.EndOfMessage()) or b"")
+        await stream.send(connection.send(h11.Data(data=chunk)) or b"")
+    await stream.send(connection.send(h11.EndOfMessage()) or b"")

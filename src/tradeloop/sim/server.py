@@ -1,8 +1,8 @@
 """The embedded exchange as one object: WebSocket + REST servers on loopback, market, faults.
 
-:func:`open_simulator` owns a nursery holding every server and task; leaving it closes every
+:func:`open_simulator` owns a task group holding every server and task; leaving it closes every
 client socket (WebSocket clients get a 1001 close frame, bounded by a timeout) and leaves no task
-behind.
+behind. It runs on anyio, so the same simulator serves inside ``trio.run`` and ``asyncio.run``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-import trio
+import anyio
+import anyio.abc
 
 from .._groups import single_error_context
 from ..errors import InvalidValueError
@@ -21,6 +22,7 @@ from .binance_rest import BinanceRestServer
 from .binance_ws import BinanceHub
 from .config import SimClock, SimConfig, SimStats
 from .faults import Faults
+from .listening import listen, port
 from .market import MarketModel, SimCandle
 from .rest import RestServer
 from .ws import WsHub
@@ -53,8 +55,9 @@ class Simulator:
     def faults(self) -> Faults:
         return self._hub.faults
 
-    async def handle_websocket(self, stream: trio.abc.Stream) -> None:
-        """Serve one WebSocket client on ``stream`` (any byte stream: an in-memory pair in tests)."""
+    async def handle_websocket(self, stream: anyio.abc.ByteStream) -> None:
+        """Serve one WebSocket client on ``stream`` (any anyio byte stream: one end of a socket
+        pair in tests); closes it when done."""
         await self._hub.handle(stream)
 
     @property
@@ -110,21 +113,6 @@ class Simulator:
         await self._hub.burst(symbol_id, timeframe, count, market=market)
 
 
-async def _listen(host: str, port: int) -> list[trio.SocketListener]:
-    """Listeners on ``host:port``; with port 0 only the first address, so there is one port."""
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    if port == 0:
-        for extra in listeners[1:]:
-            await extra.aclose()
-        listeners = listeners[:1]
-    return listeners
-
-
-def _port(listeners: list[trio.SocketListener]) -> int:
-    port: int = listeners[0].socket.getsockname()[1]
-    return port
-
-
 @single_error_context
 @asynccontextmanager
 async def open_simulator(
@@ -153,28 +141,27 @@ async def open_simulator(
     binance = config.exchange == "binance"
     hub = (BinanceHub if binance else WsHub)(config, model, clock, stats)
     rest = (BinanceRestServer if binance else RestServer)(model, clock, stats, hub.faults)
-    ws_listeners = await _listen(host, ws_port)
+    ws_listener = await listen(host, ws_port)
     try:
-        rest_listeners = await _listen(host, rest_port)
+        rest_listener = await listen(host, rest_port)
     except BaseException:
-        for listener in ws_listeners:
-            await trio.aclose_forcefully(listener)
+        await anyio.aclose_forcefully(ws_listener)
         raise
     url_host = f"[{host}]" if ":" in host else host
-    ws_base = f"ws://{url_host}:{_port(ws_listeners)}"
+    ws_base = f"ws://{url_host}:{port(ws_listener)}"
     urls = {
         "ws": ws_base if binance else f"{ws_base}/swap-market",
         "spot_ws": ws_base if binance else f"{ws_base}/market",
-        "rest": f"http://{url_host}:{_port(rest_listeners)}",
+        "rest": f"http://{url_host}:{port(rest_listener)}",
     }
-    async with trio.open_nursery() as nursery:
-        await nursery.start(hub.serve, ws_listeners)
-        await nursery.start(rest.serve, rest_listeners)
+    async with anyio.create_task_group() as nursery:
+        await nursery.start(hub.serve, ws_listener)
+        await nursery.start(rest.serve, rest_listener)
         nursery.start_soon(hub.publish_forever)
         logger.info("simulator serving %s, %s and %s", urls["ws"], urls["spot_ws"], urls["rest"])
         try:
             yield Simulator(config, model, clock, hub, urls)
         finally:
-            with trio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True):
                 await hub.close_all()
             nursery.cancel_scope.cancel()

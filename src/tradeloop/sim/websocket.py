@@ -1,9 +1,10 @@
 """The server side of one WebSocket, on wsproto (sans-IO) and a TCP stream the caller owns.
 
 The simulator writes frames in batches: one ``send_all`` for every frame a connection has queued,
-instead of one write (and two trio checkpoints) per frame. That, and holding the TCP stream itself
+instead of one write (and two checkpoints) per frame. That, and holding the TCP stream itself
 (to abort it with no close frame, as a crashing server would), is why it speaks wsproto directly
-rather than through trio-websocket's server (which the tests still use as the client).
+rather than through a WebSocket library's server. It runs on any anyio byte stream (a TCP socket,
+or one end of a socket pair in tests).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import cast
 
-import trio
+import anyio
+import anyio.abc
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
 from wsproto.events import (
@@ -42,10 +44,10 @@ class WebSocketClosed(Exception):
 class ServerWebSocket:
     """One server-side WebSocket. One task reads (:meth:`receive_message`); any task may send."""
 
-    def __init__(self, stream: trio.abc.Stream) -> None:
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self._stream = stream
         self._ws = WSConnection(ConnectionType.SERVER)
-        self._send_lock = trio.StrictFIFOLock()
+        self._send_lock = anyio.Lock()  # FIFO: frames leave in the order they were sent
         self._parts: list[str | bytes | bytearray] = []
         self._size = 0
         self.on_pong: Callable[[bytes], None] | None = None
@@ -142,8 +144,8 @@ class ServerWebSocket:
         if self._ws.state is ConnectionState.CLOSED:
             return False
         try:
-            data = await self._stream.receive_some(RECEIVE_BYTES)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = await self._stream.receive(RECEIVE_BYTES)
+        except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError):
             data = b""
         if not data:
             return False
@@ -161,6 +163,6 @@ class ServerWebSocket:
 
     async def _write(self, data: bytes) -> None:
         try:
-            await self._stream.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            await self._stream.send(data)
+        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
             raise WebSocketClosed(f"the connection broke: {exc!r}") from None

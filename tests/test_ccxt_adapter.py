@@ -2,7 +2,7 @@
 
 ccxt runs on asyncio: natively in an asyncio program's loop, under Trio in the adapter's own thread,
 so these tests run on the real clock (MockClock cannot drive another thread's loop), the simulator in
-a thread of its own (:mod:`sim_thread`) where a test runs on both backends. The simulator runs
+the test's own loop (in a thread of its own, :mod:`sim_thread`, for a test that runs loops itself). The simulator runs
 market time 60x or 120x (a 1m candle a second, or half a second); each test stays within a few real seconds.
 """
 
@@ -21,7 +21,7 @@ import anyio
 import httpx
 import pytest
 import trio
-from sim_thread import SimulatorThread, simulator_thread
+from sim_thread import simulator_thread
 
 from tradeloop.cli import main
 from tradeloop.errors import ForeignLoopError, InvalidValueError, TradeloopError
@@ -99,20 +99,20 @@ async def test_watch_cli_ccxt_push_delivers_the_native_clients_closed_candles() 
 
 
 async def _stream_klines(
-    sim: SimulatorThread, *, poll: bool, count: int, after_first: Callable[[Simulator], object] = lambda sim: None
+    sim: Simulator, *, poll: bool, count: int, after_first: Callable[[Simulator], object] = lambda sim: None
 ) -> tuple[list[Kline], Any]:
     """``count`` closed candles of ccxt:bingx through the stream layer, ``after_first(sim)`` called
     after the first; with the topic's health, each checked against the simulator's truth."""
-    exchange = create_exchange("ccxt:bingx", ws_url=sim.sim.ws_url, rest_url=sim.sim.rest_url, poll=poll)
+    exchange = create_exchange("ccxt:bingx", ws_url=sim.ws_url, rest_url=sim.rest_url, poll=poll)
     assert isinstance(exchange, CcxtExchange)
     async with exchange, StreamManager.open([exchange], STREAMS) as streams:
         with anyio.fail_after(20):
             async with streams.klines(exchange.name, SWAP, "1m", closed_only=True) as channel:
                 klines = [await channel.receive()]
-                sim.call(after_first)
+                after_first(sim)
                 klines += [await channel.receive() for _ in range(count - 1)]
                 (health,) = streams.health().topics
-    truth = sim.call(lambda sim: [_closed_truth(sim, "BTC-USDT", k) for k in klines])
+    truth = [_closed_truth(sim, "BTC-USDT", k) for k in klines]
     assert [_values(k) for k in klines] == truth
     assert [b.open_time - a.open_time for a, b in itertools.pairwise(klines)] == [60_000] * (count - 1)
     return klines, health
@@ -123,9 +123,9 @@ def _ccxt_threads() -> list[str]:
 
 
 async def test_fetch_only_ccxt_client_streams_through_the_poller() -> None:
-    with simulator_thread(FAST) as sim:
+    async with open_simulator(FAST) as sim:
         klines, health = await _stream_klines(sim, poll=True, count=3)
-        stats = sim.call(lambda sim: sim.stats)
+        stats = sim.stats
         assert stats.connections_total == 0  # nothing but REST
         assert stats.rest_requests > 0
 
@@ -135,12 +135,12 @@ async def test_fetch_only_ccxt_client_streams_through_the_poller() -> None:
 
 @pytest.mark.anyio
 async def test_watched_klines_survive_dropped_sockets_with_no_gap(anyio_backend: str) -> None:
-    with simulator_thread(FASTER) as sim:
+    async with open_simulator(FASTER) as sim:
         threads: list[str] = []
         _, health = await _stream_klines(
             sim, poll=False, count=3, after_first=lambda sim: (threads.extend(_ccxt_threads()), sim.faults.drop_all())
         )
-        assert sim.call(lambda sim: sim.stats.dropped) >= 1
+        assert sim.stats.dropped >= 1
 
     assert health.mode == "watch"
     # The dropped socket failed the watch loop: a stream error, not a REST one.
@@ -153,8 +153,8 @@ async def test_watched_klines_survive_dropped_sockets_with_no_gap(anyio_backend:
 
 @pytest.mark.anyio
 async def test_watched_ticks_and_an_unknown_symbol(anyio_backend: str) -> None:
-    with simulator_thread(FASTER) as sim:
-        exchange = create_exchange("ccxt:bingx", ws_url=sim.sim.ws_url, rest_url=sim.sim.rest_url)
+    async with open_simulator(FASTER) as sim:
+        exchange = create_exchange("ccxt:bingx", ws_url=sim.ws_url, rest_url=sim.rest_url)
         assert isinstance(exchange, CcxtExchange)
         async with exchange, StreamManager.open([exchange], STREAMS) as streams:
             with anyio.fail_after(20):

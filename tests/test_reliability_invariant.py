@@ -146,10 +146,12 @@ def test_closed_candles_equal_the_exchange_history_whatever_the_faults(scenario:
     trio.run(consume_through, scenario, clock=MockClock(autojump_threshold=0.002))
 
 
-@pytest.mark.parametrize("scenario", [DISCONNECTS, PINNED[0]], ids=["disconnects", "stall-while-rest-down"])
+@pytest.mark.parametrize(
+    "scenario", [DISCONNECTS, PINNED[0], PINNED[2]], ids=["disconnects", "stall-while-rest-down", "binance-lost-final"]
+)
 def test_closed_candles_equal_the_exchange_history_on_asyncio_in_virtual_time(scenario: Scenario) -> None:
     """The same invariant under ``asyncio``: simulator, streams and consumers in one loop, on
-    virtual time. (BingX's dialect: tradeloop's Binance client is not on anyio yet.)"""
+    virtual time, in both exchanges' dialects."""
     anyio.run(consume_through, scenario, backend="asyncio", backend_options={"loop_factory": VirtualTimeLoop})
 
 

@@ -251,8 +251,7 @@ async def test_a_symbol_the_exchange_rejects_stops_the_engine_at_start_with_that
 
 
 # --- the same engine on Trio and asyncio ----------------------------------------------------------
-# Real time, the simulator in a thread of its own (sim_thread), a fast market: each run lasts a
-# second at most.
+# Real time, the simulator in the test's own loop, a fast market: each run lasts a second at most.
 
 FAST_TICKS = SimConfig(speed=120.0, push_interval=0.02, seed=12)
 """Two symbols, a ticker push every 20 ms, a one-minute candle every half second."""
@@ -278,8 +277,8 @@ def flipping(exchanges: dict[str, Any], journal: Path, **changes: Any) -> Engine
 
 @pytest.mark.anyio
 async def test_a_run_fills_and_reconciles_on_every_backend(anyio_backend: str, tmp_path: Path) -> None:
-    with simulator_thread(FAST_TICKS) as sim:
-        engine = TradingEngine(flipping({"bingx": sim.sim.exchange()}, tmp_path / "journal.sqlite"))
+    async with open_simulator(FAST_TICKS) as sim:
+        engine = TradingEngine(flipping({"bingx": sim.exchange()}, tmp_path / "journal.sqlite"))
         summary = await engine.run(duration=0.5)
     assert summary.stopped_by == "duration"
     assert summary.trades >= 4 and summary.strategy_errors == {}
@@ -292,8 +291,8 @@ async def test_a_run_fills_and_reconciles_on_every_backend(anyio_backend: str, t
 @pytest.mark.anyio
 async def test_the_kill_switch_stops_the_run_on_every_backend(anyio_backend: str, tmp_path: Path) -> None:
     tight = RiskLimits(max_drawdown=D("0.0001"))  # 1 USDT of 10,000: a few fills' fees
-    with simulator_thread(FAST_TICKS) as sim:
-        config = flipping({"bingx": sim.sim.exchange()}, tmp_path / "journal.sqlite", risk=tight, fee_rate=D("0.001"))
+    async with open_simulator(FAST_TICKS) as sim:
+        config = flipping({"bingx": sim.exchange()}, tmp_path / "journal.sqlite", risk=tight, fee_rate=D("0.001"))
         summary = await TradingEngine(config).run(duration=30)
     assert summary.stopped_by == "kill switch"
     assert summary.risk.killed and "max_drawdown" in (summary.risk.kill_reason or "")
@@ -304,8 +303,8 @@ async def test_the_kill_switch_stops_the_run_on_every_backend(anyio_backend: str
 @pytest.mark.anyio
 async def test_cancelling_a_run_keeps_the_books_on_every_backend(anyio_backend: str, tmp_path: Path) -> None:
     path = tmp_path / "journal.sqlite"
-    with simulator_thread(FAST_TICKS) as sim:
-        config = flipping({"bingx": sim.sim.exchange()}, path)
+    async with open_simulator(FAST_TICKS) as sim:
+        config = flipping({"bingx": sim.exchange()}, path)
         engine = TradingEngine(config)
         async with anyio.create_task_group() as tasks:
             await tasks.start(engine.run)
@@ -330,9 +329,9 @@ async def test_cancelling_a_run_keeps_the_books_on_every_backend(anyio_backend: 
 async def test_a_rejected_symbol_stops_the_engine_at_start_on_every_backend(
     anyio_backend: str, exchange: str, tmp_path: Path
 ) -> None:
-    with simulator_thread(SimConfig(symbols=("BTC-USDT",), exchange=exchange)) as sim:
+    async with open_simulator(SimConfig(symbols=("BTC-USDT",), exchange=exchange)) as sim:
         strategy = SmaCrossover(name="doge", symbols=["DOGE/USDT:USDT"], fast=3, slow=8, size=100)
-        config = EngineConfig(exchanges={exchange: sim.sim.exchange()}, strategies=[strategy], journal=tmp_path / "j")
+        config = EngineConfig(exchanges={exchange: sim.exchange()}, strategies=[strategy], journal=tmp_path / "j")
         with anyio.fail_after(10), pytest.raises(SubscriptionError, match="DOGE") as info:
             await TradingEngine(config).run(duration=600)
     assert not isinstance(info.value, BaseExceptionGroup), "one error, not a group"
@@ -340,8 +339,8 @@ async def test_a_rejected_symbol_stops_the_engine_at_start_on_every_backend(
 
 @pytest.mark.anyio
 async def test_a_ccxt_run_closes_its_client_on_every_backend(anyio_backend: str, tmp_path: Path) -> None:
-    with simulator_thread(FAST_TICKS) as sim:
-        urls = {"ws_url": sim.sim.ws_url, "rest_url": sim.sim.rest_url}
+    async with open_simulator(FAST_TICKS) as sim:
+        urls = {"ws_url": sim.ws_url, "rest_url": sim.rest_url}
         config = flipping({"ccxt:bingx": urls}, tmp_path / "journal.sqlite", risk=RiskLimits(max_tick_age=None))
         summary = await TradingEngine(config).run(duration=1)
     (client,) = config.clients.values()

@@ -7,6 +7,7 @@ and an engine killed and restarted on Redis data, on Trio and on asyncio.
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
@@ -23,9 +24,10 @@ from streams_helpers import FAST, START_MS, SWAP, assert_matches_history
 from trio.testing import MockClock
 
 from tradeloop.distributed import StreamKey, open_redis
-from tradeloop.distributed.consumer import RedisSourceSettings, rendezvous_owner
+from tradeloop.distributed.consumer import RedisMarketData, RedisSourceSettings, rendezvous_owner
 from tradeloop.distributed.engine import RedisFeed
 from tradeloop.distributed.publisher import Publisher, PublishSettings, PublishTopics
+from tradeloop.exchanges.ccxt import CcxtExchange
 from tradeloop.models import Fill, Kline, Signal, Tick
 from tradeloop.sim import SimConfig, Simulator, open_simulator
 from tradeloop.streams import StreamConfig, StreamManager
@@ -226,3 +228,27 @@ async def test_an_engine_killed_and_restarted_on_redis_data_processes_each_candl
     fills = await journal_fills(tmp_path / "a.sqlite")
     assert fills == engine.portfolio.fills
     assert fills, "the engine traded nothing"
+
+
+@pytest.mark.anyio
+async def test_a_redis_feed_closes_the_ccxt_client_it_fills_gaps_with_on_every_backend(
+    anyio_backend: str,
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    with simulator_thread(FAST_MARKET) as simulator:
+        urls = {"ws_url": simulator.sim.ws_url, "rest_url": simulator.sim.rest_url}
+        recorder = Recorder(SWAP, [])
+        config = EngineConfig(
+            exchanges={"ccxt:bingx": urls}, strategies=[recorder], journal=tmp_path / "journal.sqlite"
+        )
+        (client,) = config.clients.values()
+        assert isinstance(client, CcxtExchange)
+        settings = RedisSourceSettings(redis_server.url, **REAL_TIME_SOURCE)  # type: ignore[arg-type]
+        async with RedisFeed(settings, config.clients).open() as source:
+            assert isinstance(source, RedisMarketData)
+            with anyio.fail_after(10):
+                assert await client.fetch_klines(source.http, SWAP, "1m", limit=2)  # as a gap fill does
+            assert client.client.session is not None
+    assert client.client.session is None and client.client.clients == {}  # HTTP session and sockets closed
+    assert not [t for t in threading.enumerate() if t.name.startswith("tradeloop ccxt")]

@@ -15,9 +15,9 @@ producer as fast as the path accepts. Latency is measured separately at a paced 
 per millisecond, well under either path's capacity): the time from the hand-over to the
 subscriber holding the item, so the Redis path's *added* latency is its p99 minus the in-process
 p99. CPU is this process's CPU time per item over the same span (redis-server's is not counted):
-steadier than items/s on a shared machine. ``--backend asyncio`` runs the same on asyncio (Trio is
-the default). One process, 2 cores shared with whatever else runs: treat the numbers as orders of
-magnitude.
+steadier than items/s on a shared machine, the more so as a median of ``--repeat`` runs.
+``--backend asyncio`` runs the same on asyncio (Trio is the default). One process, 2 cores shared
+with whatever else runs: treat the numbers as orders of magnitude.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import argparse
 import json
 import shutil
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
@@ -150,16 +151,22 @@ async def measure(
     }
 
 
-async def run(size: str) -> dict[str, Any]:
+async def run(size: str, repeat: int = 1) -> dict[str, Any]:
+    """Every path ``repeat`` times; each figure is the median of its runs."""
     sizes = SIZES[size]
-    results: dict[str, Any] = {"size": size}
+    runs: dict[str, list[dict[str, float]]] = {}
     async with redis_server() as url:
         for kind, make, count in (("candles", kline, sizes["candles"]), ("ticks", tick, sizes["ticks"])):
-            offset = 0
-            for path in ("in_process", "redis"):
-                for mode, n, pace in (("burst", count, None), ("paced", sizes["paced"], 0.001)):
-                    results[f"{kind}_{path}_{mode}"] = await one(url, kind, make, path, n, offset, pace)
-                    offset += n  # the next run continues the stream: no gap
+            offsets = {"in_process": 0, "redis": 0}
+            for _ in range(repeat):
+                for path in ("in_process", "redis"):
+                    for mode, n, pace in (("burst", count, None), ("paced", sizes["paced"], 0.001)):
+                        result = await one(url, kind, make, path, n, offsets[path], pace)
+                        runs.setdefault(f"{kind}_{path}_{mode}", []).append(result)
+                        offsets[path] += n  # the path's next run continues its stream: no gap
+    results: dict[str, Any] = {"size": size, "repeat": repeat}
+    for name, measured in runs.items():
+        results[name] = {figure: statistics.median(m[figure] for m in measured) for figure in measured[0]}
     return results
 
 
@@ -207,8 +214,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here too")
     parser.add_argument("--backend", choices=("trio", "asyncio"), default="trio", help="the event loop (default trio)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run every path N times and report medians (steadier side by side)"
+    )
     args = parser.parse_args()
-    results = anyio.run(run, "quick" if args.quick else "full", backend=args.backend)
+    results = anyio.run(run, "quick" if args.quick else "full", args.repeat, backend=args.backend)
     print(f"{'path (' + args.backend + ')':34} {'items/s':>10} {'CPU µs':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for name, value in results.items():
         if isinstance(value, dict):

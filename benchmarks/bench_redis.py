@@ -14,8 +14,10 @@ Throughput is items over the time from the first hand-over to the last item rece
 producer as fast as the path accepts. Latency is measured separately at a paced rate (one item
 per millisecond, well under either path's capacity): the time from the hand-over to the
 subscriber holding the item, so the Redis path's *added* latency is its p99 minus the in-process
-p99. One process, one Trio run, 2 cores shared with whatever else runs: treat the numbers as
-orders of magnitude.
+p99. CPU is this process's CPU time per item over the same span (redis-server's is not counted):
+steadier than items/s on a shared machine, the more so as a median of ``--repeat`` runs.
+``--backend asyncio`` runs the same on asyncio (Trio is the default). One process, 2 cores shared
+with whatever else runs: treat the numbers as orders of magnitude.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import argparse
 import json
 import shutil
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
@@ -33,7 +36,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import trio
+import anyio
 
 from tradeloop.distributed import open_redis
 from tradeloop.distributed.consumer import RedisMarketData, RedisSourceSettings
@@ -89,14 +92,14 @@ async def redis_server() -> AsyncIterator[str]:
         port = probe.getsockname()[1]
     with tempfile.TemporaryDirectory() as data_dir:
         args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        process = await trio.lowlevel.open_process([*args, "--dir", data_dir], stdout=subprocess.DEVNULL)
+        process = await anyio.open_process([*args, "--dir", data_dir], stdout=subprocess.DEVNULL)
         try:
             for _ in range(500):
                 try:
                     socket.create_connection(("127.0.0.1", port), timeout=1).close()
                     break
                 except OSError:
-                    await trio.sleep(0.01)
+                    await anyio.sleep(0.01)
             yield f"redis://127.0.0.1:{port}/0"
         finally:
             process.kill()
@@ -116,19 +119,20 @@ async def measure(
     count = len(items)
     sent: dict[int, int] = {}
     latencies: list[int] = []
-    first = 0
+    first = first_cpu = 0
 
     async def produce() -> None:
-        nonlocal first
+        nonlocal first, first_cpu
         first = time.perf_counter_ns()
+        first_cpu = time.process_time_ns()
         for item in items:
             sent[key(item)] = time.perf_counter_ns()
-            await fanout.publish(item)
+            await fanout.publish_when_room(item)
             if pace:
-                await trio.sleep(pace)
+                await anyio.sleep(pace)
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(produce)
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(produce)
         received = 0
         async for item in receive:
             latencies.append(time.perf_counter_ns() - sent[key(item)])
@@ -137,24 +141,32 @@ async def measure(
             if received == count:
                 break
         last = time.perf_counter_ns()
+        last_cpu = time.process_time_ns()
     latencies.sort()
     return {
         "items_per_s": count / ((last - first) / 1e9),
+        "cpu_us_per_item": (last_cpu - first_cpu) / count / 1e3,
         "p50_ms": latencies[len(latencies) // 2] / 1e6,
         "p99_ms": latencies[int(len(latencies) * 0.99)] / 1e6,
     }
 
 
-async def run(size: str) -> dict[str, Any]:
+async def run(size: str, repeat: int = 1) -> dict[str, Any]:
+    """Every path ``repeat`` times; each figure is the median of its runs."""
     sizes = SIZES[size]
-    results: dict[str, Any] = {"size": size}
+    runs: dict[str, list[dict[str, float]]] = {}
     async with redis_server() as url:
         for kind, make, count in (("candles", kline, sizes["candles"]), ("ticks", tick, sizes["ticks"])):
-            offset = 0
-            for path in ("in_process", "redis"):
-                for mode, n, pace in (("burst", count, None), ("paced", sizes["paced"], 0.001)):
-                    results[f"{kind}_{path}_{mode}"] = await one(url, kind, make, path, n, offset, pace)
-                    offset += n  # the next run continues the stream: no gap
+            offsets = {"in_process": 0, "redis": 0}
+            for _ in range(repeat):
+                for path in ("in_process", "redis"):
+                    for mode, n, pace in (("burst", count, None), ("paced", sizes["paced"], 0.001)):
+                        result = await one(url, kind, make, path, n, offsets[path], pace)
+                        runs.setdefault(f"{kind}_{path}_{mode}", []).append(result)
+                        offsets[path] += n  # the path's next run continues its stream: no gap
+    results: dict[str, Any] = {"size": size, "repeat": repeat}
+    for name, measured in runs.items():
+        results[name] = {figure: statistics.median(m[figure] for m in measured) for figure in measured[0]}
     return results
 
 
@@ -174,39 +186,46 @@ async def one(
     async with (
         open_redis(url) as redis,
         RedisMarketData.open(settings) as consumer,
-        trio.open_nursery() as nursery,
+        anyio.create_task_group() as tasks,
     ):
         if kind == "candles":
             subscription = consumer.klines("bingx", SYMBOL, "1m", buffer=1024)
             await wait_until_owned(consumer)
         else:
             subscription = consumer.ticks("bingx", SYMBOL, policy="block", buffer=1024)
-            await trio.sleep(0.2)  # the tick reader starts from the stream's newest entry
+            await anyio.sleep(0.2)  # the tick reader starts from the stream's newest entry
         publisher = Publisher(redis, source, PublishSettings(backfill=1, health_interval=60))
-        await nursery.start(publisher.run, [topics])
+        await tasks.start(publisher.run, [topics])
         done = consumer.mark_processed if kind == "candles" else (lambda item: None)
         async with subscription:
             result = await measure(items, fanout, subscription, key, pace=pace, done=done)
-        nursery.cancel_scope.cancel()
+        tasks.cancel_scope.cancel()
     return result
 
 
 async def wait_until_owned(consumer: RedisMarketData) -> None:
-    with trio.fail_after(10):
+    with anyio.fail_after(10):
         while not any(topic.state == "owner" for topic in consumer.health().topics):  # noqa: ASYNC110 (no event)
-            await trio.sleep(0.01)
+            await anyio.sleep(0.01)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here too")
+    parser.add_argument("--backend", choices=("trio", "asyncio"), default="trio", help="the event loop (default trio)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run every path N times and report medians (steadier side by side)"
+    )
     args = parser.parse_args()
-    results = trio.run(run, "quick" if args.quick else "full")
-    print(f"{'path':34} {'items/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
+    results = anyio.run(run, "quick" if args.quick else "full", args.repeat, backend=args.backend)
+    print(f"{'path (' + args.backend + ')':34} {'items/s':>10} {'CPU µs':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for name, value in results.items():
         if isinstance(value, dict):
-            print(f"{name:34} {value['items_per_s']:>10,.0f} {value['p50_ms']:>8.3f} {value['p99_ms']:>8.3f}")
+            print(
+                f"{name:34} {value['items_per_s']:>10,.0f} {value['cpu_us_per_item']:>8.1f}"
+                f" {value['p50_ms']:>8.3f} {value['p99_ms']:>8.3f}"
+            )
     for kind in ("candles", "ticks"):
         added = results[f"{kind}_redis_paced"]["p99_ms"] - results[f"{kind}_in_process_paced"]["p99_ms"]
         print(f"{kind}: p99 latency added by Redis at a paced 1 item/ms: {added:.3f} ms")

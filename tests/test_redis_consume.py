@@ -1,5 +1,5 @@
 """Engines' side of Redis: consumer groups, topic leases, acknowledgements, gaps, against a real
-redis-server and the simulator, in simulated time.
+redis-server and the simulator, in simulated time; and the exactly-once test on Trio and asyncio.
 """
 
 from __future__ import annotations
@@ -7,18 +7,24 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
+import anyio.abc
 import pytest
 import trio
 from coredis.tokens import PureToken
+from disconnect_scenario import REAL_TIME
 from redis_server import SIMULATED_TIMEOUTS, RedisServer, persistent_redis, redis_server  # noqa: F401 (fixtures)
-from streams_helpers import SWAP, assert_matches_history, simulated_streams
+from sim_thread import simulator_thread
+from streams_helpers import START_MS, SWAP, assert_matches_history, simulated_streams
 from trio.testing import MockClock
 
 from tradeloop.distributed import StreamKey, open_redis
 from tradeloop.distributed.consumer import MarketDataGapError, RedisMarketData, RedisSourceSettings, rendezvous_owner
 from tradeloop.distributed.publisher import Publisher, PublishSettings, PublishTopics
+from tradeloop.exchanges import Exchange
 from tradeloop.models import Kline
-from tradeloop.sim import Simulator
+from tradeloop.sim import SimConfig, Simulator
+from tradeloop.streams import StreamManager
 
 ETH = "ETH/USDT:USDT"
 TOPICS = [PublishTopics("bingx", [SWAP, ETH], ["1m"], ticks=True)]
@@ -64,11 +70,11 @@ class Processor:
         self.seconds_each = seconds_each
         self.skipped = 0
 
-    async def run(self, source: RedisMarketData, symbol: str, *, task_status: trio.TaskStatus[None]) -> None:
+    async def run(self, source: RedisMarketData, symbol: str, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         async with source.klines("bingx", symbol, "1m") as candles:
             task_status.started()
             async for kline in candles:
-                await trio.sleep(self.seconds_each)
+                await anyio.sleep(self.seconds_each)
                 # Check, process, report in one step (no await between), as the engine's strategies do.
                 if not source.should_process(kline):
                     self.skipped += 1
@@ -80,11 +86,11 @@ class Processor:
 async def consume_for(
     seconds: float, processor: Processor, options: RedisSourceSettings, symbols: tuple[str, ...] = (SWAP, ETH)
 ) -> None:
-    async with RedisMarketData.open(options) as source, trio.open_nursery() as nursery:
+    async with RedisMarketData.open(options) as source, anyio.create_task_group() as tasks:
         for symbol in symbols:
-            await nursery.start(processor.run, source, symbol)
-        await trio.sleep(seconds)
-        nursery.cancel_scope.cancel()
+            await tasks.start(processor.run, source, symbol)
+        await anyio.sleep(seconds)
+        tasks.cancel_scope.cancel()
 
 
 async def test_a_consumer_killed_mid_batch_resumes_after_its_last_ack(
@@ -173,3 +179,54 @@ async def test_a_stream_handed_over_with_a_backlog_is_processed_once(
         both = sorted(slow.processed[symbol] + fresh.processed[symbol], key=lambda k: k.open_time)
         assert_matches_history(sim, both, symbol_id)
     assert any(fresh.processed.values())
+
+
+# --- the same guarantees on Trio and asyncio -------------------------------------------------------
+# Real time: the simulator in a Trio thread of its own (sim_thread), a fast market (a one-minute
+# candle every half second) and short leases, so each run lasts about three seconds.
+
+FAST_MARKET = SimConfig(symbols=("BTC-USDT", "ETH-USDT"), start_ms=START_MS, speed=120.0, push_interval=0.2, seed=7)
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def real_time_settings(server: RedisServer, consumer: str = "engine-a") -> RedisSourceSettings:
+    return RedisSourceSettings(
+        server.url, consumer=consumer, read_wait=0.05, lease_ttl=0.6, connect_timeout=5.0, command_timeout=5.0
+    )
+
+
+@asynccontextmanager
+async def real_time_collector(server: RedisServer, exchange: Exchange) -> AsyncIterator[None]:
+    """A collector on the running backend, publishing the simulator's candles and ticks to ``server``."""
+    async with (
+        StreamManager.open([exchange], REAL_TIME) as streams,
+        open_redis(server.url) as redis,
+        anyio.create_task_group() as tasks,
+    ):
+        await tasks.start(Publisher(redis, streams, PublishSettings(backfill=3)).run, TOPICS)
+        yield
+        tasks.cancel_scope.cancel()
+
+
+@pytest.mark.anyio
+async def test_consumers_killed_in_turn_process_each_candle_once_on_every_backend(
+    anyio_backend: str,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    processor = Processor()
+    with simulator_thread(FAST_MARKET) as simulator:
+        async with real_time_collector(redis_server, simulator.sim.exchange()):
+            await anyio.sleep(0.5)  # a candle waits in Redis before the first engine starts
+            for run in range(2):
+                # Killed wherever it is: between reading and processing, its reads stay pending.
+                await consume_for(0.7 + run * 0.2, processor, real_time_settings(redis_server))
+                await anyio.sleep(0.5)  # the engine is down; the collector keeps publishing
+            await consume_for(0.8, processor, real_time_settings(redis_server))
+        for symbol, symbol_id in ((SWAP, "BTC-USDT"), (ETH, "ETH-USDT")):
+            candles = processor.processed[symbol]
+            simulator.call(lambda sim: assert_matches_history(sim, candles, symbol_id))  # noqa: B023 (called at once)
+            assert len(candles) >= 4

@@ -1,29 +1,36 @@
 """The "done when" test: a collector publishes the simulator's candles to Redis, two engines of one
 group share the streams, the collector and one engine are killed and restarted mid-run, and every
-closed candle is processed exactly once in total, with each engine's journal matching its fills.
+closed candle is processed exactly once in total, with each engine's journal matching its fills;
+and an engine killed and restarted on Redis data, on Trio and on asyncio.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 
+import anyio
+import anyio.abc
 import pytest
 import trio
+from disconnect_scenario import REAL_TIME
 from redis_server import SIMULATED_TIMEOUTS, RedisServer, redis_server  # noqa: F401 (fixture)
 from rich.console import Console
+from sim_thread import simulator_thread
 from streams_helpers import FAST, START_MS, SWAP, assert_matches_history
 from trio.testing import MockClock
 
 from tradeloop.distributed import StreamKey, open_redis
-from tradeloop.distributed.consumer import RedisSourceSettings, rendezvous_owner
+from tradeloop.distributed.consumer import RedisMarketData, RedisSourceSettings, rendezvous_owner
 from tradeloop.distributed.engine import RedisFeed
 from tradeloop.distributed.publisher import Publisher, PublishSettings, PublishTopics
+from tradeloop.exchanges.ccxt import CcxtExchange
 from tradeloop.models import Fill, Kline, Signal, Tick
 from tradeloop.sim import SimConfig, Simulator, open_simulator
-from tradeloop.streams import StreamManager
+from tradeloop.streams import StreamConfig, StreamManager
 from tradeloop.trading import EngineConfig, Journal, TradingEngine
 from tradeloop.trading.cli import run_command
 
@@ -56,29 +63,37 @@ class Recorder:
         return []
 
 
+SIMULATED_SOURCE = {"read_wait": 0, "poll_interval": 2.0, "lease_ttl": 6.0, "command_timeout": 120.0}
+"""Source settings for an autojumping MockClock (the Redis server cannot follow its time)."""
+REAL_TIME_SOURCE = {"read_wait": 0.05, "lease_ttl": 0.6, "command_timeout": 5.0}
+
+
 class Desk:
     """The collector and the engines, each in a cancel scope of its own so that it can be killed."""
 
-    def __init__(self, sim: Simulator, server: RedisServer, journals: Path, nursery: trio.Nursery) -> None:
+    def __init__(
+        self,
+        sim: Simulator,
+        server: RedisServer,
+        journals: Path,
+        tasks: anyio.abc.TaskGroup,
+        source: dict[str, float] = SIMULATED_SOURCE,
+        streams: StreamConfig = FAST,
+    ) -> None:
         self.sim = sim
         self.server = server
         self.journals = journals
-        self.nursery = nursery
+        self.tasks = tasks
+        self.source = source
+        self.streams = streams
         self.seen: dict[str, list[Kline]] = {symbol: [] for symbol in SYMBOLS}
         self.engines: dict[str, TradingEngine] = {}
-        self.scopes: dict[str, trio.CancelScope] = {}
+        self.scopes: dict[str, anyio.CancelScope] = {}
         self.publishers: list[Publisher] = []
 
     def start_engine(self, consumer: str) -> None:
-        settings = RedisSourceSettings(
-            self.server.url,
-            consumer=consumer,
-            read_wait=0,
-            poll_interval=2.0,
-            lease_ttl=6.0,
-            command_timeout=120.0,
-            connect_timeout=120.0,
-        )
+        timeout = self.source["command_timeout"]
+        settings = RedisSourceSettings(self.server.url, consumer=consumer, connect_timeout=timeout, **self.source)
         config = EngineConfig(
             exchanges={"bingx": self.sim.exchange()},
             strategies=[Recorder(symbol, self.seen[symbol]) for symbol in SYMBOLS],
@@ -86,14 +101,14 @@ class Desk:
             snapshot_interval=30.0,
         )
         engine = self.engines[consumer] = RedisFeed(settings, config.clients).engine(config)
-        self.nursery.start_soon(self._run, consumer, engine.run)
+        self.tasks.start_soon(self._run, consumer, engine.run)
 
     def start_collector(self) -> None:
-        self.nursery.start_soon(self._run, "collector", self._collect)
+        self.tasks.start_soon(self._run, "collector", self._collect)
 
     async def _collect(self) -> None:
         async with (
-            StreamManager.open({"bingx": self.sim.exchange()}, FAST) as streams,
+            StreamManager.open({"bingx": self.sim.exchange()}, self.streams) as streams,
             open_redis(self.server.url, timeouts=SIMULATED_TIMEOUTS) as redis,
         ):
             publisher = Publisher(redis, streams, PublishSettings(backfill=5))
@@ -101,7 +116,7 @@ class Desk:
             await publisher.run([PublishTopics("bingx", list(SYMBOLS), ["1m"], ticks=True)])
 
     async def _run(self, name: str, function: Callable[[], Awaitable[object]]) -> None:
-        with trio.CancelScope() as scope:
+        with anyio.CancelScope() as scope:
             self.scopes[name] = scope
             await function()
 
@@ -172,3 +187,68 @@ async def test_run_takes_its_data_from_redis_when_the_config_says_so(
         nursery.cancel_scope.cancel()
     assert summary.trades > 0
     assert summary.trades == len(await journal_fills(tmp_path / "journal.sqlite"))
+
+
+# --- on Trio and asyncio --------------------------------------------------------------------------
+# Real time: the simulator in a Trio thread of its own (sim_thread), a fast market (a one-minute
+# candle every half second) and short leases, so each run lasts about three seconds.
+
+FAST_MARKET = SimConfig(symbols=tuple(SYMBOLS.values()), start_ms=START_MS, seed=11, speed=120.0, push_interval=0.2)
+
+
+@pytest.fixture(params=["trio", "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.mark.anyio
+async def test_an_engine_killed_and_restarted_on_redis_data_processes_each_candle_once_on_every_backend(
+    anyio_backend: str,
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    with simulator_thread(FAST_MARKET) as simulator:
+        async with anyio.create_task_group() as tasks:
+            desk = Desk(simulator.sim, redis_server, tmp_path, tasks, REAL_TIME_SOURCE, REAL_TIME)
+            desk.start_collector()
+            await anyio.sleep(0.5)
+            desk.start_engine("a")
+            await anyio.sleep(1.2)
+            desk.kill("a")  # down for a candle: its pending and new entries wait in Redis
+            await anyio.sleep(0.5)
+            desk.start_engine("a")
+            await anyio.sleep(1.2)
+            tasks.cancel_scope.cancel()
+        for symbol, symbol_id in SYMBOLS.items():
+            processed = sorted(desk.seen[symbol], key=lambda kline: kline.open_time)
+            simulator.call(lambda sim: assert_matches_history(sim, processed, symbol_id))  # noqa: B023 (called at once)
+            assert len(processed) >= 4
+    engine = desk.engines["a"]
+    assert engine.portfolio is not None
+    fills = await journal_fills(tmp_path / "a.sqlite")
+    assert fills == engine.portfolio.fills
+    assert fills, "the engine traded nothing"
+
+
+@pytest.mark.anyio
+async def test_a_redis_feed_closes_the_ccxt_client_it_fills_gaps_with_on_every_backend(
+    anyio_backend: str,
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    with simulator_thread(FAST_MARKET) as simulator:
+        urls = {"ws_url": simulator.sim.ws_url, "rest_url": simulator.sim.rest_url}
+        recorder = Recorder(SWAP, [])
+        config = EngineConfig(
+            exchanges={"ccxt:bingx": urls}, strategies=[recorder], journal=tmp_path / "journal.sqlite"
+        )
+        (client,) = config.clients.values()
+        assert isinstance(client, CcxtExchange)
+        settings = RedisSourceSettings(redis_server.url, **REAL_TIME_SOURCE)  # type: ignore[arg-type]
+        async with RedisFeed(settings, config.clients).open() as source:
+            assert isinstance(source, RedisMarketData)
+            with anyio.fail_after(10):
+                assert await client.fetch_klines(source.http, SWAP, "1m", limit=2)  # as a gap fill does
+            assert client.client.session is not None
+    assert client.client.session is None and client.client.clients == {}  # HTTP session and sockets closed
+    assert not [t for t in threading.enumerate() if t.name.startswith("tradeloop ccxt")]

@@ -4,7 +4,8 @@ We use coredis rather than a hand-written RESP client or redis-py: redis-py's as
 not run under Trio, while coredis is a maintained, fully typed client built on anyio, so it runs
 natively under Trio (and asyncio), parses with hiredis, pools connections inside a task group it
 owns (structured: ``async with`` opens and closes it) and reads ``redis://`` and ``rediss://``
-URLs with password and database number. Its timeouts are anyio deadlines, i.e. Trio's clock.
+URLs with password and database number. Its timeouts are anyio deadlines, on the running
+backend's clock (Trio's or asyncio's).
 
 Every coredis and socket error crossing this seam becomes :class:`RedisError`; callers never see a
 third-party exception. Bad URLs are :class:`~tradeloop.errors.InvalidValueError`.
@@ -57,7 +58,7 @@ class RedisUnavailable(RedisError):
 
 @dataclass(frozen=True, slots=True)
 class RedisTimeouts:
-    """Seconds (of Trio's clock) allowed for each step talking to Redis."""
+    """Seconds (of the running backend's clock) allowed for each step talking to Redis."""
 
     connect: float = 5.0
     command: float = 10.0

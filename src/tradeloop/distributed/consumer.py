@@ -52,12 +52,14 @@ from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import anyio
+import anyio.abc
 import httpx
-import trio
 from coredis.exceptions import StreamDuplicateConsumerGroupError
 from coredis.response.types import StreamEntry
 from coredis.tokens import PureToken
 
+from .._backend import HotPath, WakeupEvent
 from ..errors import InvalidValueError, TradeloopError
 from ..exchanges import Exchange, normalize_exchange_name
 from ..models import Kline, Tick
@@ -199,9 +201,9 @@ class _KlineStream:
         self.members_key = key.derived("members", settings.group)
         self.progress_key = key.derived("progress", settings.group)
         self.fanout: FanOut[Kline] = FanOut(on_empty=self.stop)
-        self.scope = trio.CancelScope()
+        self.scope = anyio.CancelScope()
         self.owned = False
-        self.resumed = trio.Event()
+        self.resumed = anyio.Event()
         """Set once this engine holds the stream and knows where its group stands."""
         self.resume_end: str | None = None
         """XREVRANGE end of the candles the group already processed (warm-up history); None: none."""
@@ -212,7 +214,7 @@ class _KlineStream:
         self.handed_over: set[int] = set()
         """Open times handed on in an earlier tenure, unprocessed then: another engine has them."""
         self.processed: list[int] = []
-        self.ack_wanted = trio.Event()
+        self.ack_wanted: WakeupEvent = source.hot.new_event()
         self.counters = _Counters()
 
     def stop(self) -> None:
@@ -224,15 +226,15 @@ class _KlineStream:
                 while True:
                     await self._wait_for_lease()
                     try:
-                        async with trio.open_nursery() as nursery:
-                            nursery.start_soon(self._keep_lease, nursery.cancel_scope)
-                            nursery.start_soon(self._read)
-                            nursery.start_soon(self._acknowledge_forever)
+                        async with anyio.create_task_group() as tenure:
+                            tenure.start_soon(self._keep_lease, tenure.cancel_scope)
+                            tenure.start_soon(self._read)
+                            tenure.start_soon(self._acknowledge_forever)
                     finally:
                         await self._hand_over()
             finally:
                 self.fanout.close()
-                with trio.move_on_after(_CLOSE_TIMEOUT, shield=True), _logged(f"leaving {self.members_key}"):
+                with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True), _logged(f"leaving {self.members_key}"):
                     await self.source.redis.zrem(self.members_key, [self.source.settings.consumer])
 
     # -- lease ------------------------------------------------------------------------------------
@@ -271,12 +273,12 @@ class _KlineStream:
                 )
                 if acquired:
                     return
-            await trio.sleep(self.source.renew_interval)
+            await anyio.sleep(self.source.renew_interval)
 
-    async def _keep_lease(self, tenure: trio.CancelScope) -> None:
+    async def _keep_lease(self, tenure: anyio.CancelScope) -> None:
         me = self.source.settings.consumer
         while True:
-            await trio.sleep(self.source.renew_interval)
+            await anyio.sleep(self.source.renew_interval)
             holder, members = await self._heartbeat()
             if holder != me:
                 log.warning("%s: lease lost to %r; stopping reading", self.name, holder or "nobody")
@@ -289,8 +291,8 @@ class _KlineStream:
     async def _hand_over(self) -> None:
         """Stop handing on candles, acknowledge the processed ones, then give up the lease."""
         self.owned = False
-        self.resumed = trio.Event()
-        with trio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
+        self.resumed = anyio.Event()
+        with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
             await self._acknowledge()
             self.handed_over.update(self.delivered)
             self.delivered.clear()
@@ -314,7 +316,7 @@ class _KlineStream:
     async def _acknowledge_forever(self) -> None:
         while True:
             await self.ack_wanted.wait()
-            self.ack_wanted = trio.Event()
+            self.ack_wanted = self.source.hot.new_event()
             await self._acknowledge()
 
     async def _acknowledge(self) -> None:
@@ -379,7 +381,7 @@ class _KlineStream:
                 failures += 1
                 self.source.count_retry(exc)
                 log.warning("%s (attempt %d); retrying", exc, failures)
-                await trio.sleep(full_jitter_delay(failures, 0.05, 2.0))
+                await anyio.sleep(full_jitter_delay(failures, 0.05, 2.0))
                 position = b"0"
                 continue
             failures = 0
@@ -439,7 +441,7 @@ class _KlineStream:
             )
         entries = [] if not reply else list(reply.get(self.name.encode(), ()))
         if wait and not entries and block is None:
-            await trio.sleep(settings.poll_interval)
+            await anyio.sleep(settings.poll_interval)
         return [_entry(entry) for entry in entries]
 
     async def _deliver(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
@@ -467,7 +469,7 @@ class _KlineStream:
         self.delivered[kline.open_time] = entry_id
         self.handed_over.discard(kline.open_time)
         self.counters.entries += 1
-        self.counters.last_time = trio.current_time()
+        self.counters.last_time = self.source.hot.current_time()
         self.previous = kline.open_time
         await self.fanout.publish_when_room(kline)
 
@@ -488,7 +490,7 @@ class _KlineStream:
         if missing > _REST_LIMIT:
             raise MarketDataGapError(f"{where}: {missing} candles, more than the {_REST_LIMIT} REST backfills")
         try:
-            with trio.fail_after(self.source.settings.command_timeout):
+            with anyio.fail_after(self.source.settings.command_timeout):
                 rows = await client.fetch_klines(
                     self.source.http,
                     self.key.topic.symbol,
@@ -498,7 +500,7 @@ class _KlineStream:
                     end_ms=next_present,
                     limit=missing + 1,
                 )
-        except (httpx.HTTPError, TradeloopError, trio.TooSlowError) as exc:
+        except (httpx.HTTPError, TradeloopError, TimeoutError) as exc:
             self.counters.rest_errors += 1
             raise MarketDataGapError(f"{where} and REST failed: {exc}") from exc
         candles = [k for k in rows if k.closed and first_missing <= k.open_time < next_present]
@@ -522,7 +524,7 @@ class _TickStream:
         self.key = key
         self.name = str(key)
         self.fanout: FanOut[Tick] = FanOut(on_empty=self.stop)
-        self.scope = trio.CancelScope()
+        self.scope = anyio.CancelScope()
         self.counters = _Counters()
 
     def stop(self) -> None:
@@ -556,10 +558,10 @@ class _TickStream:
                             log.error("%s: entry %s skipped: %s", self.name, _text(entry_id), exc)
                             continue
                         self.counters.entries += 1
-                        self.counters.last_time = trio.current_time()
+                        self.counters.last_time = self.source.hot.current_time()
                         await self.fanout.publish_when_room(tick)
                     if not entries and block is None:
-                        await trio.sleep(settings.poll_interval)
+                        await anyio.sleep(settings.poll_interval)
             finally:
                 self.fanout.close()
 
@@ -575,14 +577,16 @@ class RedisMarketData:
         settings: RedisSourceSettings,
         redis: RedisClient,
         http: httpx.AsyncClient,
-        nursery: trio.Nursery,
+        tasks: anyio.abc.TaskGroup,
         exchanges: Mapping[str, Exchange],
     ) -> None:
         self.settings = settings
         self.redis = redis
         self.http = http
         self.exchanges = {normalize_exchange_name(name): client for name, client in exchanges.items()}
-        self._nursery = nursery
+        self._tasks = tasks
+        self.hot = HotPath()
+        """The running backend's clock and events, bound once (see :mod:`tradeloop._backend`)."""
         self._klines: dict[StreamKey, _KlineStream] = {}
         self._ticks: dict[StreamKey, _TickStream] = {}
         self.redis_retries = 0
@@ -601,13 +605,13 @@ class RedisMarketData:
         async with (
             open_redis(settings.source, timeouts=settings.timeouts) as redis,
             httpx.AsyncClient(timeout=settings.command_timeout) as http,
-            trio.open_nursery() as nursery,
+            anyio.create_task_group() as tasks,
         ):
-            source = cls(settings, redis, http, nursery, exchanges or {})
+            source = cls(settings, redis, http, tasks, exchanges or {})
             try:
                 yield source
             finally:
-                nursery.cancel_scope.cancel()
+                tasks.cancel_scope.cancel()
 
     def count_retry(self, error: RedisError) -> None:
         self.redis_retries += 1
@@ -629,7 +633,7 @@ class RedisMarketData:
         stream = self._klines.get(key)
         if stream is None:
             stream = self._klines[key] = _KlineStream(self, key)
-            self._nursery.start_soon(self._run_stream, self._klines, key, stream)
+            self._tasks.start_soon(self._run_stream, self._klines, key, stream)
         return stream.fanout.subscribe(policy, buffer or self.settings.batch, name=name)
 
     def ticks(
@@ -646,7 +650,7 @@ class RedisMarketData:
         stream = self._ticks.get(key)
         if stream is None:
             stream = self._ticks[key] = _TickStream(self, key)
-            self._nursery.start_soon(self._run_stream, self._ticks, key, stream)
+            self._tasks.start_soon(self._run_stream, self._ticks, key, stream)
         return stream.fanout.subscribe(policy, buffer or 16, name=name)
 
     async def _run_stream(
@@ -703,7 +707,7 @@ class RedisMarketData:
             stream.mark_processed(kline)
 
     def health(self) -> StreamHealth:
-        now = trio.current_time()
+        now = self.hot.current_time()
         streams: list[_KlineStream | _TickStream] = [*self._klines.values(), *self._ticks.values()]
         entries = sum(s.counters.entries for s in streams)
         last = max((s.counters.last_time for s in streams if s.counters.last_time is not None), default=None)

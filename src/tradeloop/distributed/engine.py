@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import anyio.abc
 
 from ..exchanges import Exchange
 from ..models import Kline, Signal, Tick
@@ -64,7 +66,8 @@ class RedisFeed:
     """Engines reading market data from Redis: ``RedisFeed(settings).engine(config)``.
 
     ``exchanges`` (clients by name, e.g. ``config.clients``) let the source fill a trimmed gap
-    over the exchange's REST.
+    over the exchange's REST. Each run closes the ones that hold resources of their own (a ccxt
+    client's HTTP session), as the engine's default market data does; they reopen when next used.
     """
 
     def __init__(self, settings: RedisSourceSettings, exchanges: Mapping[str, Exchange] | None = None) -> None:
@@ -77,7 +80,11 @@ class RedisFeed:
     @asynccontextmanager
     async def open(self) -> AsyncIterator[MarketData]:
         """The engine's market-data factory."""
-        async with RedisMarketData.open(self.settings, self.exchanges) as source:
+        async with AsyncExitStack() as stack:
+            for client in self.exchanges.values():
+                if isinstance(client, anyio.abc.AsyncResource):
+                    await stack.enter_async_context(client)
+            source = await stack.enter_async_context(RedisMarketData.open(self.settings, self.exchanges))
             self.source = source
             try:
                 yield source

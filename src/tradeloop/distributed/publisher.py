@@ -33,13 +33,15 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+import anyio
+import anyio.abc
 import coredis.exceptions
-import trio
 from coredis.tokens import PureToken
 
 from ..errors import InvalidValueError
 from ..models import Kline, Tick
 from ..streams import MarketData, StreamHealth, Subscription
+from ..streams.fanout import SubscriptionEnded, SubscriptionWouldBlock
 from ..streams.source import TickKind
 from .client import RedisClient, RedisUnavailable, redis_errors, until_available
 from .keys import DEFAULT_PREFIX, StreamKey, collector_key, encode_entry, kline_entry_id, open_time_of
@@ -114,7 +116,7 @@ class Publisher:
         self.stats = PublisherStats()
 
     async def run(
-        self, topics: Sequence[PublishTopics], *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+        self, topics: Sequence[PublishTopics], *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED
     ) -> None:
         """Publish until cancelled; ``task_status.started()`` once every topic is subscribed."""
         prefix = self.settings.prefix
@@ -130,12 +132,12 @@ class Publisher:
                     if spec.ticks:
                         key = StreamKey.tick(spec.exchange, symbol, spec.tick_kind, prefix)
                         tick_streams.append((key, self._source.ticks(spec.exchange, symbol, kind=spec.tick_kind)))
-            async with trio.open_nursery() as nursery:
+            async with anyio.create_task_group() as tasks:
                 for key, candles in candle_streams:
-                    nursery.start_soon(self._publish_klines, key, candles)
+                    tasks.start_soon(self._publish_klines, key, candles)
                 for key, ticks in tick_streams:
-                    nursery.start_soon(self._publish_ticks, key, ticks)
-                nursery.start_soon(self._report_health)
+                    tasks.start_soon(self._publish_ticks, key, ticks)
+                tasks.start_soon(self._report_health)
                 task_status.started()
         finally:
             for _, subscription in candle_streams:
@@ -217,7 +219,7 @@ class Publisher:
                 # Health is best effort: the next report carries the same counters.
                 self.stats.redis_retries += 1
                 log.warning("collector health not written: %s", exc)
-            await trio.sleep(interval)
+            await anyio.sleep(interval)
 
 
 async def _appended(request: Awaitable[object]) -> bool:
@@ -237,7 +239,7 @@ def _waiting(subscription: Subscription[T], limit: int) -> list[T]:
     while len(items) < limit:
         try:
             items.append(subscription.receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel):
+        except (SubscriptionWouldBlock, SubscriptionEnded):
             break
     return items
 

@@ -14,7 +14,6 @@ import trio
 from coredis.tokens import PureToken
 from disconnect_scenario import REAL_TIME
 from redis_server import SIMULATED_TIMEOUTS, RedisServer, persistent_redis, redis_server  # noqa: F401 (fixtures)
-from sim_thread import simulator_thread
 from streams_helpers import START_MS, SWAP, assert_matches_history, simulated_streams
 from trio.testing import MockClock
 
@@ -23,7 +22,7 @@ from tradeloop.distributed.consumer import MarketDataGapError, RedisMarketData, 
 from tradeloop.distributed.publisher import Publisher, PublishSettings, PublishTopics
 from tradeloop.exchanges import Exchange
 from tradeloop.models import Kline
-from tradeloop.sim import SimConfig, Simulator
+from tradeloop.sim import SimConfig, Simulator, open_simulator
 from tradeloop.streams import StreamManager
 
 ETH = "ETH/USDT:USDT"
@@ -218,8 +217,8 @@ async def test_consumers_killed_in_turn_process_each_candle_once_on_every_backen
     redis_server: RedisServer,  # noqa: F811
 ) -> None:
     processor = Processor()
-    with simulator_thread(FAST_MARKET) as simulator:
-        async with real_time_collector(redis_server, simulator.sim.exchange()):
+    async with open_simulator(FAST_MARKET) as simulator:
+        async with real_time_collector(redis_server, simulator.exchange()):
             await anyio.sleep(0.5)  # a candle waits in Redis before the first engine starts
             for run in range(2):
                 # Killed wherever it is: between reading and processing, its reads stay pending.
@@ -228,5 +227,5 @@ async def test_consumers_killed_in_turn_process_each_candle_once_on_every_backen
             await consume_for(0.8, processor, real_time_settings(redis_server))
         for symbol, symbol_id in ((SWAP, "BTC-USDT"), (ETH, "ETH-USDT")):
             candles = processor.processed[symbol]
-            simulator.call(lambda sim: assert_matches_history(sim, candles, symbol_id))  # noqa: B023 (called at once)
+            assert_matches_history(simulator, candles, symbol_id)
             assert len(candles) >= 4

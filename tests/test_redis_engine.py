@@ -19,7 +19,6 @@ import trio
 from disconnect_scenario import REAL_TIME
 from redis_server import SIMULATED_TIMEOUTS, RedisServer, redis_server  # noqa: F401 (fixture)
 from rich.console import Console
-from sim_thread import simulator_thread
 from streams_helpers import FAST, START_MS, SWAP, assert_matches_history
 from trio.testing import MockClock
 
@@ -207,9 +206,9 @@ async def test_an_engine_killed_and_restarted_on_redis_data_processes_each_candl
     redis_server: RedisServer,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    with simulator_thread(FAST_MARKET) as simulator:
+    async with open_simulator(FAST_MARKET) as simulator:
         async with anyio.create_task_group() as tasks:
-            desk = Desk(simulator.sim, redis_server, tmp_path, tasks, REAL_TIME_SOURCE, REAL_TIME)
+            desk = Desk(simulator, redis_server, tmp_path, tasks, REAL_TIME_SOURCE, REAL_TIME)
             desk.start_collector()
             await anyio.sleep(0.5)
             desk.start_engine("a")
@@ -221,7 +220,7 @@ async def test_an_engine_killed_and_restarted_on_redis_data_processes_each_candl
             tasks.cancel_scope.cancel()
         for symbol, symbol_id in SYMBOLS.items():
             processed = sorted(desk.seen[symbol], key=lambda kline: kline.open_time)
-            simulator.call(lambda sim: assert_matches_history(sim, processed, symbol_id))  # noqa: B023 (called at once)
+            assert_matches_history(simulator, processed, symbol_id)
             assert len(processed) >= 4
     engine = desk.engines["a"]
     assert engine.portfolio is not None
@@ -236,8 +235,8 @@ async def test_a_redis_feed_closes_the_ccxt_client_it_fills_gaps_with_on_every_b
     redis_server: RedisServer,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    with simulator_thread(FAST_MARKET) as simulator:
-        urls = {"ws_url": simulator.sim.ws_url, "rest_url": simulator.sim.rest_url}
+    async with open_simulator(FAST_MARKET) as simulator:
+        urls = {"ws_url": simulator.ws_url, "rest_url": simulator.rest_url}
         recorder = Recorder(SWAP, [])
         config = EngineConfig(
             exchanges={"ccxt:bingx": urls}, strategies=[recorder], journal=tmp_path / "journal.sqlite"

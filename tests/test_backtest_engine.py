@@ -7,10 +7,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import trio
 from backtest_helpers import BTC, DAY, MINUTE, START, random_walk
 from trio.testing import MockClock
 
-from tradeloop.backtest import MarketHistory, run_backtest, series_from_klines
+from tradeloop.backtest import BacktestJournal, MarketHistory, run_backtest, series_from_klines
 from tradeloop.trading import Breakout, EngineConfig, RiskLimits, SmaCrossover
 
 D = Decimal
@@ -92,3 +93,14 @@ async def test_the_kill_switch_stops_a_backtest(mock_clock: MockClock, tmp_path:
     assert result.summary.stopped_by == "kill switch"
     assert result.candles < 570
     assert all(p.quantity == 0 for p in result.summary.portfolio.positions)
+
+
+async def test_opening_the_backtest_journal_takes_no_virtual_time(mock_clock: MockClock, tmp_path: Path) -> None:
+    # A task waiting for a worker thread counts as waiting: the clock would jump to the next timer
+    # (an hour away here) while a journal opened in a thread, as the live Journal does.
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.sleep, 3600)
+        before = trio.current_time()
+        async with BacktestJournal.open(tmp_path / "journal.sqlite", starting_cash=Decimal(10_000)):
+            assert trio.current_time() == before
+        nursery.cancel_scope.cancel()

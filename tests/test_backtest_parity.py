@@ -3,7 +3,9 @@ give the same orders and fills, in the same order, at the same prices."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ import trio
 from backtest_helpers import BTC, MINUTE, START, random_walk
 from trio.testing import MockClock
 
-from tradeloop.backtest import run_backtest, series_from_klines
+from tradeloop.backtest import BacktestJournal, run_backtest, series_from_klines
 from tradeloop.exchanges import Exchange
 from tradeloop.models import Fill
 from tradeloop.sim import SimConfig, open_simulator
@@ -39,6 +41,23 @@ def config(exchange: Exchange | dict[str, str], journal: Path) -> EngineConfig:
     )
 
 
+async def hold_the_clock_until_warmed_up(engine: TradingEngine) -> None:
+    """Keep the loop busy, so that the MockClock cannot jump, until the strategy has its warm-up.
+
+    The clock jumps once every task has waited for the threshold. On a loaded machine the engine's
+    start (journal, subscriptions, the REST warm-up over loopback) waited longer than that, twice,
+    and the clock jumped over two minute pushes: the warm-up then held the candle opening at START,
+    and the live run never traded on it. A real exchange does not move a minute while we connect.
+    Bounded in real time, so that an engine that never warms up fails the parity check, not hangs.
+    """
+    give_up = time.monotonic() + 60
+    while time.monotonic() < give_up:
+        status = engine.status()
+        if status is not None and all(strategy.klines >= WARMUP for strategy in status.strategies):
+            return
+        await trio.lowlevel.checkpoint()
+
+
 def test_a_backtest_and_a_live_run_on_the_same_candles_fill_alike(tmp_path: Path) -> None:
     klines = random_walk(WARMUP + 1 + CANDLES, seed=11, start_ms=START - (WARMUP + 1) * MINUTE)
     # Both start 45 s into the candle before START: they warm up on the candles closed by then and
@@ -58,9 +77,13 @@ def test_a_backtest_and_a_live_run_on_the_same_candles_fill_alike(tmp_path: Path
             ping_interval=60,
         )
         async with open_simulator(sim_config) as sim:
-            engine = TradingEngine(config(sim.exchange(), tmp_path / "live.sqlite"))
-            # every candle but the last closes within the run (its order would fill at the next open)
-            await engine.run(duration=45 + (CANDLES - 1) * 60 + 30)
+            # The journal in the Trio thread: a task waiting for a worker thread (the live journal's
+            # SQLite) counts as waiting, and the clock would jump over the write to the next push.
+            engine = TradingEngine(config(sim.exchange(), tmp_path / "live.sqlite"), journal_class=BacktestJournal)
+            async with trio.open_nursery() as nursery:
+                # every candle but the last closes within the run (its order would fill at the next open)
+                nursery.start_soon(partial(engine.run, duration=45 + (CANDLES - 1) * 60 + 30))
+                await hold_the_clock_until_warmed_up(engine)
         assert engine.portfolio is not None
         return engine.portfolio.fills
 

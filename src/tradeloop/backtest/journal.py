@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import TypeVar, TypeVarTuple
 
 import trio
 
-from ..trading.journal import Journal, JournalError
+from ..trading.journal import Journal, JournalError, open_connection
 
 __all__ = ["BacktestJournal", "EquityPoint", "read_equity"]
 
@@ -34,11 +33,13 @@ class BacktestJournal(Journal):
     """A :class:`Journal` whose calls run in the Trio thread, without ``fsync``."""
 
     @classmethod
-    @asynccontextmanager
-    async def open(cls, path: str | Path, *, starting_cash: Decimal) -> AsyncIterator[Journal]:
-        async with super().open(path, starting_cash=starting_cash) as journal:
-            await journal._run(_no_sync)
-            yield journal
+    async def _connect(cls, path: Path, starting_cash: Decimal) -> sqlite3.Connection:
+        # Opened in the Trio thread too: virtual time jumping while the journal opens would start
+        # the run later than asked (under a MockClock with an autojump threshold, a thread is idle).
+        await trio.lowlevel.checkpoint()
+        connection = open_connection(path, starting_cash)
+        connection.execute("PRAGMA synchronous=OFF")
+        return connection
 
     async def _run(self, function: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
         connection = self._connection
@@ -54,10 +55,6 @@ class BacktestJournal(Journal):
                 connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 connection.close()
-
-
-def _no_sync(connection: sqlite3.Connection) -> None:
-    connection.execute("PRAGMA synchronous=OFF")
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,8 +147,13 @@ async def run_command(
     *,
     reset_kill_switch: bool = False,
     metrics: MetricsAddress | None = None,
+    journal_class: type[Journal] = Journal,
 ) -> RunSummary:
-    """What ``tradeloop run`` does, as a coroutine (the demo's simulator lives inside it)."""
+    """What ``tradeloop run`` does, as a coroutine (the demo's simulator lives inside it).
+
+    ``journal_class`` opens the demo engine's journal (see :class:`TradingEngine`): a test under a
+    ``MockClock`` passes one that runs in the Trio thread, which the clock cannot jump over.
+    """
     if config_path is not None:
         config = load_config(config_path, **({"journal": journal} if journal is not None else {}))
         return await _trade(_engine(config), duration, console, reset_kill_switch, metrics)
@@ -162,7 +167,7 @@ async def run_command(
     # A new market each run: a fixed seed would replay the last run's prices, and its trades.
     seed = time.time_ns() % 2**32
     async with open_simulator(SimConfig(symbols=_SIM_SYMBOLS, seed=seed)) as sim:
-        engine = TradingEngine(demo_config(sim.exchange(), journal))
+        engine = TradingEngine(demo_config(sim.exchange(), journal), journal_class=journal_class)
         return await _trade(engine, duration, console, reset_kill_switch, metrics)
 
 

@@ -172,12 +172,16 @@ class Journal:
         Raises JournalError if the file is not a usable journal of that account.
         """
         path = Path(path)
-        connection = await anyio.to_thread.run_sync(_open, path, starting_cash)
-        journal = cls(path, connection, starting_cash)
+        journal = cls(path, await cls._connect(path, starting_cash), starting_cash)
         try:
             yield journal
         finally:
             await journal._close()
+
+    @classmethod
+    async def _connect(cls, path: Path, starting_cash: Decimal) -> sqlite3.Connection:
+        """The connection :meth:`open` wraps, opened and checked in a worker thread."""
+        return await anyio.to_thread.run_sync(open_connection, path, starting_cash)
 
     async def record_fill(self, order: Order, fill: Fill) -> None:
         """Commit ``order`` and its ``fill`` in one transaction; returns once they are durable."""
@@ -246,7 +250,8 @@ class Journal:
 # --- blocking helpers, run in a worker thread ---------------------------------------------------
 
 
-def _open(path: Path, starting_cash: Decimal) -> sqlite3.Connection:
+def open_connection(path: Path, starting_cash: Decimal) -> sqlite3.Connection:
+    """Open the journal at ``path`` (blocking): refuse what is not our journal, migrate an old one."""
     with _hold_file(path) as fd:
         try:
             connection = sqlite3.connect(path, timeout=_LOCK_TIMEOUT, isolation_level=None, check_same_thread=False)

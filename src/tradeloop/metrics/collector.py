@@ -7,11 +7,14 @@ counters, so a custom collector turns the snapshot of the moment into metric fam
 Streams (any :class:`~tradeloop.streams.MarketData`: the exchanges' sockets or Redis)
   ``tradeloop_connection_messages_total{exchange,market,connection}``   frames received
   ``tradeloop_connection_reconnects_total{exchange,market,connection}`` reconnects (Redis: retries)
+  ``tradeloop_connection_rotations_total{exchange,market,connection}``  sockets replaced by plan, no gap
   ``tradeloop_connection_parse_errors_total{exchange,market,connection,kind}`` bad frames by kind
   ``tradeloop_connection_rest_fallback{exchange,market,connection}``   1 while polling REST instead
   ``tradeloop_topic_messages_total{exchange,topic}``                   updates of the topic
   ``tradeloop_topic_closed_candles_total{exchange,topic}``             closed candles handed on
   ``tradeloop_topic_backfilled_candles_total{exchange,topic}``         candles fetched over REST
+  ``tradeloop_topic_rest_errors_total{exchange,topic}``                failed REST calls (retried)
+  ``tradeloop_topic_watch_errors_total{exchange,topic}``               failed watch loops (ccxt.pro)
   ``tradeloop_topic_last_message_age_seconds{exchange,topic}``         seconds since the last update
   ``tradeloop_topic_rest_mode{exchange,topic}``                        1 while served over REST
   ``tradeloop_subscriber_lag{exchange,topic,subscriber}``              items buffered, not yet taken
@@ -80,6 +83,9 @@ def _stream_metrics(health: StreamHealth) -> Iterator[Metric]:
     labels = ["exchange", "market", "connection"]
     messages = CounterMetricFamily("tradeloop_connection_messages", "Frames received.", labels=labels)
     reconnects = CounterMetricFamily("tradeloop_connection_reconnects", "Reconnects.", labels=labels)
+    rotations = CounterMetricFamily(
+        "tradeloop_connection_rotations", "Sockets replaced by plan, handed over without a gap.", labels=labels
+    )
     parse_errors = CounterMetricFamily(
         "tradeloop_connection_parse_errors", "Malformed frames, by kind.", labels=[*labels, "kind"]
     )
@@ -88,10 +94,11 @@ def _stream_metrics(health: StreamHealth) -> Iterator[Metric]:
         values = [connection.exchange, connection.market, str(connection.connection_id)]
         messages.add_metric(values, connection.messages)
         reconnects.add_metric(values, connection.reconnects)
+        rotations.add_metric(values, connection.rotations)
         fallback.add_metric(values, float(connection.use_rest_fallback))
         for kind, count in connection.parse_errors.items():
             parse_errors.add_metric([*values, kind], count)
-    yield from (messages, reconnects, parse_errors, fallback)
+    yield from (messages, reconnects, rotations, parse_errors, fallback)
 
     topic_labels = ["exchange", "topic"]
     topic_messages = CounterMetricFamily("tradeloop_topic_messages", "Updates of the topic.", labels=topic_labels)
@@ -103,6 +110,8 @@ def _stream_metrics(health: StreamHealth) -> Iterator[Metric]:
         "tradeloop_topic_last_message_age_seconds", "Seconds since the last update.", labels=topic_labels
     )
     rest_mode = GaugeMetricFamily("tradeloop_topic_rest_mode", "1 while served over REST.", labels=topic_labels)
+    rest_errors = CounterMetricFamily("tradeloop_topic_rest_errors", "Failed REST calls.", labels=topic_labels)
+    watch_errors = CounterMetricFamily("tradeloop_topic_watch_errors", "Failed watch loops.", labels=topic_labels)
     subscriber_labels = [*topic_labels, "subscriber"]
     lag = GaugeMetricFamily("tradeloop_subscriber_lag", "Items buffered, not yet taken.", labels=subscriber_labels)
     dropped = CounterMetricFamily(
@@ -114,12 +123,14 @@ def _stream_metrics(health: StreamHealth) -> Iterator[Metric]:
         closed.add_metric(values, topic.closed_candles)
         backfilled.add_metric(values, topic.backfilled_candles)
         rest_mode.add_metric(values, float(topic.mode == "rest"))
+        rest_errors.add_metric(values, topic.rest_errors)
+        watch_errors.add_metric(values, topic.watch_errors)
         if topic.last_message_age is not None:
             age.add_metric(values, topic.last_message_age)
         for subscriber in topic.subscribers:
             lag.add_metric([*values, subscriber.name], subscriber.lag)
             dropped.add_metric([*values, subscriber.name], subscriber.dropped)
-    yield from (topic_messages, closed, backfilled, age, rest_mode, lag, dropped)
+    yield from (topic_messages, closed, backfilled, age, rest_mode, rest_errors, watch_errors, lag, dropped)
 
 
 def _engine_metrics(engine: EngineStatus) -> Iterator[Metric]:

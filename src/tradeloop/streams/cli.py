@@ -16,6 +16,7 @@ from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+import anyio.abc
 import msgspec
 import trio
 
@@ -150,7 +151,7 @@ def _handle(args: argparse.Namespace) -> int:
 
 async def _watch(args: argparse.Namespace, name: str, exchange: Exchange, symbol: str) -> int:
     async with AsyncExitStack() as stack:
-        if isinstance(exchange, trio.abc.AsyncResource):  # a client with resources of its own (ccxt's)
+        if isinstance(exchange, anyio.abc.AsyncResource):  # a client with resources of its own (ccxt's)
             await stack.enter_async_context(exchange)
         streams = await stack.enter_async_context(StreamManager.open({name: exchange}, StreamConfig()))
         if args.ticker:

@@ -47,3 +47,14 @@ def test_the_handover_completes_when_every_topic_switched() -> None:
     rule.admit(NEW, B, [9], topics)  # type: ignore[arg-type]
     rule.admit(OLD, B, [9], topics)  # type: ignore[arg-type]
     assert rule.complete.is_set() and rule.unswitched(topics) == []
+
+
+def test_an_old_socket_that_ends_first_leaves_every_topic_to_the_new_one() -> None:
+    rule, topics = handover(), {A: None, B: None}
+    rule.admit(OLD, A, [1], topics)  # type: ignore[arg-type]
+    rule.admit(NEW, A, [2], topics)  # type: ignore[arg-type]  # no overlap seen: held
+    rule.old_ended()  # the server closed it as announced
+    assert rule.complete.is_set()
+    assert rule.admit(NEW, A, [3], topics) == [3]  # type: ignore[arg-type]
+    assert rule.admit(NEW, B, [9], topics) == [9]  # type: ignore[arg-type]
+    assert rule.unswitched(topics) == [A, B]  # no overlap proven: both count as interrupted

@@ -129,3 +129,34 @@ async def test_a_socket_past_its_lifetime_is_handed_over_without_a_gap(mock_cloc
         assert steps == {push_ms}, f"{symbol}: every tick once, in order, none missing ({sorted(steps)})"
     assert_matches_history(sim, klines.closed)
     assert all(t.backfilled_candles == 0 for t in health.topics), "no interruption for REST to fill"
+
+
+@pytest.mark.parametrize("grace", [1.0, 0.001], ids=["closed-after-the-overlap", "closed-at-once"])
+async def test_an_announced_server_restart_is_a_handover_not_a_failure(mock_clock: MockClock, grace: float) -> None:
+    # Spot sockets get serverShutdown, then the server closes them after a grace period. With time
+    # to overlap, the ticks go on without a gap; closed at once, the new socket still carries on
+    # at once: no reconnect with backoff either way, and every closed candle exactly once.
+    push_ms = 600
+    async with binance_streams(speed=6.0, push_interval=0.1) as (sim, streams), trio.open_nursery() as nursery:
+        klines = Collector(streams.klines("binance", SPOT, "1m"))
+        nursery.start_soon(klines.run)
+        tick_times: list[int] = []
+
+        async def collect() -> None:
+            async for tick in streams.ticks("binance", SPOT):
+                tick_times.append(tick.time)
+
+        nursery.start_soon(collect)
+        await klines.wait_for_closed(1)
+        await sim.server_shutdown(grace)
+        await klines.wait_for_closed(3)
+        health = streams.health()
+        nursery.cancel_scope.cancel()
+    (spot_socket,) = [c for c in health.connections if c.market == "spot"]
+    assert health.total_reconnects == 0 and spot_socket.rotations == 1
+    assert_matches_history(sim, klines.closed)
+    steps = {b - a for a, b in itertools.pairwise(tick_times)}
+    if grace >= 1.0:
+        assert steps == {push_ms}, f"every tick once, in order, none missing ({sorted(steps)})"
+    else:
+        assert min(steps) > 0, "no tick repeated"

@@ -18,8 +18,9 @@ socket opens and subscribes every topic while the first keeps delivering, and ea
 to the new socket at a push both sockets delivered, so its subscribers see every push once, in
 order. The old socket closes once every topic has switched (or, once the new socket had time to
 subscribe them all, after ``stall_timeout``: a topic that pushed nothing in that time had nothing
-to lose). If the new socket cannot open, the old one
-is replaced the plain way (close, reconnect at once), and kline topics treat the switch as an
+to lose). If the server closes the old socket first (as it announced), the new one carries on at
+once and the topics that had not switched count as interrupted. If the new socket cannot open, the
+old one is replaced the plain way (close, reconnect at once), and kline topics treat the switch as an
 interruption, so candles that closed during it come from REST.
 
 The exchange supplies the URL and a sans-IO codec; the :class:`~tradeloop.streams.transport.Transport`
@@ -101,6 +102,8 @@ class _Socket:
         self.last_message_time = now
         self.last_data_time = now
         """Last market-data push: a socket that only pings is stalled too."""
+        self.ended_by_server = False
+        """The server closed it after announcing the replacement (it is being handed over)."""
 
     def add(self, topic: Topic) -> None:
         self.to_unsubscribe.pop(topic, None)
@@ -137,12 +140,15 @@ class _Handover:
         self.switched: set[Topic] = set()
         self._queued: dict[Topic, deque[Any]] = {}  # a topic queues one kind: Kline or Tick
         self.complete = anyio.Event()
+        self.old_gone = False
+        """The old socket ended first (its server closed it as announced): every topic takes the
+        new one's pushes at once, and those that had not switched count as interrupted."""
 
     def admit(
         self, socket: _Socket, topic: Topic, items: Sequence[Item], topics: Mapping[Topic, object]
     ) -> Sequence[Item]:
         """What of ``items``, pushed on ``topic`` through ``socket``, the topic publishes."""
-        if topic in self.switched:
+        if topic in self.switched or self.old_gone:
             return items if socket is self.new else ()
         queued: deque[Item] = self._queued.setdefault(topic, deque(maxlen=_HANDOVER_QUEUE))
         if socket is self.new:
@@ -161,6 +167,11 @@ class _Handover:
         self._queued.pop(topic, None)
         if all(t in self.switched for t in topics):
             self.complete.set()
+
+    def old_ended(self) -> None:
+        self.old_gone = True
+        self._queued.clear()
+        self.complete.set()
 
     def unswitched(self, topics: Mapping[Topic, object]) -> list[Topic]:
         return [t for t in topics if t not in self.switched]
@@ -304,10 +315,11 @@ class Connection:
             async with anyio.create_task_group() as nursery:
                 nursery.start_soon(self._write_requests, socket)
                 nursery.start_soon(self._watchdog, socket)
-                nursery.start_soon(self._read, socket, replace)
+                nursery.start_soon(self._read_until_handed_over, socket, replace)
                 lifetime = self.exchange.connection_lifetime
                 with anyio.move_on_after(lifetime * _ROTATE_AT if lifetime else math.inf):
                     await replace.wait()
+                replace.set()  # by the clock too: from here on the old socket may end without failing the session
                 successor = await self._hand_over(socket)
                 nursery.cancel_scope.cancel()
             return successor
@@ -334,6 +346,8 @@ class Connection:
             return None
         self._sockets.append(new)
         handover = self._handover = _Handover(old, new)
+        if old.ended_by_server:
+            handover.old_ended()
         try:
             async with anyio.create_task_group() as nursery:
                 nursery.start_soon(self._write_requests, new)
@@ -353,6 +367,21 @@ class Connection:
         for topic in handover.unswitched(self.topics):
             self.topics[topic].interrupted()  # pushed nothing both sockets saw: nothing to lose but klines
         return new
+
+    async def _read_until_handed_over(self, socket: _Socket, replace: anyio.Event) -> None:
+        """:meth:`_read` for a session's own socket. Once its replacement is under way, the server
+        closing it (as it announced) ends only this reader: the handover carries on with the new
+        socket instead of failing the session into a reconnect with backoff."""
+        try:
+            await self._read(socket, replace)
+        except TransportError as exc:
+            if not replace.is_set():
+                raise
+            log.info("%s closed while being replaced (%s): the new socket carries on", self.url, exc)
+            socket.ended_by_server = True
+            handover = self._handover
+            if handover is not None and handover.old is socket:
+                handover.old_ended()
 
     async def _read(self, socket: _Socket, replace: anyio.Event) -> None:
         """Hand every push to its topic; set ``replace`` when the server announces its close.

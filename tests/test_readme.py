@@ -70,3 +70,12 @@ def test_the_readme_asyncio_engine_example_trades_on_the_simulator(
         exec(code.replace(urls_line, f"urls = {urls!r}").replace("duration=60", "duration=0.5"), {})
     trades, _, equity = capsys.readouterr().out.partition(" trades, equity ")
     assert int(trades) >= 2 and Decimal(equity) > 0
+
+
+def test_the_docs_asyncio_example_runs_as_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    page = (README.parent / "docs" / "concepts" / "asyncio.md").read_text()
+    match = re.search(r"```python\n(.*?)```", page, re.S)
+    assert match is not None, "the asyncio page lost its example"
+    exec(match.group(1), {})  # asyncio.run: the simulator and the streams in one asyncio loop
+    open_time, close = capsys.readouterr().out.split()
+    assert int(open_time) % 60_000 == 0 and Decimal(close) > 0

@@ -136,10 +136,15 @@ def test_the_spot_book_ticker_has_no_time_and_gets_the_receive_time() -> None:
         ask=Decimal("25.36520000"),
         bid_size=Decimal("31.21000000"),
         ask_size=Decimal("40.66000000"),
+        update_id=400900217,  # which push it is, whenever it was received
     )
     assert event == TickUpdate(Topic(TopicKind.BOOK_TICKER, "BNB/USDT"), book)
     usdm = codec(PUBLIC).decode(USDM_BOOK)
     assert isinstance(usdm, TickUpdate) and usdm.tick.time == 1568014460893
+    assert usdm.tick.update_id == 400900217
+    with pytest.raises(ProtocolError) as caught:
+        codec().decode(combined("bnbusdt@bookTicker", SPOT_BOOK.replace("400900217", '"400900217"')))
+    assert caught.value.kind is ErrorKind.BAD_FIELD
     assert usdm.topic == Topic(TopicKind.BOOK_TICKER, "BNB/USDT:USDT")
 
 

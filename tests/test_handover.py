@@ -3,8 +3,10 @@ pushes until the old one delivers a push the new one already delivered, then onl
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
+from tradeloop.models import Tick
 from tradeloop.streams.connection import _Handover
 
 OLD, NEW = object(), object()
@@ -58,3 +60,18 @@ def test_an_old_socket_that_ends_first_leaves_every_topic_to_the_new_one() -> No
     assert rule.admit(NEW, A, [3], topics) == [3]  # type: ignore[arg-type]
     assert rule.admit(NEW, B, [9], topics) == [9]  # type: ignore[arg-type]
     assert rule.unswitched(topics) == [A, B]  # no overlap proven: both count as interrupted
+
+
+def test_ticks_stamped_on_receipt_are_matched_by_their_update_id() -> None:
+    # Binance spot's book ticker has no event time: each socket stamps its copy when it arrives.
+    def book(update_id: int, received_ms: int) -> Tick:
+        price = Decimal(100 + update_id)
+        return Tick("binance", "BTC/USDT", received_ms, None, bid=price, ask=price + 1, update_id=update_id)
+
+    rule, topics = handover(), {A: None}
+    seen: list[Any] = []
+    seen += rule.admit(OLD, A, [book(1, 1000), book(2, 1001)], topics)  # type: ignore[arg-type]
+    assert rule.admit(NEW, A, [book(2, 1003), book(3, 1004)], topics) == ()  # type: ignore[arg-type]
+    seen += rule.admit(OLD, A, [book(3, 1005)], topics)  # type: ignore[arg-type]  # overlap at update 3
+    seen += rule.admit(NEW, A, [book(4, 1006)], topics)  # type: ignore[arg-type]
+    assert [tick.update_id for tick in seen] == [1, 2, 3, 4]

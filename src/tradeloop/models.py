@@ -59,6 +59,10 @@ class Tick(msgspec.Struct, frozen=True, gc=False):
     bid_size: Decimal | None = None
     ask_size: Decimal | None = None
     volume_24h: Decimal | None = None
+    update_id: int | None = None
+    """The exchange's sequence number of this update, where the feed has one (Binance's book
+    ticker ``u``). It names the same push on two sockets when ``time`` is only the receive time
+    (Binance spot's book ticker carries no event time)."""
 
 
 # --- trading value types -------------------------------------------------------------------------

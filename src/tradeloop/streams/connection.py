@@ -129,9 +129,9 @@ class _Handover:
     until the old socket delivers one the new socket has already delivered: from there the two
     streams are known to overlap, so the topic continues with what the new socket delivered after
     that push, and takes only the new socket's from then on. Nothing is lost or repeated, and no
-    sequence number is needed: pushes are compared whole, event time included. A feed stamped
-    with the time it was received (Binance spot's book ticker has no event time) never shows an
-    overlap; its topic switches when the handover ends, like a quiet topic.
+    sequence number is needed: pushes are compared whole, event time included, except a tick
+    that carries the exchange's update id (Binance's book ticker, whose spot time is only the
+    receive time), which is compared by that id.
     """
 
     def __init__(self, old: _Socket, new: _Socket) -> None:
@@ -155,8 +155,9 @@ class _Handover:
             queued.extend(items)
             return ()
         for index, item in enumerate(items):
-            if item in queued:
-                while queued.popleft() != item:
+            key = _same_push(item)
+            if any(_same_push(pending) == key for pending in queued):
+                while _same_push(queued.popleft()) != key:
                     pass
                 self._switch(topic, topics)
                 return [*items[: index + 1], *queued]
@@ -175,6 +176,13 @@ class _Handover:
 
     def unswitched(self, topics: Mapping[Topic, object]) -> list[Topic]:
         return [t for t in topics if t not in self.switched]
+
+
+def _same_push(item: Kline | Tick) -> object:
+    """What two sockets' copies of one push have in common: all of it, or a tick's update id."""
+    if type(item) is Tick and item.update_id is not None:
+        return item.update_id
+    return item
 
 
 class Connection:

@@ -38,7 +38,7 @@ from ..base import (
 from ..bingx.codec import _undecodable  # one rule for both exchanges' JSON text
 from ..bingx.wire import lettered_kline, preview, to_decimal, to_time
 from ..limits import DEFAULT_LIMITS, PeerLimits, check_json_depth
-from .wire import EXCHANGE, JSON, Socket, binance_id, optional_decimal, unified_symbol
+from .wire import EXCHANGE, JSON, Socket, binance_id, optional_decimal, unified_symbol, update_id
 
 __all__ = ["BinanceCodec", "socket_of", "stream_name"]
 
@@ -235,7 +235,8 @@ class BinanceCodec:
         return Tick(EXCHANGE, topic.symbol, to_time(data["E"], "E"), to_decimal(data["p"], "p"))
 
     def _book_ticker(self, topic: Topic, data: dict[str, Any]) -> Tick:
-        """Best bid/ask; spot's push has no time, so it gets the receive time (§2.5)."""
+        """Best bid/ask; spot's push has no time, so it gets the receive time (§2.5), and its
+        update id ``u`` says which push it is."""
         event_time = to_time(data["E"], "E") if "E" in data else self._now_ms()
         return Tick(
             EXCHANGE,
@@ -246,6 +247,7 @@ class BinanceCodec:
             ask=to_decimal(data["a"], "a"),
             bid_size=to_decimal(data["B"], "B"),
             ask_size=to_decimal(data["A"], "A"),
+            update_id=update_id(data["u"]),
         )
 
 

@@ -108,6 +108,13 @@ def optional_decimal(fields: dict[str, Any], key: str) -> Any:
     return to_decimal(fields[key], key) if key in fields else None
 
 
+def update_id(value: object) -> int:
+    """A book ticker's update id ``u``: a non-negative JSON integer; else InvalidValueError."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise InvalidValueError(f"field 'u' should be a non-negative integer, got {value!r}")
+
+
 def unified_symbol(market: Market, symbol_id: str) -> str:
     """The unified symbol of Binance id ``symbol_id`` (upper case) on ``market``; ValueError if malformed."""
     base, quote = split_id(symbol_id)

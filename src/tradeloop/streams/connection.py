@@ -536,9 +536,7 @@ class Connection:
             socket.to_subscribe[topic] = None
             socket.requests_waiting.set()
             return
-        self.topics.pop(topic)
-        for other in self._sockets:
-            other.remove(topic)
+        self.remove_topic(topic)
         self._on_rejected(self, topic, reply)
 
     def _set_connect_fallback(self, enabled: bool) -> None:

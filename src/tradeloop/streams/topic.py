@@ -81,7 +81,16 @@ class TopicStream(Generic[T]):
     def count_rest_error(self, what: str, exc: BaseException) -> None:
         """Record a failed REST call: counted, kept in the history, logged at most once a minute."""
         self.rest_errors += 1
-        self.error_history.record("rest", exc)
+        self._record_failure("rest", what, exc)
+
+    def count_watch_error(self, exc: BaseException) -> None:
+        """Record a failed watch loop of a client that owns its socket (:mod:`.watcher`), as
+        :meth:`count_rest_error` does a REST call: a stream error, not a REST one."""
+        self.watch_errors += 1
+        self._record_failure("watch", "watch", exc)
+
+    def _record_failure(self, kind: str, what: str, exc: BaseException) -> None:
+        self.error_history.record(kind, exc)
         covered = self._log_throttle.admit(what)
         if covered is not None:
             log.warning("%s: %s failed (%d time(s) since the last report): %r", self, what, covered, exc)

@@ -11,19 +11,15 @@ lost) and is retried with backoff.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import NoReturn, Protocol, runtime_checkable
 
 from ..exchanges.base import Topic
 from ..models import Kline, Tick
 from .backoff import Backoff
-from .errors import LogThrottle
 from .topic import KlineTopic, TickTopic
 
 __all__ = ["WatchingExchange", "watch_topic", "watching"]
-
-log = logging.getLogger(__name__)
 
 
 @runtime_checkable
@@ -61,15 +57,10 @@ async def watch_topic(stream: KlineTopic | TickTopic, exchange: WatchingExchange
             stream.offer(item)
 
     stream.mode = "watch"
-    log_throttle = LogThrottle()
     while True:
         try:
             await exchange.watch(stream.topic, deliver)
         except Exception as exc:  # a foreign client may raise anything; it is one failed watch
-            stream.watch_errors += 1
-            stream.error_history.record("watch", exc)
-            covered = log_throttle.admit("watch")
-            if covered is not None:
-                log.warning("%s: watch failed (%d time(s) since the last report): %r", stream, covered, exc)
+            stream.count_watch_error(exc)
             stream.interrupted()
         await backoff.sleep_after_failure()

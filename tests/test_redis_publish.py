@@ -158,7 +158,6 @@ def test_publish_mistakes_are_one_line_errors(
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # coredis, see test_redis_keys
 def test_publish_to_an_unreachable_redis_says_so(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["publish", "--redis", "redis://127.0.0.1:1/0", "bingx", "BTC/USDT:USDT", "--ticker"]
     assert main(argv) == 1

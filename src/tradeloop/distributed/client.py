@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import anyio
 import coredis
 import coredis.exceptions
+from anyio.abc import TaskStatus
 
 from .._groups import sole_error
 from ..errors import InvalidValueError, TradeloopError
@@ -54,6 +55,32 @@ class RedisError(TradeloopError):
 
 class RedisUnavailable(RedisError):
     """The connection failed or timed out, or the server is still loading its data: worth retrying."""
+
+
+class _ClosingConnection(coredis.connection.TCPConnection):
+    """coredis's TCP connection, with its buffers closed however its run ends.
+
+    coredis 6.9 opens a connection's three anyio memory streams when it constructs the connection
+    and closes them only in the ``async with`` it enters once the socket is connected. A connect
+    that fails (refused, timed out) or is cancelled (a collector or engine stopped while
+    connecting) left the six ends to the garbage collector, which reports each as a
+    ``ResourceWarning``: under ``-W error`` a test that stops an engine mid-connect failed on it.
+    Closing a memory stream twice is harmless, so we close them after every run.
+    """
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await super().run(task_status=task_status)
+        finally:
+            for stream in (
+                self._write_buffer_in,
+                self._write_buffer_out,
+                self._push_message_buffer_in,
+                self._push_message_buffer_out,
+                self._streamed_message_buffer_in,
+                self._streamed_message_buffer_out,
+            ):
+                stream.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +180,9 @@ async def open_redis(
         retry_policy=coredis.retry.NoRetryPolicy(),
         **options,
     )
+    # from_url picks the connection class from the scheme (always TCP for ours) with no way to
+    # pass our own; the pool constructs every connection from this attribute.
+    client.connection_pool.connection_class = _ClosingConnection
     where = f"at {redacted_url(url)}"
     ready, closing = anyio.Event(), anyio.Event()
     try:

@@ -4,8 +4,9 @@ The *batched* feed writes the pushes of each 1 ms tick in one ``send_all`` (at 1
 10,000 msg/s); the *one frame per packet* feed writes every push on its own at its own time, one
 TCP segment each, as exchanges often send them (at 2,000 and 10,000 msg/s: 500 and 100 µs apart).
 The clients of each feed run side by side, in turn, in the same run; the per-packet feed also runs
-the bare-Trio floor (:mod:`benchmarks.client_floor`), and both run every baseline revision's
-tradeloop.
+the bare-Trio floor (:mod:`benchmarks.client_floor`), alone and handing each push to a consumer
+task (the least any client pays whose consumers run in tasks of their own), and both feeds run
+every baseline revision's tradeloop.
 
 Two numbers per run. CPU per message: the client process's CPU time from its first push to its
 last, over the pushes in between. Latency: each push's server send time to the moment a consumer
@@ -23,12 +24,12 @@ from typing import Any
 from .frames import symbol_ids
 from .harness import FeedProcess, median, percentiles, run_client
 from .modes import Mode
-from .variants import BARE_TRIO, CCXT, TRADELOOP, TRADELOOP_TRIO_WEBSOCKET, Variant
+from .variants import BARE_TRIO, BARE_TRIO_CONSUMER, CCXT, TRADELOOP, TRADELOOP_TRIO_WEBSOCKET, Variant
 
 __all__ = ["FEEDS", "paced_rates", "run"]
 
 BATCHED = (TRADELOOP, CCXT, TRADELOOP_TRIO_WEBSOCKET)
-PER_PACKET = (TRADELOOP, CCXT, BARE_TRIO)
+PER_PACKET = (TRADELOOP, CCXT, BARE_TRIO, BARE_TRIO_CONSUMER)
 FEEDS = {"batched": "many frames per send_all", "per_packet": "one frame per packet"}
 """The feeds in the order they run, and how the tables name them."""
 

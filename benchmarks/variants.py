@@ -19,6 +19,7 @@ from typing import Any
 
 __all__ = [
     "BARE_TRIO",
+    "BARE_TRIO_CONSUMER",
     "CCXT",
     "CCXT_BINANCE",
     "CRYPTOFEED",
@@ -92,6 +93,13 @@ BARE_TRIO = Variant(
     "bare_trio",
     "bare-Trio floor (socket + FrameDecoder + gunzip + msgspec, one task)",
     "client_floor",
+    fan_out=False,
+)
+BARE_TRIO_CONSUMER = Variant(
+    "bare_trio_consumer",
+    "bare-Trio floor + a consumer task (memory channel)",
+    "client_floor",
+    MappingProxyType({"consumer_task": True}),
     fan_out=False,
 )
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from urllib.parse import urlsplit
 
+import anyio
 import pytest
 import trio
 from hypothesis import HealthCheck, given, settings
@@ -34,7 +36,14 @@ from tradeloop.streams.frames import (
     WebSocketProtocolError,
 )
 from tradeloop.streams.frames import Event as DecodedEvent
-from tradeloop.streams.transport import ConnectionClosedError, HandshakeRejectedError, Transport, WebSocket
+from tradeloop.streams.transport import (
+    ConnectionClosedError,
+    HandshakeRejectedError,
+    Transport,
+    WebSocket,
+    WsprotoSocket,
+    _Target,
+)
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -454,6 +463,78 @@ async def test_a_protocol_error_fails_the_connection_with_its_close_code() -> No
             await ws.send_text("subscribe")
             with pytest.raises(ConnectionClosedError, match="protocol error from the server: text message"):
                 await ws.receive_batch()
+
+
+async def test_messages_larger_than_a_read_arrive_whole_and_in_order() -> None:
+    # Several reads' worth in one write: the socket is read again at once after a full read.
+    big = [bytes([n]) * 200_000 for n in range(3)]
+
+    async def script(peer: Peer) -> None:
+        await peer.stream.send_all(await peer.accept() + b"".join(frame(BINARY, payload) for payload in big))
+        await peer.expect_close(1000)
+        await peer.stream.send_all(frame(CLOSE))
+
+    with trio.fail_after(10):
+        async with loopback_server(script) as url, client(url) as ws:
+            received: list[bytes | str] = []
+            while len(received) < len(big):
+                received += await ws.receive_batch()
+            assert received == big
+
+
+async def test_a_receive_cancelled_while_waiting_loses_nothing() -> None:
+    sent = trio.Event()
+
+    async def script(peer: Peer) -> None:
+        await peer.stream.send_all(await peer.accept())
+        await sent.wait()
+        await peer.stream.send_all(frame(BINARY, b"after the cancel"))
+        await peer.expect_close(1000)
+        await peer.stream.send_all(frame(CLOSE))
+
+    with trio.fail_after(10):
+        async with loopback_server(script) as url, client(url) as ws:
+            with trio.move_on_after(0.05) as waited:
+                await ws.receive_batch()
+            assert waited.cancelled_caught
+            sent.set()
+            assert await ws.receive_batch() == [b"after the cancel"]
+
+
+async def test_a_tcp_connection_dropped_without_a_close_frame_is_a_closed_error() -> None:
+    async def script(peer: Peer) -> None:
+        await peer.stream.send_all(await peer.accept() + frame(BINARY, b"last"))
+        await peer.stream.aclose()
+
+    with trio.fail_after(10):
+        async with loopback_server(script) as url, client(url) as ws:
+            assert await ws.receive_batch() == [b"last"]
+            with pytest.raises(ConnectionClosedError, match="the server closed the TCP connection"):
+                await ws.receive_batch()
+
+
+async def test_a_stream_closed_under_a_waiting_receive_is_a_closed_error() -> None:
+    async def script(peer: Peer) -> None:
+        await peer.stream.send_all(await peer.accept())
+        assert await peer.stream.receive_some() == b""  # until the client's end closes
+
+    with trio.fail_after(10):
+        async with loopback_server(script) as url:
+            parts = urlsplit(url)
+            assert parts.port is not None
+            stream = await anyio.connect_tcp("127.0.0.1", parts.port)
+            ws = WsprotoSocket(stream)
+            await ws.handshake(_Target.parse(url))
+
+            async def close_soon() -> None:
+                await trio.sleep(0.05)
+                await stream.aclose()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(close_soon)
+                with pytest.raises(ConnectionClosedError, match="the connection broke"):
+                    await ws.receive_batch()
+                nursery.cancel_scope.cancel()
 
 
 async def test_a_refused_handshake_names_the_status() -> None:

@@ -160,6 +160,9 @@ class WsprotoSocket:
 
     def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self._stream = stream
+        self._read: Callable[[], Awaitable[bytes | bytearray]] = self._read_stream
+        if isinstance(stream, anyio.abc.SocketStream) and sniffio.current_async_library() == "trio":
+            self._read = _TrioSocketReader(stream.extra(anyio.abc.SocketAttribute.raw_socket)).read
         self._protocol = WSConnection(ConnectionType.CLIENT)
         self._decoder = FrameDecoder()
         self._send_lock = anyio.Lock()  # FIFO, like trio.StrictFIFOLock: frames go out in order
@@ -242,11 +245,17 @@ class WsprotoSocket:
 
     async def _receive_some(self) -> bytes | bytearray:
         try:
-            return await self._stream.receive(_RECEIVE_SIZE)
+            data = await self._read()
         except anyio.EndOfStream:
-            raise ConnectionClosedError("the server closed the TCP connection") from None
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
+            data = b""
+        except (*_CLOSED_STREAM_ERRORS, OSError) as exc:
             raise ConnectionClosedError(f"the connection broke: {exc!r}") from exc
+        if not data:
+            raise ConnectionClosedError("the server closed the TCP connection")
+        return data
+
+    async def _read_stream(self) -> bytes:
+        return await self._stream.receive(_RECEIVE_SIZE)
 
     async def _send(self, data: bytes) -> None:
         async with self._send_lock:
@@ -254,6 +263,43 @@ class WsprotoSocket:
                 await self._stream.send(data)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError) as exc:
                 raise ConnectionClosedError(f"cannot send: {exc!r}") from exc
+
+
+class _TrioSocketReader:
+    """Reads a plain TCP socket under Trio, waiting for readability *before* reading.
+
+    Trio's ``recv`` (and anyio's stream over it) tries the read first and waits only when it
+    fails. At live rates a push arrives alone, some time after the last one was decoded, so that
+    first try always fails: a syscall and a raised ``BlockingIOError`` per push for nothing. So we
+    wait first, unless the last read filled the buffer (then more is likely queued: read at once,
+    after a checkpoint as Trio's ``recv`` does). On the benchmarks' one-frame-per-packet feed,
+    side by side with 5cda790 (medians of three): tradeloop 121.9 → 111.4 µs per push at
+    2,000/s and 72.0 → 64.0 at 10,000/s; the bare-Trio floor read this way saves 10-15 µs a push
+    too. Only for a plain TCP stream: under TLS the bytes on the socket are not the stream's.
+
+    Raises OSError from the socket and ``trio.ClosedResourceError`` if the stream is closed while
+    we wait; the end of the stream is ``b""``. Cancellation-safe: nothing is read after the last await.
+    """
+
+    __slots__ = ("_last_read_full", "_socket")
+
+    def __init__(self, raw_socket: socket.socket) -> None:
+        self._socket = raw_socket
+        self._last_read_full = False
+
+    async def read(self) -> bytes:
+        if self._last_read_full:
+            await trio.lowlevel.checkpoint()
+        else:
+            await trio.lowlevel.wait_readable(self._socket)
+        while True:
+            try:
+                data = self._socket.recv(_RECEIVE_SIZE)
+            except BlockingIOError:  # woken without data (or after a full read, none left): wait
+                await trio.lowlevel.wait_readable(self._socket)
+            else:
+                self._last_read_full = len(data) == _RECEIVE_SIZE
+                return data
 
 
 class TrioWebsocketSocket:

@@ -217,19 +217,24 @@ def _measured(value: float | None, unit: str) -> str:
     return f"{value:.{digits}f}{unit}"
 
 
+_FLOORS = {"bare_trio": "bare-Trio floor", "bare_trio_consumer": "bare-Trio floor + a consumer task"}
+"""Reference columns of the goals table: what the floors measure on the same goal, where they ran."""
+
+
 def _goals(results: dict[str, Any]) -> str:
     baselines = results.get("baselines", {})
     topics = _n(results["scale"]["topics"])
+    goals = [goal for goal in _GOALS if goal.measure(results, "tradeloop") is not None]  # rates this run measured
+    floors = {key: label for key, label in _FLOORS.items() if any(g.measure(results, key) is not None for g in goals)}
     rows = []
-    for goal in _GOALS:
+    for goal in goals:
         value = goal.measure(results, "tradeloop")
-        if value is None:
-            continue  # a rate this run did not measure
+        assert value is not None
         rows.append([f"#{goal.issue}", goal.text.format(topics=topics), _measured(value, goal.unit),
                      _yes(goal.met(value)),
-                     *(_measured(goal.measure(results, key), goal.unit) for key in baselines)])
-    return _table(["issue", "goal", "measured", "met", *(f"{label}: measured" for label in baselines.values())],
-                  rows)
+                     *(_measured(goal.measure(results, key), goal.unit) for key in [*baselines, *floors])])
+    labels = [f"{label}: measured" for label in baselines.values()] + list(floors.values())
+    return _table(["issue", "goal", "measured", "met", *labels], rows)
 
 
 def _fell_behind(live: dict[str, Any]) -> str:

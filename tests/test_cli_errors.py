@@ -45,7 +45,7 @@ def busy_port() -> Iterator[int]:
     [
         (["--log-level", "bogus", "sim"], "invalid log level 'bogus'"),
         (["watch", "bingx", "BTC-USDT", "--ticker", "--ws-url", "http://127.0.0.1:9/x"], "expected ws://"),
-        (["watch", "bingx", "BTC-USDT", "--ticker", "--ws-url", "ws://127.0.0.1:99999/x"], "Port out of range"),
+        (["watch", "bingx", "BTC-USDT", "--ticker", "--ws-url", "ws://127.0.0.1:99999/x"], "port out of range"),
         (["watch", "bingx", "BTC-USDT", "--ticker", "--rest-url", "ftp://host"], "expected http://"),
         (["watch", "bingx", "BTC-USDT", "--ticker", "--first-data-timeout", "-1"], "invalid duration '-1'"),
         (["watch", "bingx", "BTC-USDT", "--ticker", "--closed-only"], "--closed-only applies to klines"),

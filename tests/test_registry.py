@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import ClassVar
 
 import pytest
 
+import tradeloop
 from tradeloop import available_exchanges, create_exchange
 from tradeloop.exchanges import exchange_class, register_exchange
 from tradeloop.exchanges.bingx import BingX
@@ -37,3 +40,18 @@ def test_a_second_class_cannot_take_a_registered_name() -> None:
     with pytest.raises(ValueError, match="already registered"):
         register_exchange(Impostor)
     assert exchange_class("bingx") is BingX
+
+
+def test_the_library_prints_no_log_line_unless_the_program_sets_up_logging() -> None:
+    # Without a handler of its own, Python prints warnings on stderr ("last resort"): an error a
+    # program catches (a rejected subscription) was also printed. A library leaves that to the program.
+    program = "import logging, tradeloop; logging.getLogger('tradeloop.streams').warning('printed')"
+    quiet = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=True)
+    assert quiet.stderr == ""
+    configured = program.replace("tradeloop;", "tradeloop; logging.basicConfig();")
+    loud = subprocess.run([sys.executable, "-c", configured], capture_output=True, text=True, timeout=60, check=True)
+    assert "printed" in loud.stderr
+
+
+def test_both_native_exchanges_are_exported() -> None:
+    assert tradeloop.Binance is exchange_class("binance") and tradeloop.BingX is exchange_class("bingx")

@@ -256,7 +256,11 @@ async def test_bad_requests_are_value_errors_naming_the_value(mock_clock: MockCl
             streams.ticks("bingx", SWAP, kind="depth")  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="mark"):
             streams.ticks("bingx", "BTC/USDT", kind="mark_price")
-        assert streams.health().topics == ()
+        with pytest.raises(ValueError, match="buffer size 0"):
+            streams.klines("bingx", SWAP, "1m", buffer=0)
+        with pytest.raises(ValueError, match="policy 'newest'"):
+            streams.ticks("bingx", SWAP, policy="newest")
+        assert streams.health().topics == ()  # nothing refused left a topic streaming
 
 
 async def test_cancelling_with_a_thousand_topics_returns_promptly(mock_clock: MockClock) -> None:

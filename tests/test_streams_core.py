@@ -112,11 +112,19 @@ async def test_ctrl_c_leaves_as_keyboard_interrupt(mock_clock: MockClock) -> Non
             raise KeyboardInterrupt
 
 
-async def test_a_bad_websocket_url_is_one_clear_error_at_subscribe_time() -> None:
-    client = BingX(ws_url="http://127.0.0.1:1/swap-market", rest_url="http://127.0.0.1:1")
-    async with StreamManager.open([client], FAST) as streams:
-        with pytest.raises(InvalidValueError, match=r"'http://127.0.0.1:1/swap-market'.*ws://"):
-            streams.klines("bingx", SWAP, "1m")
+@pytest.mark.parametrize(
+    ("urls", "message"),
+    [
+        ({"ws_url": "http://127.0.0.1:1/swap-market"}, r"BingX ws_url 'http://127.0.0.1:1/swap-market': expected wss://"),
+        ({"spot_ws_url": "ws://127.0.0.1:99999/market"}, r"BingX spot_ws_url '.*': port out of range 0-65535"),
+        ({"rest_url": "ftp://127.0.0.1:1"}, r"BingX rest_url 'ftp://127.0.0.1:1': expected https://"),
+        ({"rest_url": "http:///no-host"}, r"BingX rest_url 'http:///no-host': expected"),
+    ],
+)
+def test_a_bad_url_is_one_clear_error_when_the_client_is_made(urls: dict[str, str], message: str) -> None:
+    # Not at first use: a bad REST URL would only show as failed warm-up fetches much later.
+    with pytest.raises(InvalidValueError, match=message):
+        BingX(**urls)
 
 
 async def test_a_refused_connection_is_named_in_health(mock_clock: MockClock) -> None:

@@ -123,6 +123,18 @@ BASE = {
         ({"fee_rate": "a lot"}, "field 'fee_rate'"),
         ({"snapshot_interval": 0}, "field 'snapshot_interval'"),
         ({"journal": 3}, "field 'journal'"),
+        (
+            {"exchanges": {"bingx": {"rest_url": "ftp://127.0.0.1:8766"}}},
+            "exchanges.bingx': invalid BingX rest_url 'ftp://127.0.0.1:8766': expected https://",
+        ),
+        (
+            {"exchanges": {"bingx": {"ws_url": "ws://127.0.0.1:99999/swap-market"}}},
+            "exchanges.bingx': invalid BingX ws_url 'ws://127.0.0.1:99999/swap-market': port out of range",
+        ),
+        (
+            {"exchanges": {"ccxt:bingx": {"rest_url": "foo"}}},
+            "exchanges.ccxt:bingx': invalid ccxt:bingx rest_url 'foo': expected https://",
+        ),
     ],
 )
 def test_errors_name_the_field(change: dict[str, object], message: str) -> None:

@@ -1,12 +1,17 @@
 """tradeloop: crypto market data over WebSockets into a Trio trading loop.
 
 The names most programs need are here; each subpackage has the rest:
-:mod:`tradeloop.exchanges` (registry, BingX), :mod:`tradeloop.streams` (StreamManager, health),
+:mod:`tradeloop.exchanges` (registry, BingX, Binance, ccxt), :mod:`tradeloop.streams` (StreamManager, health),
 :mod:`tradeloop.trading` (strategies, risk, portfolio, engine), :mod:`tradeloop.sim` (the
 embedded BingX-compatible exchange).
+
+tradeloop logs through the ``tradeloop`` logger and leaves where the lines go to the program (a
+``NullHandler``, as the logging docs ask of libraries): an error it raises is not also printed.
 """
 
 from __future__ import annotations
+
+import logging
 
 from .errors import ForeignLoopError, InvalidValueError, SubscriptionError, TradeloopError
 from .exchanges import (
@@ -19,6 +24,7 @@ from .exchanges import (
     create_exchange,
     register_exchange,
 )
+from .exchanges.binance import Binance
 from .exchanges.bingx import BingX
 from .models import Fill, Kline, Order, Position, Side, Signal, Tick
 from .sim import open_simulator
@@ -28,6 +34,7 @@ from .trading import EngineConfig, RiskLimits, Strategy, TradingEngine, load_con
 
 __all__ = [
     "TIMEFRAMES",
+    "Binance",
     "BingX",
     "EngineConfig",
     "Exchange",
@@ -63,3 +70,5 @@ __all__ = [
     "parse_symbol",
     "register_exchange",
 ]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())

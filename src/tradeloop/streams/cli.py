@@ -14,7 +14,6 @@ import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import anyio.abc
 import msgspec
@@ -25,6 +24,7 @@ from ..errors import InvalidValueError, TradeloopError
 from ..exchanges import Exchange, exchange_class
 from ..models import Kline, Tick
 from ..symbols import parse_symbol, validate_timeframe
+from ..urls import parse_url
 from .config import StreamConfig
 from .fanout import Subscription
 from .health import StreamHealth
@@ -109,13 +109,9 @@ def _url(*schemes: str) -> Callable[[str], str]:
 
     def check(text: str) -> str:
         try:
-            parts = urlsplit(text)
-            parts.port  # noqa: B018 - parsing the port is the check: it raises on a bad one
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"invalid URL {text!r}: {exc}") from None
-        if parts.scheme not in schemes or not parts.hostname:
-            expected = " or ".join(f"{scheme}://host[:port]/..." for scheme in schemes)
-            raise argparse.ArgumentTypeError(f"invalid URL {text!r}: expected {expected}")
+            parse_url(text, schemes, "URL")
+        except InvalidValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
         return text
 
     return check

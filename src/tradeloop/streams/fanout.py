@@ -30,6 +30,7 @@ __all__ = [
     "SubscriptionClosedError",
     "SubscriptionEnded",
     "SubscriptionWouldBlock",
+    "check_buffer",
     "parse_policy",
 ]
 
@@ -73,6 +74,13 @@ def parse_policy(policy: SlowConsumerPolicy | str) -> SlowConsumerPolicy:
         raise InvalidValueError(f"invalid slow-consumer policy {policy!r}: expected one of {allowed}") from None
 
 
+def check_buffer(buffer: object) -> int:
+    """``buffer`` as a subscriber's buffer size; InvalidValueError unless a whole number >= 1."""
+    if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
+        raise InvalidValueError(f"invalid buffer size {buffer!r}: must be a whole number of at least 1")
+    return buffer
+
+
 @dataclass(frozen=True, slots=True)
 class SubscriberHealth:
     name: str
@@ -102,11 +110,9 @@ class Subscription(trio.abc.ReceiveChannel[T]):
     """
 
     def __init__(self, name: str, policy: SlowConsumerPolicy, buffer: int, accepts: Callable[[T], bool] | None) -> None:
-        if isinstance(buffer, bool) or not isinstance(buffer, int) or buffer < 1:
-            raise InvalidValueError(f"invalid buffer size {buffer!r}: must be a whole number of at least 1")
         self.name = name
         self.policy = policy
-        self.buffer = buffer
+        self.buffer = check_buffer(buffer)
         self.accepts = accepts
         """Filter of what this subscriber is sent (e.g. closed klines only)."""
         self.delivered = 0

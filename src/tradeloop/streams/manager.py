@@ -31,7 +31,7 @@ from ..models import Kline, Tick
 from ..symbols import parse_symbol
 from .config import StreamConfig
 from .connection import Connection
-from .fanout import SlowConsumerPolicy, Subscription
+from .fanout import SlowConsumerPolicy, Subscription, check_buffer, parse_policy
 from .health import ConnectionHealth, StreamHealth, TopicHealth
 from .source import TickKind
 from .topic import KlineTopic, TickTopic
@@ -132,9 +132,12 @@ class StreamManager:
         rejects it.
         """
         self._check_owner()
+        # Checked before the topic exists: a refused subscriber must not leave a topic streaming for no one.
+        policy = parse_policy(policy)
+        buffer = check_buffer(self.config.kline_buffer if buffer is None else buffer)
         stream = self._stream(exchange, Topic(TopicKind.KLINE, symbol, timeframe))
         assert isinstance(stream, KlineTopic)
-        return stream.subscribe(policy, buffer or self.config.kline_buffer, closed_only, name)
+        return stream.subscribe(policy, buffer, closed_only, name)
 
     def ticks(
         self,
@@ -155,9 +158,11 @@ class StreamManager:
         """
         self._check_owner()
         topic_kind = tick_kind(kind, for_klines="use klines() for candles")
+        policy = parse_policy(policy)
+        buffer = check_buffer(self.config.tick_buffer if buffer is None else buffer)
         stream = self._stream(exchange, Topic(topic_kind, symbol))
         assert isinstance(stream, TickTopic)
-        return stream.subscribe(policy, buffer or self.config.tick_buffer, name)
+        return stream.subscribe(policy, buffer, name)
 
     async def fetch_klines(self, exchange: str, symbol: str, timeframe: str, *, limit: int = 100) -> list[Kline]:
         """The newest ``limit`` closed candles over REST, oldest first (strategy warm-up)."""

@@ -38,7 +38,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from typing import Literal, Protocol
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -52,6 +51,7 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from .._groups import single_error_context
 from ..errors import InvalidValueError, TradeloopError
+from ..urls import parse_url
 from .frames import Close, FrameDecoder, Ping, WebSocketProtocolError
 
 __all__ = [
@@ -127,9 +127,8 @@ class _Target:
 
     @classmethod
     def parse(cls, url: str) -> _Target:
-        parts = urlsplit(url)
-        if parts.scheme not in _DEFAULT_PORTS or not parts.hostname:
-            raise InvalidValueError(f"invalid WebSocket URL {url!r}: expected ws://host[:port]/path or wss://...")
+        parts = parse_url(url, tuple(_DEFAULT_PORTS), "WebSocket URL")
+        assert parts.hostname is not None  # parse_url requires a host
         resource = parts.path or "/"
         if parts.query:
             resource = f"{resource}?{parts.query}"

@@ -349,5 +349,8 @@ def _build_exchanges(exchanges: Mapping[str, Exchange | Mapping[str, Any]]) -> d
                     raise InvalidValueError(f"{where}: field 'poll' must be true or false, got {value!r}")
             elif not isinstance(value, str) or not value:
                 raise InvalidValueError(f"{where}: field {key!r} must be a URL string, got {value!r}")
-        built[name] = cls(**options)
+        try:
+            built[name] = cls(**options)
+        except InvalidValueError as exc:  # a bad URL: say where it was written
+            raise InvalidValueError(f"{where}: {exc}") from None
     return built

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from typing import Final
-from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -21,6 +20,7 @@ import httpx
 from ...errors import InvalidValueError
 from ...models import Kline, Tick
 from ...symbols import Market, parse_symbol
+from ...urls import parse_url
 from .. import register_exchange
 from ..base import Exchange, QueryParams, Topic, kline_query, within
 from ..limits import DEFAULT_LIMITS, PeerLimits, RestBody, get_body
@@ -37,9 +37,9 @@ USDM_REST_ORIGIN: Final = "https://fapi.binance.com"
 
 
 def _origin(url: str, schemes: tuple[str, ...], what: str) -> str:
-    """``url`` as an origin ``scheme://host[:port]``; InvalidValueError if it has a path or query."""
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in schemes or not parts.netloc or parts.path not in ("", "/") or parts.query:
+    """``url`` as an origin ``scheme://host[:port]``; InvalidValueError if it is no such URL or has a path or query."""
+    parts = parse_url(url, schemes, f"Binance {what}")
+    if parts.path not in ("", "/") or parts.query:
         raise InvalidValueError(
             f"invalid Binance {what} {url!r}: expected an origin such as {schemes[0]}://127.0.0.1:9000 "
             "(no path: the client adds Binance's paths per market)"

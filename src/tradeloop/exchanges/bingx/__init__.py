@@ -16,6 +16,7 @@ import httpx
 from ...errors import InvalidValueError
 from ...models import Kline, Tick
 from ...symbols import Market, validate_timeframe
+from ...urls import parse_url
 from .. import register_exchange
 from ..base import Exchange, QueryParams, Topic, kline_query, within
 from ..limits import DEFAULT_LIMITS, PeerLimits, RestBody, get_body
@@ -34,6 +35,8 @@ REST_URL: Final = "https://open-api.bingx.com"
 class BingX(Exchange):
     """BingX, live by default; pass other URLs for the embedded simulator or the VST demo.
 
+    Raises InvalidValueError for a URL of the wrong scheme, without a host or with a bad port.
+
     ``limits`` bounds what the exchange (or whatever answers at those URLs) can make tradeloop
     allocate: inflated frame size, REST body size, JSON depth.
     """
@@ -48,6 +51,9 @@ class BingX(Exchange):
         rest_url: str = REST_URL,
         limits: PeerLimits = DEFAULT_LIMITS,
     ) -> None:
+        parse_url(ws_url, ("wss", "ws"), "BingX ws_url")
+        parse_url(spot_ws_url, ("wss", "ws"), "BingX spot_ws_url")
+        parse_url(rest_url, ("https", "http"), "BingX rest_url")
         self._ws_urls = {Market.SWAP: ws_url, Market.SPOT: spot_ws_url}
         self.rest_url = rest_url.rstrip("/")
         self.limits = limits

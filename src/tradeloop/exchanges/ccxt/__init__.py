@@ -30,6 +30,7 @@ import trio
 from ...errors import ForeignLoopError, InvalidValueError, TradeloopError
 from ...models import Kline, Tick
 from ...symbols import Market
+from ...urls import parse_url
 from ..base import Exchange, Topic, TopicKind, WsCodec, within
 from ._convert import to_klines, to_tick
 from ._runner import Runner, current_runner
@@ -51,7 +52,8 @@ class CcxtExchange(Exchange, anyio.abc.AsyncResource, trio.abc.AsyncResource):
     ``ws_url`` / ``rest_url`` replace the scheme and host of every ``urls['api']`` entry (WebSocket
     and REST ones respectively), keeping ccxt's paths. ``poll=True`` never watches. ``options``
     go to ccxt's constructor (``{"timeout": 5000}``, API keys, …). An ``AsyncResource`` of anyio
-    and of Trio (pure ABCs), so code checking for either closes it.
+    and of Trio (pure ABCs), so code checking for either closes it. Raises InvalidValueError for a
+    URL of the wrong scheme, without a host or with a bad port.
     """
 
     name: ClassVar[str] = "ccxt"
@@ -67,6 +69,10 @@ class CcxtExchange(Exchange, anyio.abc.AsyncResource, trio.abc.AsyncResource):
         poll: bool = False,
         options: Mapping[str, Any] | None = None,
     ) -> None:
+        if ws_url is not None:
+            parse_url(ws_url, ("wss", "ws"), f"{self.name} ws_url")
+        if rest_url is not None:
+            parse_url(rest_url, ("https", "http"), f"{self.name} rest_url")
         pro_class = getattr(ccxt.pro, self.ccxt_id, None)
         client_class = pro_class or getattr(ccxt.async_support, self.ccxt_id)
         self.client: Any = client_class(dict(options or {}))

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import trio
 from backtest_helpers import MINUTE, START, random_walk, write_csv
+from signal_helpers import default_sigint
 
-from tradeloop.cli import main
+from tradeloop.cli import EXIT_INTERRUPTED, main
 from tradeloop.sim import SimConfig, open_simulator
 
 CONFIG = """
@@ -168,3 +173,34 @@ def _iso(time_ms: int) -> str:
     from tradeloop.backtest.report import iso
 
     return iso(time_ms)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_during_the_replay_writes_a_partial_report_and_exits_130(tmp_path: Path) -> None:
+    """SIGINT at several moments of a replay (counted from the journal's creation, when it has
+    begun): each time a report that ends where it stopped, status 130, and no traceback."""
+    data = write_csv(tmp_path / "btc.csv", random_walk(20 * 1440 + 30, start_ms=START - 30 * MINUTE))
+    config = config_file(tmp_path)
+    for delay in (0.0, 0.3, 0.8):
+        out = tmp_path / f"out-{delay}"
+        argv = ["backtest", "--config", str(config), "--from", "2026-01-01", "--to", "2026-01-20"]
+        argv += ["--data", str(data), "--out", str(out)]
+        with subprocess.Popen(
+            [sys.executable, "-m", "tradeloop.cli", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=default_sigint,
+        ) as process:
+            deadline = time.monotonic() + 20
+            while not (out / "journal.sqlite").exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(delay)
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=20)
+        assert "Traceback" not in stderr, stderr
+        assert process.returncode == EXIT_INTERRUPTED, stderr
+        assert "stopped by Ctrl-C" in stdout.splitlines()[0]
+        report = json.loads((out / "report.json").read_text())
+        assert report["backtest"]["stopped_by"] == "Ctrl-C"
+        assert report["backtest"]["to"] < "2026-01-21T00:00:00Z"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import trio
+from signal_helpers import default_sigint
 
 from tradeloop.cli import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, main
 from tradeloop.sim import SimConfig, open_simulator
@@ -120,10 +121,6 @@ def _watch_process(ws_url: str, rest_url: str) -> list[str]:
     return [sys.executable, "-m", "tradeloop.cli", *watch]
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background job may inherit SIGINT ignored
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pipes")
 async def test_watch_ctrl_c_exits_130_quietly_and_a_closed_pipe_141() -> None:
     async with open_simulator(SimConfig(symbols=["BTC-USDT"])) as sim:
@@ -134,7 +131,7 @@ async def test_watch_ctrl_c_exits_130_quietly_and_a_closed_pipe_141() -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             check=False,
-            preexec_fn=_default_sigint,
+            preexec_fn=default_sigint,
         )
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:

@@ -12,6 +12,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -161,3 +162,25 @@ async def test_run_into_a_closed_pipe_exits_141_quietly(tmp_path: Path) -> None:
             await process.stdout.aclose()  # `tradeloop run | head -1`
     assert process.returncode == EXIT_BROKEN_PIPE
     assert await process.stderr.receive_some() == b""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_while_tradeloop_starts_exits_130_quietly() -> None:
+    """SIGINT while the console script imports tradeloop (most of a second) or just after."""
+    script = Path(sys.executable).with_name("tradeloop")
+    if not script.exists():
+        pytest.skip("the tradeloop console script is not installed beside this Python")
+    watch = ["watch", "bingx", "BTC-USDT", "--ticker", "--ws-url", "ws://127.0.0.1:9/x", "--rest-url"]
+    for delay in (0.05, 0.1, 0.2, 0.3, 0.5):
+        with subprocess.Popen(
+            [str(script), *watch, "http://127.0.0.1:9"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=default_sigint,
+        ) as process:
+            time.sleep(delay)
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=20)
+        assert "Traceback" not in stderr, f"SIGINT after {delay} s: {stderr}"
+        assert process.returncode == EXIT_INTERRUPTED, f"SIGINT after {delay} s: {stderr}"

@@ -72,6 +72,24 @@ def test_a_busy_port_is_one_line(busy_port: int, capsys: pytest.CaptureFixture[s
     assert line.startswith("tradeloop sim: cannot listen on 127.0.0.1") and f"WebSocket port {busy_port}" in line
 
 
+@pytest.mark.parametrize("command", ["run", "sim"])
+def test_a_busy_metrics_port_names_the_address(
+    command: str, busy_port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [command, "--metrics-port", str(busy_port)]
+    if command == "run":
+        argv += ["--journal", str(tmp_path / "j.sqlite"), "--duration", "5"]
+    assert main(argv) == 1
+    line = one_line(capsys)
+    assert line == f"tradeloop {command}: cannot listen for metrics on 127.0.0.1:{busy_port}: address already in use"
+
+
+def test_a_metrics_host_not_of_this_machine_names_the_address(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--metrics-host", "192.0.2.1", "--metrics-port", "9"]) == 1  # TEST-NET-1: never ours
+    expected = "tradeloop sim: cannot listen for metrics on 192.0.2.1:9: cannot assign requested address"
+    assert one_line(capsys) == expected
+
+
 def test_an_unknown_host_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sim", "--host", "no-such-host.invalid"]) == 1
     assert one_line(capsys).startswith("tradeloop sim: cannot listen on host 'no-such-host.invalid'")

@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..distributed.consumer import RedisSourceSettings
 from ..distributed.publisher import PublishSettings, PublishTopics
@@ -349,5 +350,26 @@ def _build_exchanges(exchanges: Mapping[str, Exchange | Mapping[str, Any]]) -> d
                     raise InvalidValueError(f"{where}: field 'poll' must be true or false, got {value!r}")
             elif not isinstance(value, str) or not value:
                 raise InvalidValueError(f"{where}: field {key!r} must be a URL string, got {value!r}")
+            else:
+                _check_url(f"{where}: field {key!r}", value, _WS_SCHEMES if key.endswith("ws_url") else _HTTP_SCHEMES)
         built[name] = cls(**options)
     return built
+
+
+_WS_SCHEMES = ("ws", "wss")
+_HTTP_SCHEMES = ("http", "https")
+
+
+def _check_url(where: str, url: str, schemes: tuple[str, ...]) -> None:
+    """A URL of one of ``schemes`` with a host and a valid port. Checked here, with the rest of the
+    config, because the exchange clients only parse their URLs when they connect: after the engine
+    has opened (or created) its journal.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parsing the port is the check: it raises on a bad one
+    except ValueError as exc:
+        raise InvalidValueError(f"{where}: invalid URL {url!r}: {exc}") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        expected = " or ".join(f"{scheme}://host[:port]/..." for scheme in schemes)
+        raise InvalidValueError(f"{where}: invalid URL {url!r}: expected {expected}")

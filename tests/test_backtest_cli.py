@@ -87,6 +87,7 @@ def test_a_csv_backtest_writes_the_same_report_twice(tmp_path: Path, capsys: pyt
         ("bad date", "invalid --from '2026-13-01'"),
         ("no header", "the header lacks column 'volume'"),
         ("missing file", "cannot read data file"),
+        ("invalid symbol", "btc.csv: invalid symbol 'BTCUSDT': expected a unified symbol such as 'BTC/USDT'"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, expected: str) -> None:
@@ -105,13 +106,23 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     data.write_text("\n".join(lines) + "\n")
     dates = ["--from", "2026-03-01" if case == "no data" else "2026-13-01" if case == "bad date" else "2026-01-01"]
     dates += ["--to", "2026-03-01" if case == "no data" else "2026-01-01T05:00"]
-    sources = {"unknown symbol": f"ETH/USDT:USDT={data}", "missing file": str(tmp_path / "nope.csv")}
+    sources = {
+        "unknown symbol": f"ETH/USDT:USDT={data}",
+        "missing file": str(tmp_path / "nope.csv"),
+        "invalid symbol": f"BTCUSDT={data}",
+    }
     source = sources.get(case, str(data))
     assert backtest(tmp_path, *dates, "--data", source, "--out", str(tmp_path / "out")) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("tradeloop backtest: ") and "Traceback" not in err
     assert expected in err
+
+
+def test_a_data_file_with_an_equals_sign_in_its_name_is_read(tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "btc=1m.csv", random_walk(300))
+    args = ["--from", "2026-01-01T00:00", "--to", "2026-01-01T04:00", "--data", str(data), "--out", str(tmp_path)]
+    assert backtest(tmp_path, *args) == 0
 
 
 def test_gaps_run_with_allow_gaps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

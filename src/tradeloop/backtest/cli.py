@@ -207,13 +207,15 @@ def _paths(entries: list[str]) -> list[Path]:
 
 
 def _data_entry(entry: str) -> tuple[str | None, Path]:
-    """``SYMBOL=PATH`` or ``PATH``."""
+    """``SYMBOL=PATH`` or ``PATH``; an entry with ``=`` whose symbol is invalid is a file name
+    with ``=`` in it if such a file exists, else a mistake in the symbol, and said so."""
     symbol, separator, path = entry.partition("=")
     if separator:
         try:
             return normalize_symbol(symbol), Path(path)
-        except ValueError:
-            pass
+        except InvalidValueError as exc:
+            if not Path(entry).exists():
+                raise InvalidValueError(f"--data {entry}: {exc}") from None
     return None, Path(entry)
 
 

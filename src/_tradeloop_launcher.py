@@ -13,7 +13,7 @@ from __future__ import annotations
 __all__ = ["main"]
 
 EXIT_INTERRUPTED = 130
-"""128 + SIGINT, as :data:`tradeloop.cli.EXIT_INTERRUPTED`: importing that is what Ctrl-C may interrupt."""
+"""128 + SIGINT, as ``tradeloop.cli.EXIT_INTERRUPTED``: importing that is what Ctrl-C may interrupt."""
 
 
 def main() -> int:

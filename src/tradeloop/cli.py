@@ -11,7 +11,7 @@ one place for every command:
   unknown host) is one line and exit status 1;
 - Ctrl-C that reaches here (``watch``; ``run``, ``sim`` and ``backtest`` handle their own) is
   exit status 130, quietly; so is Ctrl-C while the command starts, before this module is
-  imported (the console script is :mod:`_tradeloop_launcher`, outside the package);
+  imported (the console script is ``_tradeloop_launcher``, outside the package);
 - a closed stdout (``watch ... | head -1``) is 141 (128 + SIGPIPE), quietly.
 
 Errors raised inside Trio nurseries arrive wrapped in exception groups; :func:`sole_error`

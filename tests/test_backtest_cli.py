@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 import trio
 from backtest_helpers import MINUTE, START, random_walk, write_csv
+from signal_helpers import default_sigint
 
-from tradeloop.cli import main
+from tradeloop.cli import EXIT_INTERRUPTED, main
 from tradeloop.sim import SimConfig, open_simulator
 
 CONFIG = """
@@ -82,6 +87,7 @@ def test_a_csv_backtest_writes_the_same_report_twice(tmp_path: Path, capsys: pyt
         ("bad date", "invalid --from '2026-13-01'"),
         ("no header", "the header lacks column 'volume'"),
         ("missing file", "cannot read data file"),
+        ("invalid symbol", "btc.csv: invalid symbol 'BTCUSDT': expected a unified symbol such as 'BTC/USDT'"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str, expected: str) -> None:
@@ -100,13 +106,23 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     data.write_text("\n".join(lines) + "\n")
     dates = ["--from", "2026-03-01" if case == "no data" else "2026-13-01" if case == "bad date" else "2026-01-01"]
     dates += ["--to", "2026-03-01" if case == "no data" else "2026-01-01T05:00"]
-    sources = {"unknown symbol": f"ETH/USDT:USDT={data}", "missing file": str(tmp_path / "nope.csv")}
+    sources = {
+        "unknown symbol": f"ETH/USDT:USDT={data}",
+        "missing file": str(tmp_path / "nope.csv"),
+        "invalid symbol": f"BTCUSDT={data}",
+    }
     source = sources.get(case, str(data))
     assert backtest(tmp_path, *dates, "--data", source, "--out", str(tmp_path / "out")) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("tradeloop backtest: ") and "Traceback" not in err
     assert expected in err
+
+
+def test_a_data_file_with_an_equals_sign_in_its_name_is_read(tmp_path: Path) -> None:
+    data = write_csv(tmp_path / "btc=1m.csv", random_walk(300))
+    args = ["--from", "2026-01-01T00:00", "--to", "2026-01-01T04:00", "--data", str(data), "--out", str(tmp_path)]
+    assert backtest(tmp_path, *args) == 0
 
 
 def test_gaps_run_with_allow_gaps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -168,3 +184,34 @@ def _iso(time_ms: int) -> str:
     from tradeloop.backtest.report import iso
 
     return iso(time_ms)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_during_the_replay_writes_a_partial_report_and_exits_130(tmp_path: Path) -> None:
+    """SIGINT at several moments of a replay (counted from the journal's creation, when it has
+    begun): each time a report that ends where it stopped, status 130, and no traceback."""
+    data = write_csv(tmp_path / "btc.csv", random_walk(20 * 1440 + 30, start_ms=START - 30 * MINUTE))
+    config = config_file(tmp_path)
+    for delay in (0.0, 0.3, 0.8):
+        out = tmp_path / f"out-{delay}"
+        argv = ["backtest", "--config", str(config), "--from", "2026-01-01", "--to", "2026-01-20"]
+        argv += ["--data", str(data), "--out", str(out)]
+        with subprocess.Popen(
+            [sys.executable, "-m", "tradeloop.cli", *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=default_sigint,
+        ) as process:
+            deadline = time.monotonic() + 20
+            while not (out / "journal.sqlite").exists() and process.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(delay)
+            process.send_signal(signal.SIGINT)
+            stdout, stderr = process.communicate(timeout=20)
+        assert "Traceback" not in stderr, stderr
+        assert process.returncode == EXIT_INTERRUPTED, stderr
+        assert "stopped by Ctrl-C" in stdout.splitlines()[0]
+        report = json.loads((out / "report.json").read_text())
+        assert report["backtest"]["stopped_by"] == "Ctrl-C"
+        assert report["backtest"]["to"] < "2026-01-21T00:00:00Z"

@@ -12,6 +12,7 @@ from backtest_helpers import BTC, DAY, MINUTE, START, random_walk
 from trio.testing import MockClock
 
 from tradeloop.backtest import BacktestJournal, MarketHistory, run_backtest, series_from_klines
+from tradeloop.backtest.report import build_report
 from tradeloop.trading import Breakout, EngineConfig, RiskLimits, SmaCrossover
 
 D = Decimal
@@ -104,3 +105,20 @@ async def test_opening_the_backtest_journal_takes_no_virtual_time(mock_clock: Mo
         async with BacktestJournal.open(tmp_path / "journal.sqlite", starting_cash=Decimal(10_000)):
             assert trio.current_time() == before
         nursery.cancel_scope.cancel()
+
+
+async def test_a_backtest_stopped_before_its_first_candle_still_has_a_report(
+    mock_clock: MockClock, tmp_path: Path
+) -> None:
+    # Ctrl-C right after the journal opens: an empty period, whose exposure once divided by zero.
+    async def at_once() -> str:
+        return "Ctrl-C"
+
+    data = history(1440 + 10, seed=4)
+    start = START + 10 * MINUTE
+    result = await run_backtest(
+        sma_config(tmp_path), data, start_ms=start, end_ms=start + DAY, out_dir=tmp_path / "out", stop_when=at_once
+    )
+    assert (result.summary.stopped_by, result.end_ms, result.fills) == ("Ctrl-C", start, ())
+    report = build_report(result, data="a test")
+    assert report["total"]["exposure"] == 0 and report["total"]["trades"] == 0

@@ -12,12 +12,14 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
 import pytest
 import trio
+from signal_helpers import default_sigint
 
 from tradeloop.cli import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, main
 from tradeloop.sim import SimConfig, open_simulator
@@ -70,6 +72,24 @@ def test_a_busy_port_is_one_line(busy_port: int, capsys: pytest.CaptureFixture[s
     assert line.startswith("tradeloop sim: cannot listen on 127.0.0.1") and f"WebSocket port {busy_port}" in line
 
 
+@pytest.mark.parametrize("command", ["run", "sim"])
+def test_a_busy_metrics_port_names_the_address(
+    command: str, busy_port: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [command, "--metrics-port", str(busy_port)]
+    if command == "run":
+        argv += ["--journal", str(tmp_path / "j.sqlite"), "--duration", "5"]
+    assert main(argv) == 1
+    line = one_line(capsys)
+    assert line == f"tradeloop {command}: cannot listen for metrics on 127.0.0.1:{busy_port}: address already in use"
+
+
+def test_a_metrics_host_not_of_this_machine_names_the_address(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--metrics-host", "192.0.2.1", "--metrics-port", "9"]) == 1  # TEST-NET-1: never ours
+    expected = "tradeloop sim: cannot listen for metrics on 192.0.2.1:9: cannot assign requested address"
+    assert one_line(capsys) == expected
+
+
 def test_an_unknown_host_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sim", "--host", "no-such-host.invalid"]) == 1
     assert one_line(capsys).startswith("tradeloop sim: cannot listen on host 'no-such-host.invalid'")
@@ -120,10 +140,6 @@ def _watch_process(ws_url: str, rest_url: str) -> list[str]:
     return [sys.executable, "-m", "tradeloop.cli", *watch]
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a background job may inherit SIGINT ignored
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and pipes")
 async def test_watch_ctrl_c_exits_130_quietly_and_a_closed_pipe_141() -> None:
     async with open_simulator(SimConfig(symbols=["BTC-USDT"])) as sim:
@@ -134,7 +150,7 @@ async def test_watch_ctrl_c_exits_130_quietly_and_a_closed_pipe_141() -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             check=False,
-            preexec_fn=_default_sigint,
+            preexec_fn=default_sigint,
         )
         with trio.fail_after(30):
             async with trio.open_nursery() as nursery:
@@ -164,3 +180,25 @@ async def test_run_into_a_closed_pipe_exits_141_quietly(tmp_path: Path) -> None:
             await process.stdout.aclose()  # `tradeloop run | head -1`
     assert process.returncode == EXIT_BROKEN_PIPE
     assert await process.stderr.receive_some() == b""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_while_tradeloop_starts_exits_130_quietly() -> None:
+    """SIGINT while the console script imports tradeloop (most of a second) or just after."""
+    script = Path(sys.executable).with_name("tradeloop")
+    if not script.exists():
+        pytest.skip("the tradeloop console script is not installed beside this Python")
+    watch = ["watch", "bingx", "BTC-USDT", "--ticker", "--ws-url", "ws://127.0.0.1:9/x", "--rest-url"]
+    for delay in (0.05, 0.1, 0.2, 0.3, 0.5):
+        with subprocess.Popen(
+            [str(script), *watch, "http://127.0.0.1:9"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=default_sigint,
+        ) as process:
+            time.sleep(delay)
+            process.send_signal(signal.SIGINT)
+            _, stderr = process.communicate(timeout=20)
+        assert "Traceback" not in stderr, f"SIGINT after {delay} s: {stderr}"
+        assert process.returncode == EXIT_INTERRUPTED, f"SIGINT after {delay} s: {stderr}"

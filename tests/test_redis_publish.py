@@ -139,6 +139,17 @@ async def test_publish_command_from_a_config_file_with_metrics(
     assert "tradeloop_published_ticks_total" in text and "tradeloop_topic_messages_total" in text
 
 
+def test_nothing_to_publish_is_said_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The message names what to give, with one prefix: the command's (or the config table's)."""
+    assert main(["publish", "--redis", "redis://127.0.0.1:1", "bingx", "BTC/USDT:USDT"]) == 2
+    assert capsys.readouterr().err == "tradeloop publish: nothing to publish: give --timeframe TF and/or --ticker\n"
+    config = tmp_path / "desk.toml"
+    config.write_text(f'[publish]\nredis = "redis://127.0.0.1:1"\nexchange = "bingx"\nsymbols = ["{SWAP}"]\n')
+    assert main(["publish", "--config", str(config)]) == 2
+    expected = "tradeloop publish: config [publish]: nothing to publish: give at least one timeframe, or ticks\n"
+    assert capsys.readouterr().err == expected
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

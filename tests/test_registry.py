@@ -21,8 +21,13 @@ def test_names_are_case_insensitive(name: str) -> None:
 
 
 def test_unknown_exchange_names_the_value_and_the_choices() -> None:
-    with pytest.raises(ValueError, match=r"unknown exchange 'kraken': expected one of binance, bingx"):
+    expected = (
+        "unknown exchange 'kraken': expected one of binance, bingx, "
+        "or any ccxt exchange as ccxt:<id> (e.g. ccxt:kraken)"
+    )
+    with pytest.raises(ValueError) as raised:
         create_exchange("kraken")
+    assert str(raised.value) == expected
     with pytest.raises(ValueError, match="invalid exchange name"):
         exchange_class("  ")
 

@@ -57,6 +57,27 @@ async def test_a_bad_config_fails_before_trading(tmp_path: Path, capsys: pytest.
     assert "parameter 'size' must be a positive number" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('[exchanges.bingx]\nws_url = "http://127.0.0.1:9/x"', "invalid BingX ws_url 'http://127.0.0.1:9/x': expected wss://"),
+        ('[exchanges.bingx]\nspot_ws_url = "ws://127.0.0.1:99999/x"', "spot_ws_url 'ws://127.0.0.1:99999/x': port out"),
+        ('[exchanges.bingx]\nrest_url = "ftp://host"', "rest_url 'ftp://host': expected https://"),
+        ('[exchanges.bingx]\n[data]\nsource = "redis://:secret@host:99999"', "invalid Redis URL 'redis://:***@host"),
+    ],
+)
+def test_a_config_refused_for_a_bad_value_creates_no_journal(
+    table: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    strategy = '[[strategies]]\ntype = "breakout"\nsymbols = ["BTC/USDT:USDT"]\nsize = 5\n'
+    path.write_text(f'journal = "j7.sqlite"\n{table}\n{strategy}')
+    assert main(["run", "--config", str(path), "--duration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("tradeloop run: config ") and message in err and len(err.splitlines()) == 1, err
+    assert list(tmp_path.iterdir()) == [path]
+
+
 async def test_a_foreign_journal_fails_before_trading(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     journal = tmp_path / "notes.txt"
     await trio.Path(journal).write_text("not a journal")

@@ -97,7 +97,10 @@ BASE = {
     ("change", "message"),
     [
         ({"strategy": []}, "unknown field 'strategy'"),
-        ({"exchanges": {"kraken": {}}}, "exchanges.kraken': unknown exchange 'kraken': expected one of binance, bingx"),
+        (
+            {"exchanges": {"kraken": {}}},
+            "exchanges.kraken': unknown exchange 'kraken': expected one of binance, bingx, or any ccxt exchange as",
+        ),
         ({"exchanges": {"bingx": {"wss_url": "x"}}}, "exchanges.bingx': unknown field 'wss_url'"),
         ({"exchanges": {"bingx": {"rest_url": 5}}}, "field 'rest_url' must be a URL string"),
         ({"exchanges": {"bingx": {"poll": True}}}, "exchanges.bingx': unknown field 'poll'"),

@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import tempfile
 from decimal import Decimal
+from itertools import count
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
 import trio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tradeloop.models import Order, Side, Tick
+import tradeloop.trading.journal
+from tradeloop.backtest.journal import BacktestJournal
+from tradeloop.models import Fill, Order, Side, Tick
 from tradeloop.trading.journal import SCHEMA_VERSION, Journal, JournalError
 from tradeloop.trading.portfolio import PortfolioManager
 
@@ -137,6 +143,54 @@ async def test_a_cancelled_write_is_all_or_nothing(tmp_path: Path) -> None:
         assert 0 < len(portfolio.fills) <= 30
     with pytest.raises(JournalError, match="closed"):
         await journal.load_fills()
+
+
+class _InterruptAtLine:
+    """A tracer that raises KeyboardInterrupt at the ``line``-th line the journal module runs: a
+    Ctrl-C that Python's signal handler raises there (outside Trio's KI protection)."""
+
+    def __init__(self, line: int) -> None:
+        self.remaining = line
+        self.fired = False
+
+    def __call__(self, frame: FrameType, event: str, arg: Any) -> Any:
+        return self._line if frame.f_code.co_filename == tradeloop.trading.journal.__file__ else None
+
+    def _line(self, frame: FrameType, event: str, arg: Any) -> Any:
+        if event == "line" and not self.fired:
+            self.remaining -= 1
+            if self.remaining == 0:
+                self.fired = True
+                raise KeyboardInterrupt
+        return self._line
+
+
+def _order_and_fill(order_id: int) -> tuple[Order, Fill]:
+    order = Order(order_id, "bingx", BTC, Side.BUY, D("1"), "s", "r")
+    return order, Fill(order_id, "bingx", BTC, Side.BUY, D("1"), D("100"), D("0.05"), 1_700_000_000_000, "s", "r")
+
+
+async def test_an_interrupt_at_any_line_of_a_write_leaves_the_journal_usable(tmp_path: Path) -> None:
+    """Ctrl-C at each line of a fill's transaction in turn: the fill is whole or absent, the next
+    write succeeds and the journal closes (the Trio-thread journal of backtests, where it can land)."""
+    for line in count(1):
+        path = tmp_path / f"journal-{line}.sqlite"
+        interrupt = _InterruptAtLine(line)
+        async with BacktestJournal.open(path, starting_cash=CASH) as journal:
+            sys.settrace(interrupt)
+            try:
+                await journal.record_fill(*_order_and_fill(1))
+            except KeyboardInterrupt:
+                pass
+            finally:
+                sys.settrace(None)
+            await journal.record_fill(*_order_and_fill(2))
+        async with Journal.open(path, starting_cash=CASH) as journal:
+            assert [fill.order_id for fill in await journal.load_fills()] in ([2], [1, 2])
+            assert await journal.last_order_id() == 2
+        if not interrupt.fired:  # the write ran to its end: every line was tried
+            assert line > 5
+            break
 
 
 _steps = st.lists(

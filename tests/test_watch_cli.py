@@ -74,7 +74,7 @@ async def test_unreachable_server_is_one_clear_line_and_non_zero() -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["watch", "kraken", "BTC-USDT", "--ticker"], "unknown exchange 'kraken'"),
+        (["watch", "kraken", "BTC-USDT", "--ticker"], "unknown exchange 'kraken': expected one of binance, bingx, or"),
         (["watch", "bingx", "BTCUSDT", "--ticker"], "invalid symbol 'BTCUSDT'"),
         (["watch", "bingx", "BTC-USDT", "--timeframe", "2m"], "invalid timeframe '2m'"),
         (["watch", "bingx", "BTC-USDT", "--timeframe", "1m", "--count", "0"], "invalid count '0'"),

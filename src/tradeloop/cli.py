@@ -9,8 +9,10 @@ one place for every command:
 - a runtime failure tradeloop raises on purpose (any other :class:`~tradeloop.errors.TradeloopError`:
   an unusable journal, a rejected subscription) or the operating system reports (a busy port, an
   unknown host) is one line and exit status 1;
-- Ctrl-C that reaches here (``watch``; ``run`` and ``sim`` handle their own) is exit status 130,
-  quietly; a closed stdout (``watch ... | head -1``) is 141 (128 + SIGPIPE), quietly.
+- Ctrl-C that reaches here (``watch``; ``run``, ``sim`` and ``backtest`` handle their own) is
+  exit status 130, quietly; so is Ctrl-C while the command starts, before this module is
+  imported (the console script is ``_tradeloop_launcher``, outside the package);
+- a closed stdout (``watch ... | head -1``) is 141 (128 + SIGPIPE), quietly.
 
 Errors raised inside Trio nurseries arrive wrapped in exception groups; :func:`sole_error`
 unwraps a group of one to the error itself so its message is what the user sees. Anything else

@@ -9,7 +9,7 @@ derives from both), so existing ``except ValueError`` code keeps working.
 
 from __future__ import annotations
 
-__all__ = ["ForeignLoopError", "InvalidValueError", "SubscriptionError", "TradeloopError"]
+__all__ = ["ForeignLoopError", "InvalidValueError", "ListenError", "SubscriptionError", "TradeloopError"]
 
 
 class TradeloopError(Exception):
@@ -46,3 +46,9 @@ class SubscriptionError(TradeloopError):
         self.topic = topic
         self.code = code
         self.message = message
+
+
+class ListenError(TradeloopError):
+    """A server cannot listen where it was asked to (a port in use, an address not of this host,
+    an unknown host); the message names the address.
+    """

@@ -13,14 +13,18 @@ close, volume; see :mod:`tradeloop.backtest.csvfile`). Candles the strategies wa
 from before ``--from``. Gaps in the data stop the backtest unless ``--allow-gaps`` is given.
 
 Writes ``DIR/report.json`` (byte-identical for the same inputs) and ``DIR/equity.png`` (needs the
-``tradeloop[plot]`` extra), and prints a summary. Fill model: one tick per candle at its open;
+``tradeloop[plot]`` extra), and prints a summary. Ctrl-C during the replay stops it there: the
+report and summary cover the candles replayed so far ("stopped by Ctrl-C"), and the exit status
+is 130. Fill model: one tick per candle at its open;
 an order placed on a closed candle fills at the next candle's open, plus slippage and fee.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,6 +36,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from trio.testing import MockClock
 
+from ..cli import EXIT_INTERRUPTED
 from ..errors import InvalidValueError, TradeloopError
 from ..symbols import candle_open_time, normalize_symbol, timeframe_ms
 from ..trading import EngineConfig, load_config
@@ -46,6 +51,7 @@ __all__ = ["add_parser", "base_timeframe", "parse_date"]
 
 _REFRESH = 0.1
 """Seconds of wall time between two redraws of the progress bar."""
+_CTRL_C = "Ctrl-C"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -114,7 +120,16 @@ def _backtest(args: argparse.Namespace) -> int:
             history = _csv_history(args.data, instruments)
             described = "csv " + ", ".join(sorted(path.name for path in _paths(args.data)))
         else:
-            history = trio.run(_exchange_history, config, instruments, start, end, args.cache, progress)
+            history = trio.run(
+                _exchange_history,
+                config,
+                instruments,
+                start,
+                end,
+                args.cache,
+                progress,
+                restrict_keyboard_interrupt_to_checkpoints=True,
+            )
             described = "rest " + ", ".join(sorted({exchange for exchange, _ in instruments}))
         end = _check_history(config, history, start, end, allow_gaps=args.allow_gaps, console=stderr)
         described += f" ({', '.join(sorted({series.timeframe for series in history.values()}))} candles)"
@@ -130,10 +145,20 @@ def _backtest(args: argparse.Namespace) -> int:
 
         async def replay() -> Any:
             return await run_backtest(
-                config, history, start_ms=start, end_ms=end, out_dir=args.out, on_progress=on_progress
+                config,
+                history,
+                start_ms=start,
+                end_ms=end,
+                out_dir=args.out,
+                on_progress=on_progress,
+                stop_when=_ctrl_c if threading.current_thread() is threading.main_thread() else None,
             )
 
-        result = trio.run(replay, clock=MockClock(autojump_threshold=0))
+        # Trio otherwise raises KeyboardInterrupt in whatever frame runs when Ctrl-C comes (its
+        # own bookkeeping included: a TrioInternalError); at a checkpoint it cancels cleanly.
+        # This covers the moments before and after _ctrl_c listens.
+        clock = MockClock(autojump_threshold=0)
+        result = trio.run(replay, clock=clock, restrict_keyboard_interrupt_to_checkpoints=True)
     report = build_report(result, data=described)
     files = [args.out / "report.json"]
     write_report(report, files[0])
@@ -143,7 +168,16 @@ def _backtest(args: argparse.Namespace) -> int:
     except PlotUnavailable as exc:
         print(f"tradeloop backtest: {exc}", file=sys.stderr)
     print(format_summary(report, files))
-    return 0
+    return EXIT_INTERRUPTED if result.summary.stopped_by == _CTRL_C else 0
+
+
+async def _ctrl_c() -> str:
+    """Wait for Ctrl-C (SIGINT), the replay's stop reason: while this waits, Ctrl-C stops the
+    replay where it is (a partial report) instead of raising KeyboardInterrupt."""
+    with trio.open_signal_receiver(signal.SIGINT) as signals:
+        async for _ in signals:
+            break
+    return _CTRL_C
 
 
 class _ProgressBar:
@@ -173,13 +207,15 @@ def _paths(entries: list[str]) -> list[Path]:
 
 
 def _data_entry(entry: str) -> tuple[str | None, Path]:
-    """``SYMBOL=PATH`` or ``PATH``."""
+    """``SYMBOL=PATH`` or ``PATH``; an entry with ``=`` whose symbol is invalid is a file name
+    with ``=`` in it if such a file exists, else a mistake in the symbol, and said so."""
     symbol, separator, path = entry.partition("=")
     if separator:
         try:
             return normalize_symbol(symbol), Path(path)
-        except ValueError:
-            pass
+        except InvalidValueError as exc:
+            if not Path(entry).exists():
+                raise InvalidValueError(f"--data {entry}: {exc}") from None
     return None, Path(entry)
 
 

@@ -21,7 +21,7 @@ from typing import TypeVar, TypeVarTuple
 
 import trio
 
-from ..trading.journal import Journal, JournalError, open_connection
+from ..trading.journal import Journal, JournalError, open_connection, roll_back_abandoned
 
 __all__ = ["BacktestJournal", "EquityPoint", "read_equity"]
 
@@ -32,7 +32,12 @@ Ts = TypeVarTuple("Ts")
 class BacktestJournal(Journal):
     """A :class:`Journal` whose calls run in the Trio thread, without ``fsync``."""
 
+    # Ctrl-C. The SQLite calls run in the Trio thread here, where Python's signal handler could
+    # raise KeyboardInterrupt between any two statements of a transaction; under Trio's KI
+    # protection it arrives at the next checkpoint instead, with every transaction whole.
+
     @classmethod
+    @trio.lowlevel.enable_ki_protection
     async def _connect(cls, path: Path, starting_cash: Decimal) -> sqlite3.Connection:
         # Opened in the Trio thread too: virtual time jumping while the journal opens would start
         # the run later than asked (under a MockClock with an autojump threshold, a thread is idle).
@@ -41,6 +46,7 @@ class BacktestJournal(Journal):
         connection.execute("PRAGMA synchronous=OFF")
         return connection
 
+    @trio.lowlevel.enable_ki_protection
     async def _run(self, function: Callable[[sqlite3.Connection, *Ts], T], *args: *Ts) -> T:
         connection = self._connection
         if connection is None:
@@ -48,10 +54,12 @@ class BacktestJournal(Journal):
         await trio.lowlevel.checkpoint()
         return function(connection, *args)
 
+    @trio.lowlevel.enable_ki_protection
     async def _close(self) -> None:
         connection, self._connection = self._connection, None
         if connection is not None:
             try:
+                roll_back_abandoned(connection)
                 connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             finally:
                 connection.close()

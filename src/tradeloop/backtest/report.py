@@ -98,6 +98,10 @@ class _Books:
         )
 
     def exposure(self, start_ms: int, end_ms: int) -> float:
+        """The fraction of ``[start_ms, end_ms)`` with a position open; 0 for an empty period (a
+        backtest stopped by Ctrl-C before its first candle)."""
+        if end_ms <= start_ms:
+            return 0.0
         held = self.time_in_market + (0 if self.open_since is None else end_ms - self.open_since)
         return held / (end_ms - start_ms)
 

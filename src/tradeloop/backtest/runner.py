@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,12 +43,15 @@ async def run_backtest(
     end_ms: int,
     out_dir: Path,
     on_progress: Callable[[ReplayProgress], None] | None = None,
+    stop_when: Callable[[], Awaitable[str]] | None = None,
 ) -> BacktestResult:
     """Run ``config``'s strategies over ``history`` from ``start_ms`` to ``end_ms``.
 
     Must run under ``MockClock(autojump_threshold=0)``. The journal is ``out_dir/journal.sqlite``,
     made afresh (a previous backtest's journal there is replaced); equity is snapshot once per
-    virtual day. The run ends when the data does, or when the kill switch trips.
+    virtual day. The run ends when the data does, when the kill switch trips, or when
+    ``stop_when()`` returns (the CLI's Ctrl-C): its result is the summary's ``stopped_by``, and the
+    result ends at that virtual moment.
     """
     journal = await trio.to_thread.run_sync(_fresh_journal, out_dir)
     config = dataclasses.replace(config, journal=journal, snapshot_interval=SNAPSHOT_INTERVAL)
@@ -67,8 +70,17 @@ async def run_backtest(
         await source.finished.wait()
         engine.stop("end of data")
 
+    async def stop_on_request(stop_when: Callable[[], Awaitable[str]]) -> None:
+        nonlocal end_ms
+        reason = await stop_when()
+        if not source.finished.is_set():
+            end_ms = min(end_ms, source.now_ms())
+            engine.stop(reason)
+
     async with trio.open_nursery() as nursery:
         nursery.start_soon(stop_at_the_end)
+        if stop_when is not None:
+            nursery.start_soon(stop_on_request, stop_when)
         summary = await engine.run()
         nursery.cancel_scope.cancel()
     fills = tuple(engine.portfolio.fills) if engine.portfolio is not None else ()

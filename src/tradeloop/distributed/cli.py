@@ -59,6 +59,8 @@ def add_parser(subparsers: Any) -> None:
 def _from_arguments(args: argparse.Namespace) -> PublishConfig:
     if args.redis is None or args.exchange is None or not args.symbols:
         raise InvalidValueError("give --redis URL EXCHANGE SYMBOL... with --timeframe TF and/or --ticker, or --config")
+    if not args.timeframe and not args.ticker:
+        raise InvalidValueError("nothing to publish: give --timeframe TF and/or --ticker")
     symbols = [normalize_symbol(symbol) for symbol in args.symbols]
     for timeframe in args.timeframe:
         validate_timeframe(timeframe)

@@ -35,6 +35,7 @@ __all__ = [
     "RedisError",
     "RedisTimeouts",
     "RedisUnavailable",
+    "check_redis_url",
     "open_redis",
     "redacted_url",
     "redis_errors",
@@ -97,12 +98,13 @@ def redacted_url(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None:
         return url
-    host = parts.hostname or ""
-    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    # The host and port as written, not parts.port: a URL refused for its bad port is redacted too.
+    netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def _check_url(url: str) -> None:
+def check_redis_url(url: str) -> None:
+    """InvalidValueError, with any password redacted, unless ``url`` is a usable Redis URL."""
     parts = urlsplit(url)
     if parts.scheme not in ("redis", "rediss") or not parts.hostname:
         raise InvalidValueError(
@@ -166,7 +168,7 @@ async def open_redis(
     body has left: cancelling the caller would otherwise cut coredis's connections at once, and
     its cleanup (acknowledging, handing a lease back) would find no connection to do it with.
     """
-    _check_url(url)
+    check_redis_url(url)
     timeouts = timeouts or RedisTimeouts()
     options: dict[str, Any] = {}
     if urlsplit(url).scheme == "rediss":

@@ -74,6 +74,7 @@ from .client import (
     RedisError,
     RedisTimeouts,
     RedisUnavailable,
+    check_redis_url,
     open_redis,
     redacted_url,
     redis_errors,
@@ -148,8 +149,9 @@ class RedisSourceSettings:
     command_timeout: float = 10.0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.source, str) or not self.source.startswith(("redis://", "rediss://")):
+        if not isinstance(self.source, str):
             raise InvalidValueError(f"data source {self.source!r}: expected a redis:// or rediss:// URL")
+        check_redis_url(self.source)  # now, with the config: the engine opens its journal before connecting
         for name in ("group", "consumer", "prefix"):
             value = getattr(self, name)
             if not isinstance(value, str) or not value:

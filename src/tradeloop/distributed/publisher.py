@@ -67,9 +67,9 @@ class PublishTopics:
 
     def __post_init__(self) -> None:
         if isinstance(self.symbols, str) or not self.symbols:
-            raise InvalidValueError(f"publish: name at least one symbol, got {self.symbols!r}")
+            raise InvalidValueError(f"name at least one symbol to publish, got {self.symbols!r}")
         if not self.timeframes and not self.ticks:
-            raise InvalidValueError("publish: nothing to publish: give at least one timeframe, or ticks")
+            raise InvalidValueError("nothing to publish: give at least one timeframe, or ticks")
 
 
 @dataclass(frozen=True, slots=True)

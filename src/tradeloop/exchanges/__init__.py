@@ -94,7 +94,8 @@ def exchange_class(name: str) -> type[Exchange]:
         return _REGISTRY[key]
     except KeyError:
         raise InvalidValueError(
-            f"unknown exchange {name!r}: expected one of {', '.join(available_exchanges())}"
+            f"unknown exchange {name!r}: expected one of {', '.join(available_exchanges())}, "
+            f"or any ccxt exchange as {_CCXT_PREFIX}<id> (e.g. {_CCXT_PREFIX}{key})"
         ) from None
 
 

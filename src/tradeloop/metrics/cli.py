@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import trio
 
+from ..errors import ListenError
 from .collector import Snapshot
 from .server import serve_metrics
 
@@ -19,6 +20,9 @@ __all__ = ["MetricsAddress", "add_metrics_options", "metrics_address", "start_me
 class MetricsAddress:
     host: str
     port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
 def _port(text: str) -> int:
@@ -47,9 +51,16 @@ def metrics_address(args: argparse.Namespace) -> MetricsAddress | None:
 async def start_metrics(
     nursery: trio.Nursery, address: MetricsAddress | None, snapshot: Callable[[], Snapshot]
 ) -> int | None:
-    """Serve metrics in ``nursery`` when an address was asked for; returns the bound port."""
+    """Serve metrics in ``nursery`` when an address was asked for; returns the bound port.
+
+    Raises ListenError, naming the address, if it cannot be listened on.
+    """
     if address is None:
         return None
-    port: int = await nursery.start(serve_metrics, snapshot, address.port, address.host)
+    try:
+        port: int = await nursery.start(serve_metrics, snapshot, address.port, address.host)
+    except OSError as exc:  # a busy port, an address not of this host, an unknown host (gaierror)
+        reason = exc.strerror or str(exc)
+        raise ListenError(f"cannot listen for metrics on {address}: {reason[:1].lower()}{reason[1:]}") from exc
     print(f"metrics at http://{address.host}:{port}/metrics", file=sys.stderr, flush=True)
     return port

@@ -23,7 +23,7 @@ from typing import Any
 import trio
 
 from ..cli import sole_error
-from ..errors import InvalidValueError, TradeloopError
+from ..errors import InvalidValueError, ListenError
 from ..metrics.cli import add_metrics_options, metrics_address, start_metrics
 from ..metrics.collector import Snapshot
 from .config import EXCHANGES, SimConfig
@@ -33,10 +33,6 @@ from .server import Simulator, open_simulator
 __all__ = ["ListenError", "add_parser", "parse_fault"]
 
 _LISTEN_ERRNOS = (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES)
-
-
-class ListenError(TradeloopError):
-    """The simulator cannot listen where it was asked to (a port in use, an unknown host)."""
 
 
 def add_parser(subparsers: Any) -> None:

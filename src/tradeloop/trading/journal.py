@@ -379,7 +379,11 @@ def _check_existing(connection: sqlite3.Connection, path: Path, application_id: 
 
 
 def _close(connection: sqlite3.Connection) -> None:
+    """Checkpoint the WAL into the file and close (blocking); a transaction an interruption left
+    open is rolled back first (it would make the checkpoint fail with "database table is locked").
+    """
     try:
+        roll_back_abandoned(connection)
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     except sqlite3.Error:
         # Committed transactions are safe in the WAL file; the next open checkpoints them.
@@ -516,14 +520,26 @@ def _select_last_order_id(connection: sqlite3.Connection) -> int:
 
 @contextmanager
 def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
-    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back if the body raises."""
-    connection.execute("BEGIN IMMEDIATE")
+    """``BEGIN IMMEDIATE`` … ``COMMIT``, rolled back if the body raises.
+
+    Idempotent against an interruption at any point: a KeyboardInterrupt raised between two
+    bytecodes (Python's signal handler outside Trio's KI protection) can leave a transaction open
+    before this function's ``try`` is entered; the next transaction, or closing, rolls it back
+    instead of failing on "cannot start a transaction within a transaction".
+    """
+    roll_back_abandoned(connection)
     try:
+        connection.execute("BEGIN IMMEDIATE")
         yield
+        connection.execute("COMMIT")
     except BaseException:
-        # Some errors (a full disk, say) end the transaction themselves; a second ROLLBACK would
-        # then fail and hide the error that matters.
-        if connection.in_transaction:
-            connection.execute("ROLLBACK")
+        roll_back_abandoned(connection)
         raise
-    connection.execute("COMMIT")
+
+
+def roll_back_abandoned(connection: sqlite3.Connection) -> None:
+    """Roll back a transaction left open, if one is. Some errors (a full disk, say) end the
+    transaction themselves; a ROLLBACK without one would fail and hide the error that matters.
+    """
+    if connection.in_transaction:
+        connection.execute("ROLLBACK")

@@ -1,0 +1,7 @@
+"""``python -m tradeloop``: the ``tradeloop`` command."""
+
+import sys
+
+from _tradeloop_launcher import main
+
+sys.exit(main())

@@ -271,10 +271,10 @@ class _TrioSocketReader:
     fails. At live rates a push arrives alone, some time after the last one was decoded, so that
     first try always fails: a syscall and a raised ``BlockingIOError`` per push for nothing. So we
     wait first, unless the last read filled the buffer (then more is likely queued: read at once,
-    after a checkpoint as Trio's ``recv`` does). On the benchmarks' one-frame-per-packet feed,
-    side by side with 5cda790 (medians of three): tradeloop 121.9 → 111.4 µs per push at
-    2,000/s and 72.0 → 64.0 at 10,000/s; the bare-Trio floor read this way saves 10-15 µs a push
-    too. Only for a plain TCP stream: under TLS the bytes on the socket are not the stream's.
+    after a checkpoint as Trio's ``recv`` does). In the full benchmark run at 2555a34, side by
+    side with 5cda790 (medians of three), one frame per packet: 116.1 → 88.6 µs per push at
+    2,000/s and 62.7 → 60.6 at 10,000/s; many frames per write: 112.9 → 100.7 at 1,000/s.
+    Only for a plain TCP stream: under TLS the bytes on the socket are not the stream's.
 
     Raises OSError from the socket and ``trio.ClosedResourceError`` if the stream is closed while
     we wait; the end of the stream is ``b""``. Cancellation-safe: nothing is read after the last await.

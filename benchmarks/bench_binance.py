@@ -14,7 +14,8 @@ asyncio+uvloop (a row of its own, for the comparison on one event loop):
   ``watch_ohlcv`` loops for ccxt.pro, three candle callbacks for cryptofeed), as
   :mod:`benchmarks.bench_burst` measures BingX;
 - live rates: 2,000 and 10,000 msg/s over ``live_topics`` topics, one frame per packet, one
-  consumer each: CPU per message and latency, as :mod:`benchmarks.bench_live` measures BingX.
+  consumer each: CPU per message and latency, as :mod:`benchmarks.bench_live` measures BingX,
+  with the bare floors of :data:`FLOORS` beside the clients.
 
 Ratios are tradeloop's over each peer's (msgs/s in the burst; CPU per message at live rates,
 where below 1 is better).
@@ -32,12 +33,24 @@ from .frames import symbol_ids
 from .harness import FeedProcess, ServerProcess, machine
 from .modes import FULL, QUICK, Mode
 from .report import binance_markdown
-from .variants import CCXT_BINANCE, CRYPTOFEED, TRADELOOP_BINANCE, TRADELOOP_BINANCE_UVLOOP
+from .variants import (
+    BINANCE_FLOOR_TRIO_CONSUMER,
+    BINANCE_FLOOR_UVLOOP,
+    BINANCE_FLOOR_UVLOOP_CONSUMER,
+    CCXT_BINANCE,
+    CRYPTOFEED,
+    TRADELOOP_BINANCE,
+    TRADELOOP_BINANCE_UVLOOP,
+)
 
-__all__ = ["LINEUP", "PEERS", "run"]
+__all__ = ["FLOORS", "LINEUP", "PEERS", "run"]
 
 LINEUP = (TRADELOOP_BINANCE, TRADELOOP_BINANCE_UVLOOP, CCXT_BINANCE, CRYPTOFEED)
 PEERS = (CCXT_BINANCE, CRYPTOFEED)
+FLOORS = (BINANCE_FLOOR_TRIO_CONSUMER, BINANCE_FLOOR_UVLOOP, BINANCE_FLOOR_UVLOOP_CONSUMER)
+"""Run at live rates beside the lineup: the least a client pays with its consumers in tasks (on
+Trio and on uvloop), and with all its work in the socket's callback, as cryptofeed's design has it
+(:mod:`benchmarks.client_floor`, :mod:`benchmarks.client_floor_asyncio`)."""
 
 
 def _simulator(symbols: list[str]) -> dict[str, Any]:
@@ -64,7 +77,7 @@ def _burst(feed: FeedProcess, mode: Mode, servers: dict[str, str]) -> dict[str, 
 
 
 def _live(feed: FeedProcess, mode: Mode, symbols: list[str], servers: dict[str, str]) -> dict[str, Any]:
-    by_rate = paced_rates(feed, mode, symbols, mode.packet_rates, LINEUP, per_packet=True,
+    by_rate = paced_rates(feed, mode, symbols, mode.packet_rates, (*LINEUP, *FLOORS), per_packet=True,
                           reference=CCXT_BINANCE, servers=servers)
     for data in by_rate.values():
         summary = data["summary"]
@@ -83,7 +96,7 @@ def run(mode: Mode) -> dict[str, Any]:
         burst = _burst(feed, mode, servers)
         live = _live(feed, mode, symbols, servers)
     return {
-        "labels": {variant.key: variant.label for variant in LINEUP},
+        "labels": {variant.key: variant.label for variant in (*LINEUP, *FLOORS)},
         "consumers": bench_burst.CONSUMERS,
         "topics": mode.live_topics,
         "seconds": mode.live_seconds,

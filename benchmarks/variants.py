@@ -20,6 +20,9 @@ from typing import Any
 __all__ = [
     "BARE_TRIO",
     "BARE_TRIO_CONSUMER",
+    "BINANCE_FLOOR_TRIO_CONSUMER",
+    "BINANCE_FLOOR_UVLOOP",
+    "BINANCE_FLOOR_UVLOOP_CONSUMER",
     "CCXT",
     "CCXT_BINANCE",
     "CRYPTOFEED",
@@ -113,6 +116,27 @@ TRADELOOP_BINANCE_UVLOOP = Variant(
     MappingProxyType({"exchange": "binance", "loop": "uvloop"}),
 )
 CCXT_BINANCE = Variant("ccxt_binance", "ccxt.pro binance", "client_ccxt", MappingProxyType({"exchange": "binance"}))
+BINANCE_FLOOR_TRIO_CONSUMER = Variant(
+    "binance_floor_trio_consumer",
+    "bare-Trio floor + a consumer task",
+    "client_floor",
+    MappingProxyType({"exchange": "binance", "consumer_task": True}),
+    fan_out=False,
+)
+BINANCE_FLOOR_UVLOOP = Variant(
+    "binance_floor_uvloop",
+    "bare uvloop floor, all work in the socket's callback",
+    "client_floor_asyncio",
+    MappingProxyType({"exchange": "binance"}),
+    fan_out=False,
+)
+BINANCE_FLOOR_UVLOOP_CONSUMER = Variant(
+    "binance_floor_uvloop_consumer",
+    "bare uvloop floor + a consumer task (asyncio.Queue)",
+    "client_floor_asyncio",
+    MappingProxyType({"exchange": "binance", "consumer_task": True}),
+    fan_out=False,
+)
 CRYPTOFEED = Variant("cryptofeed", "cryptofeed BinanceFutures", "client_cryptofeed")
 
 

@@ -144,15 +144,29 @@ def _backtest(args: argparse.Namespace) -> int:
                 progress.refresh()
 
         async def replay() -> Any:
-            return await run_backtest(
-                config,
-                history,
-                start_ms=start,
-                end_ms=end,
-                out_dir=args.out,
-                on_progress=on_progress,
-                stop_when=_ctrl_c if threading.current_thread() is threading.main_thread() else None,
-            )
+            interrupted = trio.Event()
+
+            async def stopped() -> str:
+                await interrupted.wait()
+                return _CTRL_C
+
+            async with trio.open_nursery() as nursery:
+                # Listening before the replay starts (its journal included): Ctrl-C at any moment
+                # of it stops it with a partial report, not a bare KeyboardInterrupt.
+                listening = threading.current_thread() is threading.main_thread()
+                if listening:
+                    await nursery.start(_ctrl_c, interrupted)
+                result = await run_backtest(
+                    config,
+                    history,
+                    start_ms=start,
+                    end_ms=end,
+                    out_dir=args.out,
+                    on_progress=on_progress,
+                    stop_when=stopped if listening else None,
+                )
+                nursery.cancel_scope.cancel()
+            return result
 
         # Trio otherwise raises KeyboardInterrupt in whatever frame runs when Ctrl-C comes (its
         # own bookkeeping included: a TrioInternalError); at a checkpoint it cancels cleanly.
@@ -171,13 +185,14 @@ def _backtest(args: argparse.Namespace) -> int:
     return EXIT_INTERRUPTED if result.summary.stopped_by == _CTRL_C else 0
 
 
-async def _ctrl_c() -> str:
-    """Wait for Ctrl-C (SIGINT), the replay's stop reason: while this waits, Ctrl-C stops the
-    replay where it is (a partial report) instead of raising KeyboardInterrupt."""
+async def _ctrl_c(interrupted: trio.Event, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """Set ``interrupted`` on Ctrl-C (SIGINT): while this listens, Ctrl-C stops the replay where it
+    is (a partial report) instead of raising KeyboardInterrupt. Reports started once listening."""
     with trio.open_signal_receiver(signal.SIGINT) as signals:
+        task_status.started()
         async for _ in signals:
             break
-    return _CTRL_C
+    interrupted.set()
 
 
 class _ProgressBar:

@@ -21,7 +21,7 @@ from typing import TypeVar, TypeVarTuple
 
 import trio
 
-from ..trading.journal import Journal, JournalError, open_connection, roll_back_abandoned
+from ..trading.journal import Journal, JournalError, checkpoint, open_connection
 
 __all__ = ["BacktestJournal", "EquityPoint", "read_equity"]
 
@@ -59,8 +59,7 @@ class BacktestJournal(Journal):
         connection, self._connection = self._connection, None
         if connection is not None:
             try:
-                roll_back_abandoned(connection)
-                connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                checkpoint(connection)
             finally:
                 connection.close()
 

@@ -354,4 +354,3 @@ def _build_exchanges(exchanges: Mapping[str, Exchange | Mapping[str, Any]]) -> d
         except InvalidValueError as exc:  # a bad URL: say where it was written
             raise InvalidValueError(f"{where}: {exc}") from None
     return built
-

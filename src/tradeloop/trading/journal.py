@@ -378,13 +378,19 @@ def _check_existing(connection: sqlite3.Connection, path: Path, application_id: 
         logger.warning("journal %s migrated from schema version %d to %d", path, version, SCHEMA_VERSION)
 
 
-def _close(connection: sqlite3.Connection) -> None:
-    """Checkpoint the WAL into the file and close (blocking); a transaction an interruption left
-    open is rolled back first (it would make the checkpoint fail with "database table is locked").
+def checkpoint(connection: sqlite3.Connection) -> None:
+    """Fold the WAL into the database file (blocking), as a journal does when it closes. A
+    transaction an interruption left open is rolled back first: it would make the checkpoint fail
+    with "database table is locked".
     """
+    roll_back_abandoned(connection)
+    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _close(connection: sqlite3.Connection) -> None:
+    """:func:`checkpoint` and close (blocking)."""
     try:
-        roll_back_abandoned(connection)
-        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        checkpoint(connection)
     except sqlite3.Error:
         # Committed transactions are safe in the WAL file; the next open checkpoints them.
         logger.warning("checkpoint on closing the journal failed", exc_info=True)

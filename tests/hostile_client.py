@@ -2,6 +2,8 @@
 
     python hostile_client.py ws WS_URL REST_URL   ticks over the WebSocket: waits until the stream
                                                   counted 2 bad frames, then for 3 ticks after them
+    python hostile_client.py ws-asyncio WS_URL REST_URL
+                                                  the same on asyncio (its own socket reader)
     python hostile_client.py rest REST_URL        fetch_klines, retried on ProtocolError until one
                                                   succeeds after 2 failures
 
@@ -20,6 +22,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+import anyio
 import httpx
 import trio
 
@@ -73,7 +76,10 @@ def peak_rss_kib() -> int:
 
 def main() -> None:
     mode, *urls = sys.argv[1:]
-    errors = trio.run(watch_ticks, *urls) if mode == "ws" else trio.run(fetch_klines, *urls)
+    if mode == "ws-asyncio":
+        errors = anyio.run(watch_ticks, *urls, backend="asyncio")
+    else:
+        errors = trio.run(watch_ticks, *urls) if mode == "ws" else trio.run(fetch_klines, *urls)
     print(json.dumps({"peak_rss_kib": peak_rss_kib(), "errors": errors}))
 
 

@@ -1,4 +1,4 @@
-"""The server-to-client frame decoder, bytes in and events out; then WsprotoSocket on a loopback server.
+"""The server-to-client frame decoder, bytes in and events out (the socket over it: test_transport_loopback.py).
 
 Frames are built here by hand (so malformed ones can be), and valid streams are also built by
 wsproto's own server-side framer, an independent encoder to check the decoder against.
@@ -6,25 +6,9 @@ wsproto's own server-side framer, an independent encoder to check the decoder ag
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from urllib.parse import urlsplit
-
-import anyio
 import pytest
-import trio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import (
-    AcceptConnection,
-    CloseConnection,
-    Event,
-    RejectConnection,
-    Request,
-    TextMessage,
-)
-from wsproto.events import Pong as WsprotoPong
 from wsproto.frame_protocol import FrameProtocol
 
 from tradeloop.streams.frames import (
@@ -36,14 +20,6 @@ from tradeloop.streams.frames import (
     WebSocketProtocolError,
 )
 from tradeloop.streams.frames import Event as DecodedEvent
-from tradeloop.streams.transport import (
-    ConnectionClosedError,
-    HandshakeRejectedError,
-    Transport,
-    WebSocket,
-    WsprotoSocket,
-    _Target,
-)
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
@@ -357,197 +333,6 @@ def test_random_bytes_raise_only_the_decoders_error(
     except WebSocketProtocolError as error:
         assert error.code in (1002, 1007, 1009)
     assert all(isinstance(event, bytes | str | Ping | Pong | Close) for event in decoder.events())
-
-
-# --- WsprotoSocket against a loopback server --------------------------------------------------------
-
-
-class Peer:
-    """The server end of one loopback connection: wsproto to read, raw bytes written as a test likes."""
-
-    def __init__(self, stream: trio.SocketStream) -> None:
-        self.stream = stream
-        self.ws = WSConnection(ConnectionType.SERVER)
-
-    async def next_event(self) -> Event:
-        while (event := next(self.ws.events(), None)) is None:
-            data = await self.stream.receive_some(65536)
-            assert data, "the client closed the TCP connection"
-            self.ws.receive_data(data)
-        return event
-
-    async def accept(self) -> bytes:
-        """Read the upgrade request; the bytes of the 101 response, to be sent with whatever follows."""
-        assert isinstance(await self.next_event(), Request)
-        return self.ws.send(AcceptConnection())
-
-    async def expect_close(self, code: int, reason: str = "") -> CloseConnection:
-        event = await self.next_event()
-        assert isinstance(event, CloseConnection) and (event.code, event.reason) == (code, reason)
-        return event
-
-
-@asynccontextmanager
-async def loopback_server(script: Callable[[Peer], Awaitable[None]]) -> AsyncIterator[str]:
-    """Serve one connection with ``script``; yield the URL. The script's failures fail the test."""
-    async with trio.open_nursery() as nursery:
-        (listener,) = await trio.open_tcp_listeners(0, host="127.0.0.1")
-
-        async def serve() -> None:
-            async with listener, await listener.accept() as stream:
-                await script(Peer(stream))
-
-        nursery.start_soon(serve)
-        yield f"ws://127.0.0.1:{listener.socket.getsockname()[1]}/swap-market"
-
-
-def client(url: str) -> AbstractAsyncContextManager[WebSocket]:
-    return Transport("wsproto", connect_timeout=5, close_timeout=5, message_queue_size=1).connect(url)
-
-
-async def test_frames_sent_with_the_handshake_response_are_not_lost() -> None:
-    async def script(peer: Peer) -> None:
-        # One write: the 101 response, then frames, the last one cut in two.
-        tail = frame(BINARY, b"third" * 40)
-        await peer.stream.send_all(await peer.accept() + frame(BINARY, b"first") + frame(TEXT, b"second") + tail[:7])
-        await peer.stream.send_all(tail[7:])
-        event = await peer.next_event()
-        assert isinstance(event, TextMessage) and event.data == "subscribe"
-        close = await peer.expect_close(1000)
-        await peer.stream.send_all(peer.ws.send(close.response()))
-
-    with trio.fail_after(10):
-        async with loopback_server(script) as url, client(url) as ws:
-            received: list[bytes | str] = []
-            while len(received) < 3:
-                received += await ws.receive_batch()
-            assert received == [b"first", "second", b"third" * 40]
-            await ws.send_text("subscribe")
-
-
-async def test_pings_are_answered_at_once_with_their_payload() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.stream.send_all(await peer.accept() + frame(PING, b"are you there") + frame(PONG, b"unasked"))
-        event = await peer.next_event()
-        assert isinstance(event, WsprotoPong) and event.payload == b"are you there"
-        await peer.stream.send_all(frame(BINARY, b"data"))
-        await peer.expect_close(1000)
-        await peer.stream.send_all(frame(CLOSE))
-
-    with trio.fail_after(10):
-        async with loopback_server(script) as url, client(url) as ws:
-            assert await ws.receive_batch() == [b"data"]
-
-
-async def test_a_server_close_is_answered_after_the_messages_before_it() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.stream.send_all(await peer.accept() + frame(BINARY, b"last push") + close_frame(4000, b"deploying"))
-        await peer.expect_close(4000, "deploying")
-
-    with trio.fail_after(10):
-        async with loopback_server(script) as url, client(url) as ws:
-            assert await ws.receive_batch() == [b"last push"]
-            with pytest.raises(ConnectionClosedError, match="4000 deploying"):
-                await ws.receive_batch()
-
-
-async def test_a_protocol_error_fails_the_connection_with_its_close_code() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.stream.send_all(await peer.accept())
-        assert isinstance(await peer.next_event(), TextMessage)
-        await peer.stream.send_all(frame(TEXT, b"\xff"))
-        await peer.expect_close(1007)
-
-    with trio.fail_after(10):
-        async with loopback_server(script) as url, client(url) as ws:
-            await ws.send_text("subscribe")
-            with pytest.raises(ConnectionClosedError, match="protocol error from the server: text message"):
-                await ws.receive_batch()
-
-
-async def test_messages_larger_than_a_read_arrive_whole_and_in_order() -> None:
-    # Several reads' worth in one write: the socket is read again at once after a full read.
-    big = [bytes([n]) * 200_000 for n in range(3)]
-
-    async def script(peer: Peer) -> None:
-        await peer.stream.send_all(await peer.accept() + b"".join(frame(BINARY, payload) for payload in big))
-        await peer.expect_close(1000)
-        await peer.stream.send_all(frame(CLOSE))
-
-    with trio.fail_after(10):
-        async with loopback_server(script) as url, client(url) as ws:
-            received: list[bytes | str] = []
-            while len(received) < len(big):
-                received += await ws.receive_batch()
-            assert received == big
-
-
-async def test_a_receive_cancelled_while_waiting_loses_nothing() -> None:
-    sent = trio.Event()
-
-    async def script(peer: Peer) -> None:
-        await peer.stream.send_all(await peer.accept())
-        await sent.wait()
-        await peer.stream.send_all(frame(BINARY, b"after the cancel"))
-        await peer.expect_close(1000)
-        await peer.stream.send_all(frame(CLOSE))
-
-    with trio.fail_after(10):
-        async with loopback_server(script) as url, client(url) as ws:
-            with trio.move_on_after(0.05) as waited:
-                await ws.receive_batch()
-            assert waited.cancelled_caught
-            sent.set()
-            assert await ws.receive_batch() == [b"after the cancel"]
-
-
-async def test_a_tcp_connection_dropped_without_a_close_frame_is_a_closed_error() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.stream.send_all(await peer.accept() + frame(BINARY, b"last"))
-        await peer.stream.aclose()
-
-    with trio.fail_after(10):
-        async with loopback_server(script) as url, client(url) as ws:
-            assert await ws.receive_batch() == [b"last"]
-            with pytest.raises(ConnectionClosedError, match="the server closed the TCP connection"):
-                await ws.receive_batch()
-
-
-async def test_a_stream_closed_under_a_waiting_receive_is_a_closed_error() -> None:
-    async def script(peer: Peer) -> None:
-        await peer.stream.send_all(await peer.accept())
-        assert await peer.stream.receive_some() == b""  # until the client's end closes
-
-    with trio.fail_after(10):
-        async with loopback_server(script) as url:
-            parts = urlsplit(url)
-            assert parts.port is not None
-            stream = await anyio.connect_tcp("127.0.0.1", parts.port)
-            ws = WsprotoSocket(stream)
-            await ws.handshake(_Target.parse(url))
-
-            async def close_soon() -> None:
-                await trio.sleep(0.05)
-                await stream.aclose()
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(close_soon)
-                with pytest.raises(ConnectionClosedError, match="the connection broke"):
-                    await ws.receive_batch()
-                nursery.cancel_scope.cancel()
-
-
-async def test_a_refused_handshake_names_the_status() -> None:
-    async def script(peer: Peer) -> None:
-        assert isinstance(await peer.next_event(), Request)
-        await peer.stream.send_all(peer.ws.send(RejectConnection(status_code=403)))
-
-    refused = pytest.RaisesExc(HandshakeRejectedError, match=r"'/swap-market' \(HTTP 403\)")
-    with trio.fail_after(10):
-        async with loopback_server(script) as url:
-            with pytest.RaisesGroup(refused, allow_unwrapped=True, flatten_subgroups=True):
-                async with client(url):
-                    pytest.fail("the handshake was refused")
 
 
 @settings(max_examples=200, deadline=None)

@@ -3,7 +3,7 @@
 The simulator plays the hostile peer (``faults.hostile_ws`` / ``hostile_rest``): each push or REST
 answer is replaced by JSON nested 100,000 deep, a 1 MB gzip bomb inflating to 1 GiB, or (REST) a
 300 MB body. Unbounded, these ended the process with RecursionError or took it past 2 GB of
-memory. The client (tests/hostile_client.py) runs in a child process so that its peak RSS is
+memory. The client (tests/hostile_client.py, on Trio or asyncio) runs in a child process so that its peak RSS is
 measured alone; once the simulator has sent a few hostile payloads the fault is cleared, and the
 client must get good data again (over the same WebSocket, or by retrying REST) and exit cleanly,
 having counted the hostile payloads as protocol errors of the expected kind.
@@ -48,14 +48,15 @@ async def run_against(sim: Simulator, arguments: list[str]) -> dict[str, Any]:
     return report
 
 
+@pytest.mark.parametrize("mode", ["ws", "ws-asyncio"], ids=["trio", "asyncio"])
 @pytest.mark.parametrize(
     ("hostile", "kind"),
     [(Hostile.NESTED, "too_deep"), (Hostile.GZIP_BOMB, "too_large")],
 )
-async def test_hostile_websocket_frames(hostile: Hostile, kind: str) -> None:
+async def test_hostile_websocket_frames(hostile: Hostile, kind: str, mode: str) -> None:
     async with open_simulator(SimConfig(push_interval=0.1)) as sim:
         sim.faults.set("hostile_ws", hostile.value)
-        report = await run_against(sim, ["ws", sim.ws_url, sim.rest_url])
+        report = await run_against(sim, [mode, sim.ws_url, sim.rest_url])
     assert report["errors"].get(kind, 0) >= 2, report
     assert report["peak_rss_kib"] < MAX_RSS_MIB * 1024, report
 

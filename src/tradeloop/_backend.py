@@ -14,6 +14,7 @@ engine's memory channels are chosen the same way (:func:`open_memory_channel`).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Protocol, TypeVar
@@ -49,11 +50,41 @@ class HotPath:
             self.checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
             self.cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
             self.new_event = trio.Event
+        elif sniffio.current_async_library() == "asyncio":
+            # anyio's clock on asyncio is the loop's; its Event wraps asyncio's and looks the
+            # backend up when made. Both are per-push costs at live rates.
+            self.current_time = asyncio.get_running_loop().time
+            self.checkpoint_if_cancelled = anyio.lowlevel.checkpoint_if_cancelled
+            self.cancel_shielded_checkpoint = anyio.lowlevel.cancel_shielded_checkpoint
+            self.new_event = _AsyncioWakeup
         else:
             self.current_time = anyio.current_time
             self.checkpoint_if_cancelled = anyio.lowlevel.checkpoint_if_cancelled
             self.cancel_shielded_checkpoint = anyio.lowlevel.cancel_shielded_checkpoint
             self.new_event = anyio.Event
+
+
+class _AsyncioWakeup:
+    """A one-shot wake-up on asyncio: one future, set at most once, awaited by one task.
+
+    What the hot path's waiting consumer needs of an event and no more: ``asyncio.Event`` keeps a
+    list of waiters and makes a future per wait. anyio's cancel scopes cancel the waiting task, so
+    waiting on it is a cancellation point as any anyio wait is.
+    """
+
+    __slots__ = ("_future",)
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def set(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
+
+    async def wait(self) -> None:
+        if self._future.cancelled():  # a wait was cancelled (asyncio cancels the awaited future too)
+            self._future = asyncio.get_running_loop().create_future()
+        await self._future
 
 
 T = TypeVar("T")

@@ -35,6 +35,7 @@ import math
 from collections import Counter, deque
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from contextlib import AsyncExitStack
+from functools import partial
 from typing import Any, TypeVar
 
 import anyio
@@ -392,58 +393,58 @@ class Connection:
                 handover.old_ended()
 
     async def _read(self, socket: _Socket, replace: anyio.Event) -> None:
-        """Hand every push to its topic; set ``replace`` when the server announces its close.
+        """Hand every push to its topic (:meth:`_on_batch`) until the socket fails.
 
         A batch is handed over whole before anything is awaited, so cancelling the reader (at
-        the end of a handover) loses nothing: the socket keeps what it has not returned yet.
+        the end of a handover) loses nothing: the socket keeps what it has not handed over yet.
         """
+        await socket.ws.pump(partial(self._on_batch, socket, replace))
+
+    def _on_batch(self, socket: _Socket, replace: anyio.Event, batch: list[bytes | str]) -> list[str]:
+        """Decode a batch of frames and hand each push to its topic; set ``replace`` when the server
+        announces its close; return the heartbeat replies. Never waits: on asyncio it runs in the
+        socket's own callback (see :meth:`~tradeloop.streams.transport.WebSocket.pump`)."""
         topics = self.topics
-        ws = socket.ws
         codec = socket.codec
-        while True:
-            batch = await ws.receive_batch()
-            self.messages_received += len(batch)
-            self.last_message_time = socket.last_message_time = now = self._now()
-            replies: list[str] = []
-            for frame in batch:
-                try:
-                    event = codec.decode(frame)
-                except ProtocolError as exc:
-                    self._on_parse_error(exc)
-                    continue
-                if isinstance(event, KlineBatch):
-                    stream = topics.get(event.topic)
-                    if isinstance(stream, KlineTopic):
-                        self._on_good_data(socket, now)
-                        handover = self._handover
-                        klines = (
-                            event.klines
-                            if handover is None
-                            else handover.admit(socket, stream.topic, event.klines, topics)
-                        )
-                        if klines:
-                            stream.offer(klines)
-                elif isinstance(event, TickUpdate):
-                    stream = topics.get(event.topic)
-                    if isinstance(stream, TickTopic):
-                        self._on_good_data(socket, now)
-                        handover = self._handover
-                        if handover is None:
-                            stream.publish(event.tick)
-                        else:
-                            for tick in handover.admit(socket, stream.topic, (event.tick,), topics):
-                                stream.publish(tick)
-                elif isinstance(event, Heartbeat):
-                    replies.append(event.reply)
-                elif isinstance(event, SubscriptionAck):
-                    socket.pending_acks.pop(event.request_id, None)
-                elif isinstance(event, ErrorReply):
-                    self._on_error_reply(socket, event)
-                elif isinstance(event, Reconnect):
-                    log.info("%s announced its close (%s): replacing the socket", self.url, event.reason)
-                    replace.set()
-            for reply in replies:
-                await ws.send_text(reply)
+        self.messages_received += len(batch)
+        self.last_message_time = socket.last_message_time = now = self._now()
+        replies: list[str] = []
+        for frame in batch:
+            try:
+                event = codec.decode(frame)
+            except ProtocolError as exc:
+                self._on_parse_error(exc)
+                continue
+            if isinstance(event, KlineBatch):
+                stream = topics.get(event.topic)
+                if isinstance(stream, KlineTopic):
+                    self._on_good_data(socket, now)
+                    handover = self._handover
+                    klines = (
+                        event.klines if handover is None else handover.admit(socket, stream.topic, event.klines, topics)
+                    )
+                    if klines:
+                        stream.offer(klines)
+            elif isinstance(event, TickUpdate):
+                stream = topics.get(event.topic)
+                if isinstance(stream, TickTopic):
+                    self._on_good_data(socket, now)
+                    handover = self._handover
+                    if handover is None:
+                        stream.publish(event.tick)
+                    else:
+                        for tick in handover.admit(socket, stream.topic, (event.tick,), topics):
+                            stream.publish(tick)
+            elif isinstance(event, Heartbeat):
+                replies.append(event.reply)
+            elif isinstance(event, SubscriptionAck):
+                socket.pending_acks.pop(event.request_id, None)
+            elif isinstance(event, ErrorReply):
+                self._on_error_reply(socket, event)
+            elif isinstance(event, Reconnect):
+                log.info("%s announced its close (%s): replacing the socket", self.url, event.reason)
+                replace.set()
+        return replies
 
     async def _write_requests(self, socket: _Socket) -> None:
         while True:

@@ -49,6 +49,7 @@ class SubscriptionClosedError(trio.ClosedResourceError, anyio.ClosedResourceErro
 class SubscriptionWouldBlock(trio.WouldBlock, anyio.WouldBlock):
     """``receive_nowait()`` with nothing buffered."""
 
+
 T = TypeVar("T")
 
 
@@ -200,13 +201,13 @@ class Subscription(trio.abc.ReceiveChannel[T]):
         hot_path = self._hot_path
         if hot_path is None:
             hot_path = self._hot_path = HotPath()
-        await hot_path.checkpoint_if_cancelled()
         if self._ready():
+            await hot_path.checkpoint_if_cancelled()
             item = self._take()
             await hot_path.cancel_shielded_checkpoint()
             return item
-        # Waiting (or fetching) is the scheduling point: once woken with an item, return it at
-        # once (another checkpoint here costs a scheduler pass per message at live rates).
+        # Waiting (or fetching) is the checkpoint: once woken with an item, return it at once
+        # (another checkpoint here costs a scheduler pass per message at live rates).
         # Asking _ready() rather than catching a would-block from _take() spares an exception
         # per wake-up.
         while True:

@@ -37,7 +37,8 @@ import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from functools import partial
+from typing import Literal, NoReturn, Protocol
 
 import anyio
 import anyio.abc
@@ -52,9 +53,11 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 from .._groups import single_error_context
 from ..errors import InvalidValueError, TradeloopError
 from ..urls import parse_url
+from .asyncio_tcp import AsyncioTCPStream, connect_asyncio_tcp
 from .frames import Close, FrameDecoder, Ping, WebSocketProtocolError
 
 __all__ = [
+    "BatchHandler",
     "ConnectError",
     "ConnectTimeoutError",
     "ConnectionClosedError",
@@ -100,11 +103,20 @@ class ConnectTimeoutError(TransportError):
     """The socket was not open (TCP, TLS and handshake) within the connect timeout."""
 
 
+BatchHandler = Callable[[list[bytes | str]], list[str]]
+"""Takes a batch of received messages without waiting; returns the text messages to send in reply."""
+
+
 class WebSocket(Protocol):
     async def receive_batch(self) -> list[bytes | str]:
         """Wait for at least one message; return every message already received.
 
         Cancellation-safe: a cancelled call loses no message (the next call returns it)."""
+        ...
+
+    async def pump(self, handle: BatchHandler) -> NoReturn:
+        """Hand every batch of received messages to ``handle`` and send its replies, until the
+        socket fails (ConnectionClosedError). Cancellation-safe, as :meth:`receive_batch` is."""
         ...
 
     async def send_text(self, text: str) -> None: ...
@@ -194,18 +206,9 @@ class WsprotoSocket:
         # its awaits (sending a pong, reading the socket) loses nothing: the next one returns them.
         messages = self._received
         while True:
-            replies: list[bytes] = []
-            for event in self._decoder.events():
-                if type(event) is bytes or type(event) is str:
-                    messages.append(event)
-                elif isinstance(event, Ping):
-                    replies.append(self._protocol.send(Pong(event.payload)))
-                elif isinstance(event, Close):
-                    if self._protocol.state is ConnectionState.OPEN:
-                        replies.append(self._protocol.send(CloseConnection(code=event.code, reason=event.reason)))
-                    self._closed_by_server = f"closed by the server: code {event.code} {event.reason}".strip()
+            replies = self._take_events(messages)
             if replies:
-                await self._send(b"".join(replies))
+                await self._send(replies)
             # Messages that came before the server's close frame are delivered first.
             if messages:
                 self._received = []
@@ -214,12 +217,68 @@ class WsprotoSocket:
                 raise ConnectionClosedError(self._closed_by_server)
             await self._feed(await self._receive_some())
 
-    async def send_text(self, text: str) -> None:
+    async def pump(self, handle: BatchHandler) -> NoReturn:
+        """See :meth:`WebSocket.pump`. On :class:`~tradeloop.streams.asyncio_tcp.AsyncioTCPStream`
+        every read is decoded and handled in the loop's callback, so no task wakes per read."""
+        stream = self._stream
+        if not isinstance(stream, AsyncioTCPStream):
+            await _pump_batches(self, handle)
+        # What was decoded before (frames that came with the handshake's response) goes first.
+        messages, self._received = self._received, []
+        replies = self._take_events(messages)
+        if messages:
+            replies += self._encode_texts(handle(messages))
+        if replies:
+            stream.write_nowait(replies)
+        if self._closed_by_server is not None:
+            raise ConnectionClosedError(self._closed_by_server)
         try:
-            data = self._protocol.send(TextMessage(data=text))
+            await stream.deliver(partial(self._on_data, stream, handle))
+        except anyio.EndOfStream:
+            raise ConnectionClosedError("the server closed the TCP connection") from None
+        except _CLOSED_STREAM_ERRORS as exc:
+            raise ConnectionClosedError(f"the connection broke: {exc!r}") from exc
+
+    def _on_data(self, stream: AsyncioTCPStream, handle: BatchHandler, data: bytes) -> None:
+        """One read, in the loop's callback: decode, handle, write the replies; raise at the end."""
+        try:
+            self._decoder.feed(data)
+        except WebSocketProtocolError as exc:
+            close_frame, error = self._protocol_failure(exc)
+            if close_frame:
+                stream.write_nowait(close_frame)
+            raise error from exc
+        messages: list[bytes | str] = []
+        replies = self._take_events(messages)
+        if messages:
+            replies += self._encode_texts(handle(messages))
+        if replies:
+            stream.write_nowait(replies)
+        if self._closed_by_server is not None:
+            raise ConnectionClosedError(self._closed_by_server)
+
+    def _take_events(self, messages: list[bytes | str]) -> bytes:
+        """Append the decoded messages to ``messages``; return the frames answering pings and a close."""
+        replies = b""
+        for event in self._decoder.events():
+            if type(event) is bytes or type(event) is str:
+                messages.append(event)
+            elif isinstance(event, Ping):
+                replies += self._protocol.send(Pong(event.payload))
+            elif isinstance(event, Close):
+                if self._protocol.state is ConnectionState.OPEN:
+                    replies += self._protocol.send(CloseConnection(code=event.code, reason=event.reason))
+                self._closed_by_server = f"closed by the server: code {event.code} {event.reason}".strip()
+        return replies
+
+    async def send_text(self, text: str) -> None:
+        await self._send(self._encode_texts([text]))
+
+    def _encode_texts(self, texts: list[str]) -> bytes:
+        try:
+            return b"".join(self._protocol.send(TextMessage(data=text)) for text in texts)
         except LocalProtocolError as exc:
             raise ConnectionClosedError(f"cannot send: {exc}") from exc
-        await self._send(data)
 
     async def close(self) -> None:
         """Send a close frame and wait for the server's."""
@@ -234,13 +293,21 @@ class WsprotoSocket:
         try:
             self._decoder.feed(data)
         except WebSocketProtocolError as exc:
-            if self._protocol.state is ConnectionState.OPEN:
+            close_frame, error = self._protocol_failure(exc)
+            if close_frame:
                 # Tell the server why, if it still listens; the protocol error is what we report.
                 try:
-                    await self._send(self._protocol.send(CloseConnection(code=exc.code)))
+                    await self._send(close_frame)
                 except ConnectionClosedError as send_error:
                     log.debug("could not send the close frame after a protocol error: %s", send_error)
-            raise ConnectionClosedError(f"protocol error from the server: {exc}") from exc
+            raise error from exc
+
+    def _protocol_failure(self, exc: WebSocketProtocolError) -> tuple[bytes, ConnectionClosedError]:
+        """The close frame failing the connection (none if it is not open) and the error to raise."""
+        close_frame = b""
+        if self._protocol.state is ConnectionState.OPEN:
+            close_frame = self._protocol.send(CloseConnection(code=exc.code))
+        return close_frame, ConnectionClosedError(f"protocol error from the server: {exc}")
 
     async def _receive_some(self) -> bytes | bytearray:
         try:
@@ -301,11 +368,21 @@ class _TrioSocketReader:
                 return data
 
 
+async def _pump_batches(ws: WebSocket, handle: BatchHandler) -> NoReturn:
+    """:meth:`WebSocket.pump` over :meth:`WebSocket.receive_batch`: a task wakes for every batch."""
+    while True:
+        for reply in handle(await ws.receive_batch()):
+            await ws.send_text(reply)
+
+
 class TrioWebsocketSocket:
     """trio-websocket behind the same interface (one message per batch)."""
 
     def __init__(self, connection: trio_websocket.WebSocketConnection) -> None:
         self._connection = connection
+
+    async def pump(self, handle: BatchHandler) -> NoReturn:
+        await _pump_batches(self, handle)
 
     async def receive_batch(self) -> list[bytes | str]:
         try:
@@ -328,7 +405,13 @@ StreamOpener = Callable[[str, int, bool], Awaitable[anyio.abc.ByteStream]]
 
 
 async def open_tcp(host: str, port: int, tls: bool) -> anyio.abc.ByteStream:
-    """TCP, and TLS over it for wss://, on whichever event loop runs (anyio)."""
+    """TCP, and TLS over it for wss://, on whichever event loop runs.
+
+    On asyncio, :class:`~tradeloop.streams.asyncio_tcp.AsyncioTCPStream` (reads without a syscall of
+    its own per read); on Trio, anyio's stream, whose socket :class:`_TrioSocketReader` reads.
+    """
+    if sniffio.current_async_library() == "asyncio":
+        return await connect_asyncio_tcp(host, port, ssl.create_default_context() if tls else None)
     if tls:
         return await anyio.connect_tcp(
             host, port, tls=True, ssl_context=ssl.create_default_context(), tls_standard_compatible=False

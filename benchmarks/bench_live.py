@@ -6,7 +6,10 @@ TCP segment each, as exchanges often send them (at 2,000 and 10,000 msg/s: 500 a
 The clients of each feed run side by side, in turn, in the same run; the per-packet feed also runs
 the bare-Trio floor (:mod:`benchmarks.client_floor`), alone and handing each push to a consumer
 task (the least any client pays whose consumers run in tasks of their own), and both feeds run
-every baseline revision's tradeloop.
+every baseline revision's tradeloop. The per-packet feed also runs tradeloop and ccxt.pro on
+asyncio+uvloop, and the uvloop floor with a consumer task (:mod:`benchmarks.client_floor_asyncio`):
+``cpu_to_same_loop`` compares a client with ccxt.pro on the same event loop (uvloop with uvloop,
+Trio and plain asyncio with ccxt.pro on plain asyncio, as its docs run it).
 
 Two numbers per run. CPU per message: the client process's CPU time from its first push to its
 last, over the pushes in between. Latency: each push's server send time to the moment a consumer
@@ -24,12 +27,22 @@ from typing import Any
 from .frames import symbol_ids
 from .harness import FeedProcess, median, percentiles, run_client
 from .modes import Mode
-from .variants import BARE_TRIO, BARE_TRIO_CONSUMER, CCXT, TRADELOOP, TRADELOOP_TRIO_WEBSOCKET, Variant
+from .variants import (
+    BARE_TRIO,
+    BARE_TRIO_CONSUMER,
+    BARE_UVLOOP_CONSUMER,
+    CCXT,
+    CCXT_UVLOOP,
+    TRADELOOP,
+    TRADELOOP_TRIO_WEBSOCKET,
+    TRADELOOP_UVLOOP,
+    Variant,
+)
 
 __all__ = ["FEEDS", "paced_rates", "run"]
 
 BATCHED = (TRADELOOP, CCXT, TRADELOOP_TRIO_WEBSOCKET)
-PER_PACKET = (TRADELOOP, CCXT, BARE_TRIO, BARE_TRIO_CONSUMER)
+PER_PACKET = (TRADELOOP, TRADELOOP_UVLOOP, CCXT, CCXT_UVLOOP, BARE_TRIO, BARE_TRIO_CONSUMER, BARE_UVLOOP_CONSUMER)
 FEEDS = {"batched": "many frames per send_all", "per_packet": "one frame per packet"}
 """The feeds in the order they run, and how the tables name them."""
 
@@ -84,8 +97,12 @@ def paced_rates(feed: FeedProcess, mode: Mode, symbols: list[str], rates: Sequen
                 runs[variant.key].append(_one(feed, variant, symbols, pushes, mode.live_seconds, per_packet, servers))
         summary = {key: _summary(results) for key, results in runs.items()}
         reference_cpu = summary[reference.key]["cpu_us_per_msg"]
-        for values in summary.values():
+        uvloop_cpu = next((summary[variant.key]["cpu_us_per_msg"] for variant in variants
+                           if variant.runner == reference.runner and variant.on_uvloop), reference_cpu)
+        for variant in variants:
+            values = summary[variant.key]
             values["cpu_to_ccxt"] = values["cpu_us_per_msg"] / reference_cpu
+            values["cpu_to_same_loop"] = values["cpu_us_per_msg"] / (uvloop_cpu if variant.on_uvloop else reference_cpu)
         by_rate[str(rate)] = {"pushes": pushes, "runs": runs, "summary": summary}
     return by_rate
 

@@ -1,4 +1,5 @@
-"""ccxt.pro's side of a run: ``watch_ohlcv`` loops on asyncio, as ccxt's docs show them.
+"""ccxt.pro's side of a run: ``watch_ohlcv`` loops on asyncio, as ccxt's docs show them (or on uvloop:
+``"loop": "uvloop"`` in the spec, the loop tradeloop's asyncio+uvloop rows run on).
 
 BingX (the default): ccxt.pro is pointed at the benchmark's server by overriding ``urls['api']['ws']['linear']`` (its
 kline handler needs ``swap`` in the URL, which the server's path has) and given its markets with
@@ -113,4 +114,8 @@ async def _run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec.get("loop") == "uvloop":
+        import uvloop  # the bench extra's; only this variant needs it
+
+        return uvloop.run(_run(spec))
     return asyncio.run(_run(spec))

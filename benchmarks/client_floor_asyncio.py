@@ -40,6 +40,8 @@ class _FeedProtocol(asyncio.Protocol):
         self._head = b""
         self._transport: asyncio.Transport | None = None
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.stopping = False
+        """The run is over and closes the socket: its end is no error (nobody awaits ``done`` then)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCP transport is not registered as an asyncio.Transport, though it is one.
@@ -79,7 +81,7 @@ class _FeedProtocol(asyncio.Protocol):
             self.done.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
+        if not self.done.done() and not self.stopping:
             self.done.set_exception(exc or ConnectionError("the feed server closed the connection"))
 
 
@@ -112,6 +114,7 @@ async def _run(spec: dict[str, Any], meter: Meter) -> None:
             else:
                 await protocol.done
     finally:
+        protocol.stopping = True
         transport.close()
 
 

@@ -48,10 +48,11 @@ def _live(r: dict[str, Any], feed: str) -> str:
     for rate, data in r["feeds"][feed].items():
         for client, s in data["summary"].items():
             rows.append([_n(int(rate)), r["labels"][client], _n(s["cpu_us_per_msg"], 1), _n(s["cpu_to_ccxt"], 2),
-                         _latency_ms(s), f"{s['observed']:.0%}", _n(s["pushes_per_wakeup"], 2)])
+                         _n(s.get("cpu_to_same_loop", s["cpu_to_ccxt"]), 2), _latency_ms(s), f"{s['observed']:.0%}",
+                         _n(s["pushes_per_wakeup"], 2)])
     return _table(
-        ["msg/s", "client", "CPU µs/msg", "CPU × ccxt.pro's", "latency ms p50/p99/max", "pushes its consumers saw",
-         "pushes per consumer wake-up"],
+        ["msg/s", "client", "CPU µs/msg", "CPU × ccxt.pro's", "CPU × ccxt.pro's on the same loop",
+         "latency ms p50/p99/max", "pushes its consumers saw", "pushes per consumer wake-up"],
         rows,
     )
 
@@ -124,12 +125,42 @@ class _Goal:
     """The measured value for a tradeloop variant's key (None where that variant did not run)."""
     unit: str
     met: Callable[[float], bool]
+    on_uvloop: Callable[[dict[str, Any]], float | None] = lambda results: None
+    """The same goal for tradeloop on asyncio+uvloop, measured against its peer on uvloop too
+    (None where the goal has no such peer in the run)."""
 
 
 def _live_cpu_ratio(feed: str, rate: str) -> Callable[[dict[str, Any], str], float | None]:
     def measure(results: dict[str, Any], key: str) -> float | None:
         summary = results["live"]["feeds"][feed].get(rate, {}).get("summary", {})
         return summary[key]["cpu_to_ccxt"] if key in summary else None
+
+    return measure
+
+
+def _uvloop_cpu_ratio(feed: str, rate: str) -> Callable[[dict[str, Any]], float | None]:
+    """tradeloop on uvloop over ccxt.pro on uvloop, where both ran."""
+
+    def measure(results: dict[str, Any]) -> float | None:
+        summary = results["live"]["feeds"][feed].get(rate, {}).get("summary", {})
+        if "tradeloop_uvloop" not in summary or "ccxt_uvloop" not in summary:
+            return None
+        return float(summary["tradeloop_uvloop"]["cpu_to_same_loop"])
+
+    return measure
+
+
+def _binance_uvloop_ratio(field: str, peer: str, rate: str | None) -> Callable[[dict[str, Any]], float | None]:
+    """tradeloop on uvloop over ``peer`` (cryptofeed, on uvloop by default) at ``rate`` (None: the top one)."""
+
+    def measure(results: dict[str, Any]) -> float | None:
+        live = results.get("binance", {}).get("live")
+        if not live:
+            return None
+        summary = live[rate or max(live, key=int)]["summary"]
+        if "tradeloop_binance_uvloop" not in summary:
+            return None
+        return float(summary["tradeloop_binance_uvloop"][field] / summary[peer][field])
 
     return measure
 
@@ -183,6 +214,11 @@ def _binance_p99_ratio(peer: str) -> Callable[[dict[str, Any], str], float | Non
     return measure
 
 
+def _no_uvloop_peer(results: dict[str, Any]) -> float | None:
+    """ccxt.pro's binance client runs on plain asyncio in the Binance lineup: no same-loop ratio."""
+    return None
+
+
 _GOALS = (
     _Goal(5, "burst ≥ 2× ccxt.pro msgs/s", _burst_ratio, "×", lambda v: v >= 2),
     _Goal(5, "CPU/msg at 2,000 msg/s ≤ ½ ccxt.pro's (many frames per send_all)", _live_cpu_ratio("batched", "2000"),
@@ -195,17 +231,20 @@ _GOALS = (
     _Goal(5, "tasks and sockets left after shutdown = 0", _scale("tasks_left", "sockets_left"), "", lambda v: v == 0),
     _Goal(9, "burst ≥ 3× ccxt.pro msgs/s to 3 consumers", _burst_ratio, "×", lambda v: v >= 3),
     _Goal(9, "CPU/msg at 2,000 msg/s ≤ 0.5× ccxt.pro's, one frame per packet", _live_cpu_ratio("per_packet", "2000"),
-          "×", lambda v: v <= 0.5),
+          "×", lambda v: v <= 0.5, _uvloop_cpu_ratio("per_packet", "2000")),
     _Goal(9, "CPU/msg at 10,000 msg/s ≤ 0.4× ccxt.pro's, one frame per packet",
-          _live_cpu_ratio("per_packet", "10000"), "×", lambda v: v <= 0.4),
+          _live_cpu_ratio("per_packet", "10000"), "×", lambda v: v <= 0.4, _uvloop_cpu_ratio("per_packet", "10000")),
     *(goal for peer, name in (("ccxt_binance", "ccxt.pro binance"), ("cryptofeed", "cryptofeed")) for goal in (
         _Goal(11, f"Binance burst ahead of {name} (msgs/s ×)", _binance_burst_ratio(peer), "×", lambda v: v > 1),
         _Goal(11, f"Binance CPU/msg at 2,000 msg/s below {name}'s (×), one frame per packet",
-              _binance_cpu_ratio(peer, "2000"), "×", lambda v: v < 1),
+              _binance_cpu_ratio(peer, "2000"), "×", lambda v: v < 1,
+              _binance_uvloop_ratio("cpu_us_per_msg", peer, "2000") if peer == "cryptofeed" else _no_uvloop_peer),
         _Goal(11, f"Binance CPU/msg at 10,000 msg/s below {name}'s (×), one frame per packet",
-              _binance_cpu_ratio(peer, "10000"), "×", lambda v: v < 1),
+              _binance_cpu_ratio(peer, "10000"), "×", lambda v: v < 1,
+              _binance_uvloop_ratio("cpu_us_per_msg", peer, "10000") if peer == "cryptofeed" else _no_uvloop_peer),
         _Goal(11, f"Binance p99 latency at the top rate below {name}'s (×)", _binance_p99_ratio(peer), "×",
-              lambda v: v < 1),
+              lambda v: v < 1,
+              _binance_uvloop_ratio("latency_p99_us", peer, None) if peer == "cryptofeed" else _no_uvloop_peer),
     )),
 )
 
@@ -226,15 +265,20 @@ def _goals(results: dict[str, Any]) -> str:
     topics = _n(results["scale"]["topics"])
     goals = [goal for goal in _GOALS if goal.measure(results, "tradeloop") is not None]  # rates this run measured
     floors = {key: label for key, label in _FLOORS.items() if any(g.measure(results, key) is not None for g in goals)}
+    uvloop = any(goal.on_uvloop(results) is not None for goal in goals)
     rows = []
     for goal in goals:
         value = goal.measure(results, "tradeloop")
         assert value is not None
+        on_uvloop = goal.on_uvloop(results)
+        uvloop_cells = [] if not uvloop else ["" if on_uvloop is None else
+                                              f"{_measured(on_uvloop, goal.unit)} ({_yes(goal.met(on_uvloop))})"]
         rows.append([f"#{goal.issue}", goal.text.format(topics=topics), _measured(value, goal.unit),
-                     _yes(goal.met(value)),
+                     _yes(goal.met(value)), *uvloop_cells,
                      *(_measured(goal.measure(results, key), goal.unit) for key in [*baselines, *floors])])
-    labels = [f"{label}: measured" for label in baselines.values()] + list(floors.values())
-    return _table(["issue", "goal", "measured", "met", *labels], rows)
+    labels = (["on asyncio+uvloop, against the peer on uvloop (met)"] if uvloop else []) + [
+        f"{label}: measured" for label in baselines.values()] + list(floors.values())
+    return _table(["issue", "goal", "measured (on Trio)", "met", *labels], rows)
 
 
 def _fell_behind(live: dict[str, Any]) -> str:

@@ -20,11 +20,13 @@ from typing import Any
 __all__ = [
     "BARE_TRIO",
     "BARE_TRIO_CONSUMER",
+    "BARE_UVLOOP_CONSUMER",
     "BINANCE_FLOOR_TRIO_CONSUMER",
     "BINANCE_FLOOR_UVLOOP",
     "BINANCE_FLOOR_UVLOOP_CONSUMER",
     "CCXT",
     "CCXT_BINANCE",
+    "CCXT_UVLOOP",
     "CRYPTOFEED",
     "TRADELOOP",
     "TRADELOOP_ASYNCIO",
@@ -52,6 +54,11 @@ class Variant:
     pythonpath: str | None = None
     """Imported before the installed packages: another revision's ``src`` for a baseline."""
 
+    @property
+    def on_uvloop(self) -> bool:
+        """Its client runs on asyncio+uvloop (compared with ccxt.pro on uvloop too)."""
+        return self.options.get("loop") == "uvloop"
+
     def spec(self, **fields: Any) -> dict[str, Any]:
         """The JSON spec of one client process running this variant."""
         return {"client": self.key, "runner": self.runner, **self.options, **fields}
@@ -66,6 +73,7 @@ class Variant:
 
 TRADELOOP = Variant("tradeloop", "tradeloop", "client_tradeloop")
 CCXT = Variant("ccxt", "ccxt.pro", "client_ccxt")
+CCXT_UVLOOP = Variant("ccxt_uvloop", "ccxt.pro on uvloop", "client_ccxt", MappingProxyType({"loop": "uvloop"}))
 TRADELOOP_ASYNCIO = Variant(
     "tradeloop_asyncio", "tradeloop on asyncio", "client_tradeloop", MappingProxyType({"loop": "asyncio"})
 )
@@ -103,6 +111,13 @@ BARE_TRIO_CONSUMER = Variant(
     "bare-Trio floor + a consumer task (memory channel)",
     "client_floor",
     MappingProxyType({"consumer_task": True}),
+    fan_out=False,
+)
+BARE_UVLOOP_CONSUMER = Variant(
+    "bare_uvloop_consumer",
+    "bare uvloop floor + a consumer task (asyncio.Queue)",
+    "client_floor_asyncio",
+    MappingProxyType({"consumer_task": True, "loop": "uvloop"}),
     fan_out=False,
 )
 

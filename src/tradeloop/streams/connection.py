@@ -6,7 +6,9 @@ session three tasks share one nursery, so ending the session ends them all:
 
 - the reader decodes each batch of frames, answers heartbeats at once and hands data to topics;
   handing over never waits on a consumer (each subscriber's buffer applies its own policy), so
-  one stuck consumer cannot stall the socket, its heartbeats or its other topics;
+  one stuck consumer cannot stall the socket, its heartbeats or its other topics (on asyncio
+  that work runs in the socket's own callback and the reader task only waits for the end:
+  :meth:`~tradeloop.streams.transport.WebSocket.pump`);
 - the writer sends sub/unsub requests, at most the exchange's (and the config's) rate per second;
 - the watchdog ends the session when no frame (pings included), or no market data while topics
   are subscribed, arrived for ``stall_timeout``.

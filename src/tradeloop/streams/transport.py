@@ -9,13 +9,16 @@ Transport any stream opener (an in-memory stream pair) to run a connection with 
 Two implementations of the socket:
 
 - :class:`WsprotoSocket` (the default) works directly on an anyio byte stream (so on Trio and
-  asyncio alike; on Trio anyio's socket stream is a thin layer over Trio's): wsproto, the sans-IO
-  protocol engine, for the opening handshake and the frames we send, and our own
-  :class:`~tradeloop.streams.frames.FrameDecoder` for the frames we receive. One ``receive_some``
-  often carries dozens of frames, and they are returned as one batch: no reader task and no
-  channel hop per message. Decoding a 141-byte frame costs 0.3 µs here against about 6 µs in
-  wsproto's receive path (measured), and end to end tradeloop moves several times as many
-  pushes per second as on trio-websocket (see the Benchmarks section in README.md).
+  asyncio alike): wsproto, the sans-IO protocol engine, for the opening handshake and the frames
+  we send, and our own :class:`~tradeloop.streams.frames.FrameDecoder` for the frames we receive.
+  One read often carries dozens of frames, and they are handed over as one batch: no channel hop
+  per message. How the socket is read depends on the loop: on Trio a task waits for readability
+  (:class:`_TrioSocketReader`); on asyncio the stream is our own protocol
+  (:class:`~tradeloop.streams.asyncio_tcp.AsyncioTCPStream`), and :meth:`WsprotoSocket.pump`
+  decodes and hands over each read in the loop's callback, so no task wakes to read at all.
+  Decoding a 141-byte frame costs 0.3 µs here against about 6 µs in wsproto's receive path
+  (measured), and end to end tradeloop moves several times as many pushes per second as on
+  trio-websocket (see the Benchmarks section in README.md).
 - :class:`TrioWebsocketSocket` wraps trio-websocket, the reference implementation, kept selectable
   (``StreamConfig.transport = "trio-websocket"``) and tested against the same simulator. It is
   a Trio library, so this transport runs only under Trio: selecting it elsewhere raises
@@ -250,8 +253,8 @@ class WsprotoSocket:
             raise error from exc
         messages: list[bytes | str] = []
         replies = self._take_events(messages)
-        if messages:
-            replies += self._encode_texts(handle(messages))
+        if messages and (texts := handle(messages)):
+            replies += self._encode_texts(texts)
         if replies:
             stream.write_nowait(replies)
         if self._closed_by_server is not None:

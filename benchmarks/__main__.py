@@ -38,7 +38,7 @@ def _save(directory: Path, name: str, data: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="small sizes, one run each (under a minute)")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one run each (about 3 minutes)")
     parser.add_argument(
         "--out", type=Path, help=f"results directory (default: {_RESULTS} for a full run, {_QUICK_RESULTS} for quick)"
     )

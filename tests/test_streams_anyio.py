@@ -1,7 +1,9 @@
 """The stream layer on both event loops: the same tests under Trio and asyncio (pytest's anyio plugin).
 
 The simulator runs in the test's own event loop, on either backend too; these run in real time,
-kept short by a fast market (two candles a second).
+kept short by a fast market (two candles a second). On asyncio a connection handles what its
+socket reads in the loop's own callback, outside any task: the rejection and fallback tests
+(tests/callback_scenarios.py) run those paths (subscriptions ended, pollers started) from there.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import anyio
 import pytest
 import trio
+from callback_scenarios import fall_back_to_rest_on_malformed_frames, reject_an_unknown_symbol
 from disconnect_scenario import FAST_MARKET, stream_through_a_disconnect
 
 from tradeloop import ForeignLoopError
@@ -73,3 +76,14 @@ async def test_a_manager_used_from_another_thread_says_which_loop_owns_it(anyio_
         with pytest.raises(ForeignLoopError, match="call it from that loop"):
             await anyio.to_thread.run_sync(streams.health)
         assert streams.health().topics == (), "the refused call subscribed nothing"
+
+
+
+async def test_an_unknown_symbol_raises_subscription_error_on_every_backend(anyio_backend: str) -> None:
+    async with open_simulator(FAST_MARKET) as sim:
+        await reject_an_unknown_symbol(sim)
+
+
+async def test_malformed_frames_move_a_topic_to_rest_and_back_on_every_backend(anyio_backend: str) -> None:
+    async with open_simulator(FAST_MARKET) as sim:
+        await fall_back_to_rest_on_malformed_frames(sim)

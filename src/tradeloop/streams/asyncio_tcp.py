@@ -128,16 +128,7 @@ class AsyncioTCPStream(anyio.abc.ByteStream):
         if protocol.chunks:
             await asyncio.sleep(0)  # fairness: the peer may be sending faster than we read
         while not protocol.chunks:
-            self._check_open()
-            if protocol.at_eof or protocol.lost:
-                if protocol.exception is not None:
-                    raise anyio.BrokenResourceError from protocol.exception
-                raise anyio.EndOfStream
-            waiter = protocol.read_waiter = self._loop.create_future()
-            try:
-                await waiter
-            finally:
-                protocol.read_waiter = None
+            await self._wait_for_news()
         chunks = protocol.chunks
         data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if len(data) > max_bytes:
@@ -166,21 +157,26 @@ class AsyncioTCPStream(anyio.abc.ByteStream):
         protocol.on_data = on_data
         try:
             while True:
-                self._check_open()
                 if protocol.on_data_error is not None:
                     error, protocol.on_data_error = protocol.on_data_error, None
                     raise error
-                if protocol.at_eof or protocol.lost:
-                    if protocol.exception is not None:
-                        raise anyio.BrokenResourceError from protocol.exception
-                    raise anyio.EndOfStream
-                waiter = protocol.read_waiter = self._loop.create_future()
-                try:
-                    await waiter
-                finally:
-                    protocol.read_waiter = None
+                await self._wait_for_news()
         finally:
             protocol.on_data = None
+
+    async def _wait_for_news(self) -> None:
+        """Wait until the protocol has news (bytes, the end, an error of ``on_data``); raise at the end."""
+        self._check_open()
+        protocol = self._protocol
+        if protocol.at_eof or protocol.lost:
+            if protocol.exception is not None:
+                raise anyio.BrokenResourceError from protocol.exception
+            raise anyio.EndOfStream
+        waiter = protocol.read_waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            protocol.read_waiter = None
 
     def write_nowait(self, data: bytes) -> None:
         """Queue ``data`` on the transport at once (for a few small frames: there is no waiting for room)."""

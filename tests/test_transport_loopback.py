@@ -9,12 +9,16 @@ loop's own callback. Both ways of reading are run through the same scripts: ``re
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 import anyio
 import anyio.abc
 import pytest
+import trustme
+from anyio.streams.tls import TLSStream
 from test_frames import BINARY, CLOSE, PING, PONG, TEXT, close_frame, frame
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, CloseConnection, Event, RejectConnection, Request, TextMessage
@@ -22,6 +26,7 @@ from wsproto.events import Pong as WsprotoPong
 
 from tradeloop.streams.asyncio_tcp import AsyncioTCPStream
 from tradeloop.streams.transport import (
+    ConnectError,
     ConnectionClosedError,
     HandshakeRejectedError,
     Transport,
@@ -42,7 +47,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> str:
 class Peer:
     """The server end of one loopback connection: wsproto to read, raw bytes written as a test likes."""
 
-    def __init__(self, stream: anyio.abc.SocketStream) -> None:
+    def __init__(self, stream: anyio.abc.ByteStream) -> None:
         self.stream = stream
         self.ws = WSConnection(ConnectionType.SERVER)
 
@@ -75,8 +80,11 @@ class Peer:
 
 
 @asynccontextmanager
-async def loopback_server(script: Callable[[Peer], Awaitable[None]]) -> AsyncIterator[str]:
-    """Serve one connection with ``script``; yield the URL. The script's failures fail the test."""
+async def loopback_server(
+    script: Callable[[Peer], Awaitable[None]], tls: ssl.SSLContext | None = None
+) -> AsyncIterator[str]:
+    """Serve one connection with ``script`` (over TLS with ``tls``); yield the URL. The script's
+    failures fail the test."""
     async with anyio.create_task_group() as nursery:
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
@@ -84,11 +92,20 @@ async def loopback_server(script: Callable[[Peer], Awaitable[None]]) -> AsyncIte
         async def serve() -> None:
             async with listener:
                 (socket_listener,) = listener.listeners
-                async with await socket_listener.accept() as stream:
-                    await script(Peer(stream))
+                async with await socket_listener.accept() as tcp:
+                    if tls is None:
+                        await script(Peer(tcp))
+                        return
+                    try:
+                        # Not standard-compatible: the client closes TCP without TLS's close_notify.
+                        stream = await TLSStream.wrap(tcp, server_side=True, ssl_context=tls, standard_compatible=False)
+                    except (anyio.BrokenResourceError, anyio.EndOfStream):
+                        return  # the client refused the handshake: what it raised is the test's to check
+                    async with stream:
+                        await script(Peer(stream))
 
         nursery.start_soon(serve)
-        yield f"ws://127.0.0.1:{port}/swap-market"
+        yield f"ws://127.0.0.1:{port}/swap-market" if tls is None else f"wss://localhost:{port}/swap-market"
 
 
 def client(url: str) -> AbstractAsyncContextManager[WebSocket]:
@@ -286,6 +303,44 @@ async def test_a_refused_handshake_names_the_status() -> None:
             with pytest.RaisesGroup(refused, allow_unwrapped=True, flatten_subgroups=True):
                 async with client(url):
                     pytest.fail("the handshake was refused")
+
+
+async def test_a_wss_socket_reads_and_closes_over_tls(
+    anyio_backend: str, receive: Receiver, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """wss:// with the default opener: TLS verified against the system's trust store (here a
+    throwaway CA put there through ``SSL_CERT_FILE``), the host name checked, frames read through
+    TLS (on asyncio by the TLS transport under our protocol), the close handshake completed."""
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_tls)
+
+    async def script(peer: Peer) -> None:
+        await peer.send(await peer.accept() + frame(BINARY, b"over tls"))
+        close = await peer.expect_close(1000)
+        await peer.send(peer.ws.send(close.response()))
+
+    with anyio.fail_after(10):
+        async with loopback_server(script, server_tls) as url, client(url) as ws:
+            assert await receive(ws) == [b"over tls"]
+
+
+async def test_a_wss_server_the_trust_store_does_not_know_is_refused(anyio_backend: str) -> None:
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("localhost").configure_cert(server_tls)
+
+    async def script(peer: Peer) -> None:
+        pytest.fail("the TLS handshake succeeded")
+
+    refused = pytest.RaisesExc(ConnectError, match="CERTIFICATE_VERIFY_FAILED")
+    with anyio.fail_after(10):
+        async with loopback_server(script, server_tls) as url:
+            with pytest.RaisesGroup(refused, allow_unwrapped=True, flatten_subgroups=True):
+                async with client(url):
+                    pytest.fail("an unknown certificate was accepted")
 
 
 # --- pump: the handler's side ---------------------------------------------------------------------

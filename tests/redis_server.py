@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 from tradeloop.distributed import RedisTimeouts
 
@@ -35,7 +36,11 @@ def _free_port() -> int:
 class RedisServer:
     """One redis-server process; :meth:`restart` keeps its port and data dir (so AOF replays)."""
 
-    def __init__(self, data_dir: Path, *, appendonly: bool, password: str | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, appendonly: bool, password: str | None = None, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        """``tls``: a certificate and its key; the server then also listens for TLS on
+        ``tls_port`` (``tls_url``), clients' certificates not asked for."""
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.fail("redis-server is not on PATH: run `make test` (it installs Debian's redis-server)")
@@ -46,6 +51,9 @@ class RedisServer:
         self.port = _free_port()
         auth = "" if password is None else f":{password}@"
         self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+        self.tls = tls
+        self.tls_port = _free_port()
+        self.tls_url = f"rediss://localhost:{self.tls_port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -59,6 +67,8 @@ class RedisServer:
             "--appendfsync", "always",
             "--logfile", str(self.data_dir / "redis.log"),
             *(["--requirepass", self.password] if self.password is not None else []),
+            *(["--tls-port", str(self.tls_port), "--tls-cert-file", str(self.tls[0]),
+               "--tls-key-file", str(self.tls[1]), "--tls-auth-clients", "no"] if self.tls is not None else []),
         ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + _START_TIMEOUT
@@ -97,8 +107,10 @@ class RedisServer:
         self.start()
 
 
-def _serving(data_dir: Path, *, appendonly: bool, password: str | None = None) -> Iterator[RedisServer]:
-    server = RedisServer(data_dir, appendonly=appendonly, password=password)
+def _serving(
+    data_dir: Path, *, appendonly: bool, password: str | None = None, tls: tuple[Path, Path] | None = None
+) -> Iterator[RedisServer]:
+    server = RedisServer(data_dir, appendonly=appendonly, password=password, tls=tls)
     server.start()
     try:
         yield server
@@ -122,3 +134,17 @@ def persistent_redis(tmp_path: Path) -> Iterator[RedisServer]:
 def password_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh redis-server that wants a password (``requirepass``); its url carries it."""
     yield from _serving(tmp_path, appendonly=False, password="s3cret")
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, Path]]:
+    """A fresh redis-server that also speaks TLS (``tls_url``), with a certificate for ``localhost``
+    from a throwaway CA; yields the server and the CA's certificate file."""
+    ca = trustme.CA()
+    certificate = ca.issue_cert("localhost")
+    ca_file, cert_file, key_file = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    certificate.cert_chain_pems[0].write_to_path(str(cert_file))
+    certificate.private_key_pem.write_to_path(str(key_file))
+    for server in _serving(tmp_path, appendonly=False, tls=(cert_file, key_file)):
+        yield server, ca_file

@@ -72,6 +72,12 @@ class _ClosingConnection(coredis.connection.TCPConnection):
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         try:
             await super().run(task_status=task_status)
+        except coredis.exceptions.ConnectionError as exc:
+            # "Unable to establish a connection" alone: the cause (a refused port, a certificate
+            # that failed verification) is chained here but lost by the time the pool re-raises.
+            if isinstance(exc.__cause__, OSError) and str(exc.__cause__) not in str(exc):
+                raise coredis.exceptions.ConnectionError(f"{exc}: {exc.__cause__}") from exc.__cause__
+            raise
         finally:
             for stream in (
                 self._write_buffer_in,

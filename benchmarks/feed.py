@@ -99,7 +99,7 @@ class _Dialect(Protocol):
 
 class _BingX:
     url_path = "/swap-market"
-    framings = (False,)
+    framings: tuple[bool, ...] = (False,)
 
     def accept(self, target: str) -> tuple[bool, set[str]] | None:
         return (False, set()) if target == self.url_path else None
@@ -126,7 +126,7 @@ class _Binance:
     """USDⓈ-M's ``/market`` socket paths (klines flow there since 2026, BINANCE.md §1.1)."""
 
     url_path = ""
-    framings = (False, True)
+    framings: tuple[bool, ...] = (False, True)
 
     def accept(self, target: str) -> tuple[bool, set[str]] | None:
         url = urlsplit(target)

@@ -5,10 +5,11 @@ module-level functions (``anyio.current_time``, ``anyio.lowlevel.checkpoint_if_c
 the backend up on every call: 0.6 µs against 0.17 µs for Trio's own (measured here), and the hot
 path calls them for every push and every received item, which cost tradeloop 15-20% of its burst
 rate on Trio (``python -m benchmarks --quick --baseline 2f90a29``). So the few functions called per
-item are bound once, when the object using them is made inside the loop: Trio's own on Trio,
-anyio's anywhere else. The same goes for the event a waiting consumer sleeps on: ``anyio.Event()``
-looks the backend up and wraps a ``trio.Event`` (about 2 µs of a push's CPU at live rates, where
-every push wakes a consumer), so on Trio the hot path makes ``trio.Event`` itself. The trading
+item are bound once, when the object using them is made inside the loop: Trio's own on Trio; on
+asyncio the loop's own clock and anyio's checkpoints. The same goes for the event a waiting
+consumer sleeps on: ``anyio.Event()`` looks the backend up and wraps a ``trio.Event`` (about 2 µs
+of a push's CPU at live rates, where every push wakes a consumer), so on Trio the hot path makes
+``trio.Event`` itself, and on asyncio a one-future wake-up (:class:`_AsyncioWakeup`). The trading
 engine's memory channels are chosen the same way (:func:`open_memory_channel`).
 """
 
@@ -50,18 +51,13 @@ class HotPath:
             self.checkpoint_if_cancelled = trio.lowlevel.checkpoint_if_cancelled
             self.cancel_shielded_checkpoint = trio.lowlevel.cancel_shielded_checkpoint
             self.new_event = trio.Event
-        elif sniffio.current_async_library() == "asyncio":
+        else:  # asyncio (uvloop too): the only other loop anyio runs on
             # anyio's clock on asyncio is the loop's; its Event wraps asyncio's and looks the
             # backend up when made. Both are per-push costs at live rates.
             self.current_time = asyncio.get_running_loop().time
             self.checkpoint_if_cancelled = anyio.lowlevel.checkpoint_if_cancelled
             self.cancel_shielded_checkpoint = anyio.lowlevel.cancel_shielded_checkpoint
             self.new_event = _AsyncioWakeup
-        else:
-            self.current_time = anyio.current_time
-            self.checkpoint_if_cancelled = anyio.lowlevel.checkpoint_if_cancelled
-            self.cancel_shielded_checkpoint = anyio.lowlevel.cancel_shielded_checkpoint
-            self.new_event = anyio.Event
 
 
 class _AsyncioWakeup:

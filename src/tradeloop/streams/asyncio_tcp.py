@@ -71,7 +71,7 @@ class _ReadingProtocol(asyncio.Protocol):
         if on_data is not None:
             # A loop callback runs in no task, where sniffio (and so anyio) cannot tell which
             # library runs: say it, for what on_data calls (anyio's clock and events).
-            sniffio.thread_local.name = "asyncio"
+            named, sniffio.thread_local.name = sniffio.thread_local.name, "asyncio"
             try:
                 on_data(data)
             except BaseException as exc:  # raised in deliver()'s task, where it belongs
@@ -79,7 +79,7 @@ class _ReadingProtocol(asyncio.Protocol):
                 self.on_data_error = exc
                 self._wake_reader()
             finally:
-                sniffio.thread_local.name = None
+                sniffio.thread_local.name = named
             return
         self.chunks.append(data)
         self.buffered += len(data)

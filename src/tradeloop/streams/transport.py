@@ -228,13 +228,7 @@ class WsprotoSocket:
             await _pump_batches(self, handle)
         # What was decoded before (frames that came with the handshake's response) goes first.
         messages, self._received = self._received, []
-        replies = self._take_events(messages)
-        if messages:
-            replies += self._encode_texts(handle(messages))
-        if replies:
-            stream.write_nowait(replies)
-        if self._closed_by_server is not None:
-            raise ConnectionClosedError(self._closed_by_server)
+        self._hand_over(stream, handle, messages)
         try:
             await stream.deliver(partial(self._on_data, stream, handle))
         except anyio.EndOfStream:
@@ -251,7 +245,11 @@ class WsprotoSocket:
             if close_frame:
                 stream.write_nowait(close_frame)
             raise error from exc
-        messages: list[bytes | str] = []
+        self._hand_over(stream, handle, [])
+
+    def _hand_over(self, stream: AsyncioTCPStream, handle: BatchHandler, messages: list[bytes | str]) -> None:
+        """Hand ``messages`` and those decoded since to ``handle``; write its replies and the answers
+        to pings and a close without waiting; raise ConnectionClosedError once the server closed."""
         replies = self._take_events(messages)
         if messages and (texts := handle(messages)):
             replies += self._encode_texts(texts)

@@ -151,11 +151,13 @@ def _uvloop_cpu_ratio(feed: str, rate: str) -> Callable[[dict[str, Any]], float 
 
 
 def _binance_uvloop_ratio(field: str, peer: str, rate: str | None) -> Callable[[dict[str, Any]], float | None]:
-    """tradeloop on uvloop over ``peer`` (cryptofeed, on uvloop by default) at ``rate`` (None: the top one)."""
+    """tradeloop on uvloop over ``peer`` at ``rate`` (None: the top one), for a peer on uvloop:
+    cryptofeed (its default). ccxt.pro's binance client runs on plain asyncio in the Binance
+    lineup, so against it there is no same-loop ratio."""
 
     def measure(results: dict[str, Any]) -> float | None:
         live = results.get("binance", {}).get("live")
-        if not live:
+        if not live or peer != "cryptofeed":
             return None
         summary = live[rate or max(live, key=int)]["summary"]
         if "tradeloop_binance_uvloop" not in summary:
@@ -214,11 +216,6 @@ def _binance_p99_ratio(peer: str) -> Callable[[dict[str, Any], str], float | Non
     return measure
 
 
-def _no_uvloop_peer(results: dict[str, Any]) -> float | None:
-    """ccxt.pro's binance client runs on plain asyncio in the Binance lineup: no same-loop ratio."""
-    return None
-
-
 _GOALS = (
     _Goal(5, "burst ≥ 2× ccxt.pro msgs/s", _burst_ratio, "×", lambda v: v >= 2),
     _Goal(5, "CPU/msg at 2,000 msg/s ≤ ½ ccxt.pro's (many frames per send_all)", _live_cpu_ratio("batched", "2000"),
@@ -238,13 +235,13 @@ _GOALS = (
         _Goal(11, f"Binance burst ahead of {name} (msgs/s ×)", _binance_burst_ratio(peer), "×", lambda v: v > 1),
         _Goal(11, f"Binance CPU/msg at 2,000 msg/s below {name}'s (×), one frame per packet",
               _binance_cpu_ratio(peer, "2000"), "×", lambda v: v < 1,
-              _binance_uvloop_ratio("cpu_us_per_msg", peer, "2000") if peer == "cryptofeed" else _no_uvloop_peer),
+              _binance_uvloop_ratio("cpu_us_per_msg", peer, "2000")),
         _Goal(11, f"Binance CPU/msg at 10,000 msg/s below {name}'s (×), one frame per packet",
               _binance_cpu_ratio(peer, "10000"), "×", lambda v: v < 1,
-              _binance_uvloop_ratio("cpu_us_per_msg", peer, "10000") if peer == "cryptofeed" else _no_uvloop_peer),
+              _binance_uvloop_ratio("cpu_us_per_msg", peer, "10000")),
         _Goal(11, f"Binance p99 latency at the top rate below {name}'s (×)", _binance_p99_ratio(peer), "×",
               lambda v: v < 1,
-              _binance_uvloop_ratio("latency_p99_us", peer, None) if peer == "cryptofeed" else _no_uvloop_peer),
+              _binance_uvloop_ratio("latency_p99_us", peer, None)),
     )),
 )
 

@@ -56,8 +56,9 @@ class Variant:
 
     @property
     def on_uvloop(self) -> bool:
-        """Its client runs on asyncio+uvloop (compared with ccxt.pro on uvloop too)."""
-        return self.options.get("loop") == "uvloop"
+        """Its client runs on asyncio+uvloop (compared with ccxt.pro on uvloop too): it asks for
+        uvloop, or it is the uvloop floor, which runs on nothing else."""
+        return self.options.get("loop") == "uvloop" or self.runner == "client_floor_asyncio"
 
     def spec(self, **fields: Any) -> dict[str, Any]:
         """The JSON spec of one client process running this variant."""
@@ -117,7 +118,7 @@ BARE_UVLOOP_CONSUMER = Variant(
     "bare_uvloop_consumer",
     "bare uvloop floor + a consumer task (asyncio.Queue)",
     "client_floor_asyncio",
-    MappingProxyType({"consumer_task": True, "loop": "uvloop"}),
+    MappingProxyType({"consumer_task": True}),
     fan_out=False,
 )
 
@@ -145,12 +146,10 @@ BINANCE_FLOOR_UVLOOP = Variant(
     MappingProxyType({"exchange": "binance"}),
     fan_out=False,
 )
-BINANCE_FLOOR_UVLOOP_CONSUMER = Variant(
-    "binance_floor_uvloop_consumer",
-    "bare uvloop floor + a consumer task (asyncio.Queue)",
-    "client_floor_asyncio",
-    MappingProxyType({"exchange": "binance", "consumer_task": True}),
-    fan_out=False,
+BINANCE_FLOOR_UVLOOP_CONSUMER = replace(
+    BARE_UVLOOP_CONSUMER,
+    key="binance_floor_uvloop_consumer",
+    options=MappingProxyType({**BARE_UVLOOP_CONSUMER.options, "exchange": "binance"}),
 )
 CRYPTOFEED = Variant("cryptofeed", "cryptofeed BinanceFutures", "client_cryptofeed")
 

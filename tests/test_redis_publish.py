@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -11,7 +12,7 @@ import pytest
 import trio
 from metrics_helpers import metrics_port
 from redis_server import SIMULATED_TIMEOUTS, RedisServer, persistent_redis, redis_server  # noqa: F401 (fixtures)
-from streams_helpers import START_MS, SWAP, assert_matches_history, simulated_streams
+from streams_helpers import FAST, START_MS, SWAP, assert_matches_history, simulated_streams
 from trio.testing import MockClock
 
 from tradeloop.cli import main
@@ -175,3 +176,23 @@ def test_publish_to_an_unreachable_redis_says_so(capsys: pytest.CaptureFixture[s
     err = capsys.readouterr().err
     assert "tradeloop publish: Redis at redis://127.0.0.1:1/0" in err and "Traceback" not in err
     gc.collect()
+
+
+async def test_a_candle_closing_before_the_first_push_is_published(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    # The backfill runs at once; the first push comes 60 s later (pushes every 100 s, on a grid),
+    # when the first candle has closed: that candle is in neither, unless the collector fetches
+    # the seam between them.
+    async with (
+        # Stalls are not detected before the first push (REST polling would fetch the candle).
+        simulated_streams(replace(FAST, stall_timeout=300.0), push_interval=100.0) as (sim, streams),
+        open_redis(redis_server.url, timeouts=SIMULATED_TIMEOUTS) as redis,
+    ):
+        publisher = Publisher(redis, streams, PublishSettings(backfill=2))
+        await run_for(5 * 60, (publisher, [PublishTopics("bingx", [SWAP], ["1m"])]))
+        candles = await published_candles(redis)
+        assert_matches_history(sim, candles)
+        assert START_MS in [candle.open_time for candle in candles]
+        assert len(candles) >= 2 + 3

@@ -24,6 +24,7 @@ from tradeloop._groups import first_error_of, leaves, single_error
 from tradeloop.exchanges.ccxt import CcxtExchange
 from tradeloop.models import Fill, Kline, Signal, Tick
 from tradeloop.sim import SimConfig, open_simulator
+from tradeloop.streams import StreamConfig
 from tradeloop.trading import (
     Breakout,
     EngineConfig,
@@ -188,6 +189,45 @@ async def test_candle_strategies_warm_up_from_history(mock_clock: MockClock, tmp
     assert 2 * 10 + 2 * 2 <= status["sma-1m"].klines <= 2 * 10 + 2 * 3
     assert status["breakout"].klines == 0  # it reads ticks only
     assert status["sma-1m"].signals >= 2  # each symbol's first view after warm-up
+
+
+class CandleRecorder:
+    """A strategy of BTC's 1m candles that records their open times and never trades."""
+
+    name = "recorder"
+    symbols = (BTC,)
+    timeframe = "1m"
+    warmup = 3
+
+    def __init__(self) -> None:
+        self.open_times: list[int] = []
+
+    def on_kline(self, kline: Kline) -> list[Signal]:
+        self.open_times.append(kline.open_time)
+        return []
+
+    def on_tick(self, tick: Tick) -> list[Signal]:
+        return []
+
+
+async def test_a_candle_closing_between_warm_up_and_the_first_push_reaches_the_strategy(
+    mock_clock: MockClock, tmp_path: Path
+) -> None:
+    # Pushes every 100 s on a grid: the first comes 60 s in, after the candle forming at the
+    # warm-up's fetch closed. Stalls are not detected before it (REST polling would fetch it).
+    start = 1_760_000_040_000
+    async with open_simulator(SimConfig(start_ms=start, push_interval=100.0, seed=8)) as sim:
+        recorder = CandleRecorder()
+        config = EngineConfig(
+            exchanges={"BingX": sim.exchange()},
+            strategies=[recorder],
+            journal=tmp_path / "journal.sqlite",
+            streams=dataclasses.replace(StreamConfig(), stall_timeout=300.0),
+        )
+        await TradingEngine(config).run(duration=280)
+    assert start in recorder.open_times
+    assert recorder.open_times == list(range(recorder.open_times[0], recorder.open_times[-1] + 1, 60_000))
+    assert len(recorder.open_times) == 3 + 4  # the warm-up, then candles 0 to 3: closed by 280 s
 
 
 async def test_stop_returns_a_summary(mock_clock: MockClock, tmp_path: Path) -> None:

@@ -40,9 +40,10 @@ from coredis.tokens import PureToken
 
 from ..errors import InvalidValueError
 from ..models import Kline, Tick
-from ..streams import MarketData, StreamHealth, Subscription
+from ..streams import MarketData, StreamHealth, Subscription, candles_between
 from ..streams.fanout import SubscriptionEnded, SubscriptionWouldBlock
 from ..streams.source import TickKind
+from ..symbols import next_open_time
 from .client import RedisClient, RedisUnavailable, redis_errors, until_available
 from .keys import DEFAULT_PREFIX, StreamKey, collector_key, encode_entry, kline_entry_id, open_time_of
 
@@ -156,8 +157,19 @@ class Publisher:
         missing = [kline for kline in history if last is None or kline.open_time > last]
         for first in range(0, len(missing), self.settings.batch):
             self.stats.backfilled += await self._append(key, missing[first : first + self.settings.batch])
+        if missing:
+            last = missing[-1].open_time
         async for kline in candles:
-            await self._append(key, [kline, *_waiting(candles, self.settings.batch - 1)])
+            batch = [kline, *_waiting(candles, self.settings.batch - 1)]
+            if last is not None and kline.open_time > next_open_time(topic.timeframe, last):
+                # A candle closed after the backfill's fetch and before the first push.
+                seam = await candles_between(
+                    self._source, key.exchange, topic.symbol, topic.timeframe, after=last, before=kline.open_time
+                )
+                if seam:
+                    self.stats.backfilled += await self._append(key, seam)
+            await self._append(key, batch)
+            last = batch[-1].open_time if last is None else max(last, batch[-1].open_time)
 
     async def _last_open_time(self, key: StreamKey) -> int | None:
         entries = await until_available(

@@ -7,6 +7,7 @@ from .errors import ErrorRecord
 from .fanout import SlowConsumerPolicy, SubscriberHealth, Subscription
 from .health import ConnectionHealth, StreamHealth, TopicHealth
 from .manager import StreamManager
+from .seam import candles_between
 from .source import MarketData, MarketDataFactory, TickKind
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "Subscription",
     "TickKind",
     "TopicHealth",
+    "candles_between",
 ]

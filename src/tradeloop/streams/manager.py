@@ -129,7 +129,9 @@ class StreamManager:
         keeps the newest ``buffer`` items; ``drop`` drops new items while full. ``name`` labels the
         subscriber in :meth:`health`. Raises InvalidValueError for a bad exchange, symbol,
         timeframe, policy or buffer; the subscription raises SubscriptionError if the exchange
-        rejects it.
+        rejects it. The first candle is the one forming at the topic's first push: history
+        fetched when subscribing may end a candle earlier, and :func:`candles_between` fetches
+        what lies between.
         """
         self._check_owner()
         # Checked before the topic exists: a refused subscriber must not leave a topic streaming for no one.

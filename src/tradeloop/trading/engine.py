@@ -42,7 +42,7 @@ from .._backend import ReceiveChannel, SendChannel, open_memory_channel
 from .._groups import first_error_of, single_error
 from ..errors import InvalidValueError, SubscriptionError
 from ..models import Kline, Signal, Tick
-from ..streams import MarketData, MarketDataFactory, StreamHealth, StreamManager, Subscription
+from ..streams import MarketData, MarketDataFactory, StreamHealth, StreamManager, Subscription, candles_between
 from .config import EngineConfig
 from .journal import Journal, RiskRecord
 from .portfolio import PortfolioManager, PortfolioSnapshot
@@ -318,12 +318,20 @@ class TradingEngine:
         the coordinator drops the ones the history already covered.
         """
         with market:
-            if warmup:
-                await self._warm_up(run, stream, warmup)
+            last_warm = await self._warm_up(run, stream, warmup) if warmup else None
             async for kline in klines:
+                if last_warm is not None:
+                    # The first live candle: those that closed after the warm-up fetch and
+                    # before the first push reach the strategies too.
+                    assert run.streams is not None
+                    after, last_warm = last_warm, None
+                    seam = await candles_between(run.streams, *stream, after=after, before=kline.open_time)
+                    for missed in seam:
+                        await market.send(missed)
                 await market.send(kline)
 
-    async def _warm_up(self, run: _Run, stream: tuple[str, str, str], warmup: int) -> None:
+    async def _warm_up(self, run: _Run, stream: tuple[str, str, str], warmup: int) -> int | None:
+        """Replay history into the strategies; the open time of its newest candle (None: none)."""
         assert run.streams is not None
         try:
             history = await run.streams.fetch_klines(*stream, limit=warmup)
@@ -331,8 +339,9 @@ class TradingEngine:
             # Not fatal: the strategies warm up from live candles instead, just later.
             run.warmup_failures += 1
             logger.warning("warm-up history for %s unavailable; warming up from live candles", stream, exc_info=True)
-            return
+            return None
         run.coordinator.warm_up(history)
+        return history[-1].open_time if history else None
 
     async def _snapshots(self, run: _Run) -> None:
         while True:

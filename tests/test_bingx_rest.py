@@ -221,7 +221,9 @@ class RestServer:
     """A tiny HTTP/1.1 server on loopback answering each path with a canned (status, body).
 
     ``content_encoding`` is sent as the header of that name (the bodies are sent as given);
-    ``chunked`` sends them without a length, in chunks of 64 KiB.
+    ``chunked`` sends them without a length, in chunks of 64 KiB. With ``answers_per_connection``
+    a connection that has answered that many requests is closed when the next one arrives,
+    unanswered: a server whose keep-alive ended as the client reused the connection.
     """
 
     replies: dict[str, tuple[int, bytes]]
@@ -229,18 +231,25 @@ class RestServer:
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     content_encoding: str | None = None
     chunked: bool = False
+    answers_per_connection: int | None = None
+    connections: int = 0
 
     async def handle(self, stream: trio.SocketStream) -> None:
         with contextlib.suppress(trio.BrokenResourceError):  # a client may give up on a body
             await self._serve(stream)
 
     async def _serve(self, stream: trio.SocketStream) -> None:
+        self.connections += 1
         connection = h11.Connection(h11.SERVER)
+        answered = 0
         while True:
             event = connection.next_event()
             if event is h11.NEED_DATA:
                 connection.receive_data(await stream.receive_some(65536))
             elif isinstance(event, h11.Request):
+                if answered == self.answers_per_connection:
+                    return
+                answered += 1
                 target = urlsplit(event.target.decode())
                 self.requests.append((target.path, dict(parse_qsl(target.query))))
                 status, body = self.replies.get(target.path, (404, b"not found"))
@@ -358,6 +367,29 @@ async def test_bad_arguments_fail_before_any_request(
     with pytest.raises(ValueError, match=match):
         await call(BingX(rest_url=server.url), http)
     assert server.requests == []
+
+
+async def test_a_kept_alive_connection_closed_unanswered_is_retried_once_on_a_new_one(
+    nursery: trio.Nursery, http: httpx.AsyncClient
+) -> None:
+    server = await serve_rest(nursery, answers_per_connection=1)
+    server.replies[PATHS[(SWAP, Endpoint.SERVER_TIME)]] = (200, frames.R5_SERVER_TIME)
+    bingx = BingX(rest_url=server.url)
+    with trio.fail_after(10):
+        for _ in range(3):
+            assert await bingx.fetch_server_time(http) == 1675319535362
+    assert server.connections == 3  # each reuse met a closed connection and went to a new one
+    assert len(server.requests) == 3
+
+
+async def test_a_server_that_never_answers_fails_after_the_one_retry(
+    nursery: trio.Nursery, http: httpx.AsyncClient
+) -> None:
+    server = await serve_rest(nursery, answers_per_connection=0)
+    bingx = BingX(rest_url=server.url)
+    with trio.fail_after(10), pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
+        await bingx.fetch_server_time(http)
+    assert server.connections == 2
 
 
 def test_urls() -> None:

@@ -251,20 +251,55 @@ async def get_body(
     read as it streams in and the connection dropped at the cap, so a body of any size costs at
     most ``max_size`` bytes of memory and the time to receive them.
 
+    A server may close a kept-alive connection just as the pool hands it out for the next
+    request: the request then ends in "Server disconnected without sending a response". A GET is
+    idempotent, so that is tried once more, on a new connection, as urllib3 and browsers do; it
+    is common against the simulator on a fast clock, whose idle timeout passes in less real time
+    than httpx's keep-alive expiry.
+
     Raises ProtocolError: ``TOO_LARGE`` past the cap, ``BAD_GZIP`` for a broken gzip body,
     ``BAD_FIELD`` for a ``Content-Encoding`` other than gzip; and httpx errors on transport
     failure, which the caller bounds in time (httpx's timeouts are per read, not per body).
     """
-    async with http.stream("GET", url, params=params, headers={"Accept-Encoding": "gzip"}) as response:
-        encoding = response.headers.get("Content-Encoding", "").strip().lower()
-        if encoding not in _IDENTITY and encoding != "gzip":
-            raise ProtocolError(ErrorKind.BAD_FIELD, f"Content-Encoding {encoding!r} from {url}: gzip was asked for")
-        declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > max_size:
-            raise ProtocolError(ErrorKind.TOO_LARGE, f"body of {declared} bytes from {url}, limit {max_size}")
-        content = await _read_body(response, max_size, _Inflater(max_size) if encoding == "gzip" else None)
-        logger.debug("GET %s %s -> HTTP %d, %d bytes", url, params, response.status_code, len(content))
-        return RestBody(response.status_code, content)
+    try:
+        return await _get_body_once(http, url, params, max_size)
+    except _NoResponse as exc:
+        logger.debug("GET %s: the server closed the connection without answering (%r); trying again", url, exc)
+        try:
+            return await _get_body_once(http, url, params, max_size)
+        except _NoResponse as again:
+            raise again.error from None
+
+
+class _NoResponse(Exception):
+    """The connection ended before any response: the request can be sent again."""
+
+    def __init__(self, error: httpx.RemoteProtocolError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _get_body_once(
+    http: httpx.AsyncClient, url: str, params: dict[str, str | int] | None, max_size: int
+) -> RestBody:
+    answered = False
+    try:
+        async with http.stream("GET", url, params=params, headers={"Accept-Encoding": "gzip"}) as response:
+            answered = True
+            encoding = response.headers.get("Content-Encoding", "").strip().lower()
+            if encoding not in _IDENTITY and encoding != "gzip":
+                refused = f"Content-Encoding {encoding!r} from {url}: gzip was asked for"
+                raise ProtocolError(ErrorKind.BAD_FIELD, refused)
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > max_size:
+                raise ProtocolError(ErrorKind.TOO_LARGE, f"body of {declared} bytes from {url}, limit {max_size}")
+            content = await _read_body(response, max_size, _Inflater(max_size) if encoding == "gzip" else None)
+            logger.debug("GET %s %s -> HTTP %d, %d bytes", url, params, response.status_code, len(content))
+            return RestBody(response.status_code, content)
+    except httpx.RemoteProtocolError as exc:
+        if answered:
+            raise
+        raise _NoResponse(exc) from exc
 
 
 async def _read_body(response: httpx.Response, max_size: int, inflater: _Inflater | None) -> bytes:

@@ -215,3 +215,12 @@ def test_ctrl_c_during_the_replay_writes_a_partial_report_and_exits_130(tmp_path
         report = json.loads((out / "report.json").read_text())
         assert report["backtest"]["stopped_by"] == "Ctrl-C"
         assert report["backtest"]["to"] < "2026-01-21T00:00:00Z"
+
+
+def test_a_report_directory_that_cannot_be_made_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = write_csv(tmp_path / "btc.csv", random_walk(120))
+    taken = tmp_path / "afile"
+    taken.write_text("not a directory")
+    dates = ["--from", "2026-01-01", "--to", "2026-01-01T01:00"]
+    assert backtest(tmp_path, *dates, "--data", str(data), "--out", str(taken)) == 1
+    assert capsys.readouterr().err == f"tradeloop backtest: {taken}: File exists\n"

@@ -225,6 +225,8 @@ def test_a_bare_id_is_ambiguous_and_both_unified_forms_are_named() -> None:
         Binance().normalize_symbol("BTCUSDT")
     with pytest.raises(InvalidValueError, match=r"'ETH/BTC' \(spot\) or 'ETH/BTC:BTC'"):
         Binance().normalize_symbol("ethbtc")
+    with pytest.raises(InvalidValueError, match=r"^ambiguous symbol 'BTC-USDT': Binance uses the id 'BTCUSDT'"):
+        Binance().normalize_symbol("BTC-USDT")  # BingX's spelling, quoted as the user wrote it
     assert Binance().normalize_symbol("BTC/USDT:USDT") == "BTC/USDT:USDT"
 
 

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from functools import partial
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -202,3 +203,8 @@ def test_ctrl_c_while_tradeloop_starts_exits_130_quietly() -> None:
             _, stderr = process.communicate(timeout=20)
         assert "Traceback" not in stderr, f"SIGINT after {delay} s: {stderr}"
         assert process.returncode == EXIT_INTERRUPTED, f"SIGINT after {delay} s: {stderr}"
+
+
+def test_version_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"tradeloop {version('tradeloop')}\n"

@@ -50,13 +50,13 @@ async def test_changing_the_two_urls_runs_it_against_the_simulator(mock_clock: M
 
 
 SCRIPTS = {
-    # script: patterns its output must match
-    "stream_candles.py": [r"closed candle 1/3", r"drops 1 socket", r"closed candle 3/3", r"reconnects: 1"],
-    "buy_the_dip.py": [r"buy-the-dip: [1-9]\d* closed candles, [1-9]\d* signals", r"equity \d+\.\d\d USDT"],
+    # script: (its arguments after --sim, patterns its output must match)
+    "stream_candles.py": ([], [r"closed candle 1/3", r"drops 1 socket", r"closed candle 3/3", r"reconnects: 1"]),
+    "buy_the_dip.py": ([], [r"buy-the-dip: [1-9]\d* closed candles, [1-9]\d* signals", r"equity \d+\.\d\d USDT"]),
+    "asyncio_bot.py": (["--candles", "2"], [r"tick BTC/USDT:USDT \d", r"closed \d+ \d.*\n(.*\n)*closed \d+ \d"]),
 }
 RUN_ELSEWHERE = {
     "test_with_the_simulator.py": "tests/test_testing_plugin.py runs it with pytest in a fresh directory",
-    "asyncio_bot.py": "tests/test_asyncio_bot_example.py runs its bot() on asyncio against the simulator",
 }
 
 
@@ -67,8 +67,9 @@ def test_every_example_script_is_run_by_a_test() -> None:
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
 def test_the_script_runs_against_the_simulator(script: str, tmp_path: Path) -> None:
+    arguments, patterns = SCRIPTS[script]
     result = subprocess.run(
-        [sys.executable, str(EXAMPLES / script), "--sim"],
+        [sys.executable, str(EXAMPLES / script), "--sim", *arguments],
         cwd=tmp_path,  # a user's directory, not the repository
         capture_output=True,
         text=True,
@@ -77,6 +78,6 @@ def test_the_script_runs_against_the_simulator(script: str, tmp_path: Path) -> N
         env={**os.environ, "PYTHONWARNINGS": "error"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    for pattern in SCRIPTS[script]:
+    for pattern in patterns:
         assert re.search(pattern, result.stdout), result.stdout
     assert "Traceback" not in result.stderr

@@ -32,6 +32,12 @@ def test_unknown_exchange_names_the_value_and_the_choices() -> None:
         exchange_class("  ")
 
 
+def test_a_misspelt_exchange_gets_the_close_name_not_a_ccxt_id() -> None:
+    with pytest.raises(ValueError) as raised:
+        create_exchange("bingz")
+    assert str(raised.value).endswith("or any ccxt exchange as ccxt:<id>; did you mean 'bingx'?")
+
+
 def test_urls_point_the_client_elsewhere() -> None:
     client = create_exchange("bingx", ws_url="ws://127.0.0.1:1/swap-market", rest_url="http://127.0.0.1:2")
     assert isinstance(client, BingX)

@@ -26,6 +26,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from importlib import metadata
 from typing import NoReturn
 
 from ._groups import sole_error
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_log_level,
         help=f"logging on stderr: {', '.join(_LOG_LEVELS)} (default ERROR)",
     )
+    parser.add_argument("--version", action="version", version=f"tradeloop {metadata.version('tradeloop')}")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in (run_cli, backtest_cli, sim_cli, watch_cli, publish_cli):
         module.add_parser(subparsers)
@@ -123,7 +125,9 @@ def _exit_status(command: str, exc: BaseException) -> int:
         status = EXIT_RUNTIME_ERROR
     else:
         raise exc
-    message = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    message = str(error)
+    if isinstance(error, OSError) and error.strerror:  # "[Errno 17] File exists: 'x'" reads as noise
+        message = error.strerror if error.filename is None else f"{error.filename}: {error.strerror}"
     print(f"tradeloop {command}: {message}", file=sys.stderr)
     return status
 

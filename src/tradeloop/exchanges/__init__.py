@@ -11,6 +11,7 @@ extra and slow to import.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, TypeVar
 
 from ..errors import InvalidValueError, TradeloopError
@@ -93,9 +94,11 @@ def exchange_class(name: str) -> type[Exchange]:
     try:
         return _REGISTRY[key]
     except KeyError:
+        close = difflib.get_close_matches(key, available_exchanges(), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f" (e.g. {_CCXT_PREFIX}{key})"
         raise InvalidValueError(
             f"unknown exchange {name!r}: expected one of {', '.join(available_exchanges())}, "
-            f"or any ccxt exchange as {_CCXT_PREFIX}<id> (e.g. {_CCXT_PREFIX}{key})"
+            f"or any ccxt exchange as {_CCXT_PREFIX}<id>{hint}"
         ) from None
 
 

@@ -96,7 +96,7 @@ class Binance(Exchange):
         """A unified symbol as is; a bare id such as ``BTCUSDT`` is ambiguous on Binance (spot and
         USDⓈ-M share it), so it is refused with both unified spellings, not guessed."""
         if isinstance(text, str) and "/" not in text:
-            raise InvalidValueError(ambiguous_id_message(text.replace("-", "")))
+            raise InvalidValueError(ambiguous_id_message(text))
         binance_id(text)  # refuses what Binance cannot serve (COIN-M)
         return parse_symbol(text).unified
 

@@ -78,8 +78,9 @@ def binance_id(symbol: str) -> tuple[Market, str]:
 
 
 def ambiguous_id_message(text: str) -> str:
-    """Why a bare Binance id is refused, naming the two unified symbols it may mean."""
-    upper = text.upper()
+    """Why a bare Binance id (or BingX's ``BTC-USDT``) is refused, naming the two unified
+    symbols it may mean, and quoting ``text`` as the user wrote it."""
+    upper = text.replace("-", "").upper()
     try:
         base, quote = split_id(upper)
     except InvalidValueError:

@@ -249,3 +249,15 @@ async def test_a_resumed_demo_does_not_replay_the_last_runs_market(mock_clock: M
         paths.append([line.split(" equity=")[0].split(" ", 1)[1] for line in output.getvalue().splitlines()])
     assert all(line.startswith("prices=[BTC") for line in paths[0])
     assert paths[0] != paths[1]
+
+
+async def test_the_live_view_says_why_no_data_flows(mock_clock: MockClock, tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.toml"
+    path.write_text(
+        '[exchanges.bingx]\nws_url = "ws://127.0.0.1:1/swap-market"\nrest_url = "http://127.0.0.1:1"\n'
+        '[[strategies]]\ntype = "breakout"\nsymbols = ["BTC/USDT:USDT"]\nsize = 5\n'
+    )
+    output = io.StringIO()
+    await run_command(path, 5.0, tmp_path / "journal.sqlite", Console(file=output, width=300))
+    lines = output.getvalue().splitlines()
+    assert lines and "last error:" in lines[-1] and "refused" in lines[-1], lines[-1:]

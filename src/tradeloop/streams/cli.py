@@ -164,12 +164,8 @@ class NoDataError(TradeloopError):
 
 def _last_error(health: StreamHealth) -> str:
     """The newest error any socket or topic recorded, as the tail of the "no data" line."""
-    records = [e for c in health.connections for e in c.recent_errors]
-    records += [e for t in health.topics for e in t.recent_errors]
-    if not records:
-        return ""
-    last = max(records, key=lambda record: record.time)
-    return f"; last error: {last.message} ({last.kind})"
+    last = health.last_error
+    return "" if last is None else f"; last error: {last.message} ({last.kind})"
 
 
 async def _print(

@@ -88,5 +88,17 @@ class StreamHealth:
         return sum(c.reconnects for c in self.connections)
 
     @property
+    def last_error(self) -> ErrorRecord | None:
+        """The newest error any connection or topic still keeps (None: none)."""
+        records = [e for c in self.connections for e in c.recent_errors]
+        records += [e for t in self.topics for e in t.recent_errors]
+        return max(records, key=lambda record: record.time, default=None)
+
+    @property
+    def waiting(self) -> bool:
+        """Some socket is not open, or some topic has had no message yet: data is not flowing."""
+        return any(c.state != "open" for c in self.connections) or any(not t.messages for t in self.topics)
+
+    @property
     def total_parse_errors(self) -> int:
         return sum(sum(c.parse_errors.values()) for c in self.connections)

@@ -18,6 +18,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ..streams import StreamHealth
 from .engine import EngineStatus, RunSummary, TradingEngine
 from .portfolio import PortfolioSnapshot
 from .risk import RiskState
@@ -73,12 +74,22 @@ def status_line(status: EngineStatus) -> str:
     health = status.health
     reconnects = 0 if health is None else health.total_reconnects
     modes = "-" if health is None else ",".join(sorted({t.mode for t in health.topics})) or "-"
+    trouble = _stream_trouble(health)
     return (
         f"t={status.elapsed:.0f}s prices=[{prices}] equity={_money(portfolio.equity)} "
         f"pnl={_signed(_pnl(portfolio))} (realised {_signed(portfolio.realised_pnl)}, "
         f"unrealised {_signed(portfolio.unrealised_pnl)}, fees {_money(portfolio.fees)}) trades={status.trades} "
         f"positions=[{held or 'flat'}] streams={modes} reconnects={reconnects} risk={_risk_text(status)}"
+        + (f" | {trouble}" if trouble else "")
     )
+
+
+def _stream_trouble(health: StreamHealth | None) -> str:
+    """Why data is not flowing ("last error: ..."), while it is not; empty when it is."""
+    if health is None or not health.waiting:
+        return ""
+    last = health.last_error
+    return "waiting for data" if last is None else f"last error: {last.message} ({last.kind})"
 
 
 def render_status(status: EngineStatus) -> RenderableType:
@@ -125,10 +136,12 @@ def render_status(status: EngineStatus) -> RenderableType:
         state = "running" if strategy.enabled else f"disabled: {strategy.last_error}"
         counts = (strategy.klines, strategy.ticks, strategy.signals, strategy.errors)
         strategies.add_row(strategy.name, state, *map(str, counts))
+    trouble = _stream_trouble(status.health)
+    streams_note = [Text(f"streams {trouble}", style="yellow")] if trouble else []
     risk = Text("risk: " + _risk_text(status), style="bold red" if status.risk.killed else "")
     recent = status.risk.recent_rejections[-3:]
     lines = [Text(f"  rejected {r.signal.strategy} {r.signal.symbol}: {r.detail}", style="yellow") for r in recent]
-    return Group(header, markets, streams, strategies, risk, *lines)
+    return Group(header, markets, streams, *streams_note, strategies, risk, *lines)
 
 
 def _table(*columns: str) -> Table:

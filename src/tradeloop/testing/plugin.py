@@ -31,6 +31,7 @@ import pytest
 import trio
 from trio.testing import MockClock
 
+from .._groups import leaves
 from ..errors import InvalidValueError
 from ..sim import SimConfig, Simulator, open_simulator
 from ..streams import StreamConfig, StreamManager
@@ -69,6 +70,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         test = getattr(getattr(item.obj, "hypothesis", None), "inner_test", item.obj)
         if iscoroutinefunction(test) and item.get_closest_marker("trio") is None:
             item.add_marker(pytest.mark.trio)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> object:
+    """A kit fixture's own error, as itself: pytest-trio runs fixtures in a nursery, whose
+    ExceptionGroup would hide "this test runs on trio's real clock" one level down."""
+    try:
+        return (yield)
+    except BaseExceptionGroup as group:
+        if KIT_FIXTURES.intersection(pyfuncitem.fixturenames):
+            inside = leaves(group)
+            if len(inside) == 1 and isinstance(inside[0], _KIT_ERRORS):
+                raise inside[0] from None
+        raise
+
+
+_KIT_ERRORS = (ClockMisuseError, InvalidValueError, trio.TooSlowError)
+"""What the kit's fixtures raise themselves."""
 
 
 @pytest.fixture

@@ -17,11 +17,12 @@ from streams_helpers import FAST, START_MS, SWAP, simulated_streams
 from trio.testing import MockClock
 
 from tradeloop import InvalidValueError, SubscriptionError, TradeloopError
+from tradeloop.exchanges import ExchangeError
 from tradeloop.exchanges.bingx import BingX
 from tradeloop.models import Kline, Tick
 from tradeloop.sim import SimConfig, open_simulator
 from tradeloop.streams import StreamManager
-from tradeloop.streams.errors import LogThrottle
+from tradeloop.streams.errors import LogThrottle, describe
 from tradeloop.streams.transport import ConnectError, Transport
 
 
@@ -199,3 +200,26 @@ async def test_parse_errors_are_logged_at_most_once_per_kind_per_minute(
     kinds = [kind for line in lines for kind in re.findall(r"frame\(s\) \((\w+)\)", line)]
     assert errors > 10
     assert lines and len(kinds) == len(set(kinds)), f"{errors} malformed frames logged in {len(lines)} lines"
+
+
+def test_a_foreign_error_is_recorded_with_the_cause_that_says_more() -> None:
+    def ccxt_style() -> Exception:
+        try:
+            try:
+                raise OSError(None, "Domain name not found")
+            except OSError as dns:
+                raise ConnectionError("Cannot connect to host www.okx.com:443 [Domain name not found]") from dns
+        except ConnectionError as connector:
+            error = RuntimeError("okx GET https://www.okx.com/api/v5/public/instruments")
+            error.__cause__ = connector
+            return error
+
+    assert describe(ccxt_style()) == (
+        "okx GET https://www.okx.com/api/v5/public/instruments: Cannot connect to host www.okx.com:443 "
+        "[Domain name not found]"
+    )
+    assert describe(ValueError("bad: Domain name not found")) == "bad: Domain name not found"
+    ours = ExchangeError(500, "Internal Server Error")
+    ours.__cause__ = OSError("detail")
+    assert describe(ours) == str(ours)  # tradeloop's own errors name their cause already
+    assert describe("text") == "text"

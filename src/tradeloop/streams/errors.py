@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import anyio
 
+from ..errors import TradeloopError
+
 __all__ = ["ErrorHistory", "ErrorRecord", "LogThrottle"]
 
 
@@ -26,7 +28,7 @@ class ErrorHistory:
         self._records: deque[ErrorRecord] = deque(maxlen=maxlen)
 
     def record(self, kind: str, error: BaseException | str) -> None:
-        self._records.append(ErrorRecord(anyio.current_time(), kind, str(error) or type(error).__name__))
+        self._records.append(ErrorRecord(anyio.current_time(), kind, describe(error)))
 
     def __len__(self) -> int:
         return len(self._records)
@@ -34,6 +36,33 @@ class ErrorHistory:
     def recent(self, count: int = 10) -> tuple[ErrorRecord, ...]:
         return tuple(self._records)[-count:]
 
+
+_MAX_CAUSES = 16
+"""Causes followed at most: a chain is short, but a cycle must not loop."""
+
+
+def describe(error: BaseException | str) -> str:
+    """An error's message, followed by the first cause it was raised from that says more: ccxt's
+    "okx GET https://..." gains ": Cannot connect to host www.okx.com:443 ssl:default [Domain name
+    not found]", which is what a user needs to read. tradeloop's own errors already name their
+    cause, so they are left as they are.
+    """
+    text = error if isinstance(error, str) else str(error) or type(error).__name__
+    if isinstance(error, str | TradeloopError):
+        return text
+    cause = _cause_of(error)
+    for _ in range(_MAX_CAUSES):
+        if cause is None:
+            break
+        detail = str(cause)
+        if detail and detail not in text:
+            return f"{text}: {detail}"
+        cause = _cause_of(cause)
+    return text
+
+
+def _cause_of(error: BaseException) -> BaseException | None:
+    return error.__cause__ or (None if error.__suppress_context__ else error.__context__)
 
 class LogThrottle:
     """At most one log line per key per ``interval`` seconds, carrying the count since the last one.

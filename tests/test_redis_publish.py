@@ -178,20 +178,23 @@ def test_publish_to_an_unreachable_redis_says_so(capsys: pytest.CaptureFixture[s
     gc.collect()
 
 
-async def test_a_candle_closing_before_the_first_push_is_published(
+@pytest.mark.parametrize("push_interval", [100.0, 250.0])
+async def test_candles_closing_before_the_first_push_are_published(
     mock_clock: MockClock,
     redis_server: RedisServer,  # noqa: F811
+    push_interval: float,
 ) -> None:
     # The backfill runs at once; the first push comes 60 s later (pushes every 100 s, on a grid),
     # when the first candle has closed: that candle is in neither, unless the collector fetches
-    # the seam between them.
+    # the seam between them. Every 250 s, the first push comes 210 s in and its candle is handed
+    # over at the next, 460 s in: the seam is then no longer among REST's newest candles.
     async with (
         # Stalls are not detected before the first push (REST polling would fetch the candle).
-        simulated_streams(replace(FAST, stall_timeout=300.0), push_interval=100.0) as (sim, streams),
+        simulated_streams(replace(FAST, stall_timeout=600.0), push_interval=push_interval) as (sim, streams),
         open_redis(redis_server.url, timeouts=SIMULATED_TIMEOUTS) as redis,
     ):
         publisher = Publisher(redis, streams, PublishSettings(backfill=2))
-        await run_for(5 * 60, (publisher, [PublishTopics("bingx", [SWAP], ["1m"])]))
+        await run_for(8 * 60, (publisher, [PublishTopics("bingx", [SWAP], ["1m"])]))
         candles = await published_candles(redis)
         assert_matches_history(sim, candles)
         assert START_MS in [candle.open_time for candle in candles]

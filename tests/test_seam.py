@@ -57,6 +57,15 @@ async def test_the_candles_strictly_between_come_in_order(mock_clock: MockClock)
     assert source.fetches == [3 + 2]  # the seam and a margin, in one fetch
 
 
+async def test_a_window_that_begins_after_the_seam_reaches_back_at_once(mock_clock: MockClock) -> None:
+    # The first live candle (13) was handed over late: REST's newest is 20 by now.
+    source = History(newest=20)
+    start = trio.current_time()
+    assert await between(source, 9, 13) == [10, 11, 12]
+    assert source.fetches == [5, 5 + (16 - 10) + 2]  # the first reply began at 16
+    assert trio.current_time() == start  # no backoff: the reply said where to look
+
+
 async def test_no_seam_fetches_nothing(mock_clock: MockClock) -> None:
     source = History(newest=12)
     assert await between(source, 9, 10) == []

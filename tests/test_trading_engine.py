@@ -210,24 +210,35 @@ class CandleRecorder:
         return []
 
 
-async def test_a_candle_closing_between_warm_up_and_the_first_push_reaches_the_strategy(
-    mock_clock: MockClock, tmp_path: Path
+@pytest.mark.parametrize(
+    ("push_interval", "duration", "candles"),
+    [
+        # The first push comes 60 s in, after the candle forming at the warm-up's fetch closed:
+        # warm-up, then candles 0 (the seam) to 3, closed by 280 s.
+        (100.0, 280.0, 3 + 4),
+        # The first push comes 210 s in (candle 3 forming); candle 3 is handed over only at the
+        # next push (460 s), when REST's newest is 6: the seam 0-2 is no longer among the newest.
+        (250.0, 500.0, 3 + 7),
+    ],
+)
+async def test_candles_closing_between_warm_up_and_the_first_push_reach_the_strategy(
+    mock_clock: MockClock, tmp_path: Path, push_interval: float, duration: float, candles: int
 ) -> None:
-    # Pushes every 100 s on a grid: the first comes 60 s in, after the candle forming at the
-    # warm-up's fetch closed. Stalls are not detected before it (REST polling would fetch it).
+    # Pushes on a coarse grid; stalls are not detected before the first (REST polling would
+    # fetch the seam).
     start = 1_760_000_040_000
-    async with open_simulator(SimConfig(start_ms=start, push_interval=100.0, seed=8)) as sim:
+    async with open_simulator(SimConfig(start_ms=start, push_interval=push_interval, seed=8)) as sim:
         recorder = CandleRecorder()
         config = EngineConfig(
             exchanges={"BingX": sim.exchange()},
             strategies=[recorder],
             journal=tmp_path / "journal.sqlite",
-            streams=dataclasses.replace(StreamConfig(), stall_timeout=300.0),
+            streams=dataclasses.replace(StreamConfig(), stall_timeout=600.0),
         )
-        await TradingEngine(config).run(duration=280)
+        await TradingEngine(config).run(duration=duration)
     assert start in recorder.open_times
     assert recorder.open_times == list(range(recorder.open_times[0], recorder.open_times[-1] + 1, 60_000))
-    assert len(recorder.open_times) == 3 + 4  # the warm-up, then candles 0 to 3: closed by 280 s
+    assert len(recorder.open_times) == candles
 
 
 async def test_stop_returns_a_summary(mock_clock: MockClock, tmp_path: Path) -> None:

@@ -45,7 +45,9 @@ class StreamConfig:
     rest_retry_delay_max: float = 30.0
     confirm_closed_candles: bool = True
     """Fetch each closed candle over REST before delivering it: BingX has no closed flag and its last
-    push of a candle may be up to a second before the close (or never arrive)."""
+    push of a candle may be up to a second before the close (or never arrive). Off, a close the
+    exchange did not flag (its final push was lost) carries the last values pushed, which may not
+    be the candle's final ones."""
     confirm_attempts: int = 3
     """REST attempts to confirm a close before delivering the streamed values as they are."""
     kline_buffer: int = 1024

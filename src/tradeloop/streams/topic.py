@@ -180,7 +180,8 @@ class KlineTopic(TopicStream[Kline]):
         assert topic.timeframe is not None
         self.timeframe = topic.timeframe
         # An exchange with a closed flag closes its candles itself; a close inferred from a newer
-        # candle then means its final push was lost, and is confirmed like any other.
+        # candle then means its final push was lost, and is confirmed like any other close while
+        # confirm_closed_candles is on. With it off, such a close carries the last values pushed.
         self.closer = CandleCloser(
             self.timeframe, confirm_closes=config.confirm_closed_candles, max_queued=config.kline_buffer * 4
         )

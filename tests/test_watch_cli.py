@@ -86,3 +86,17 @@ def test_bad_arguments_exit_2_naming_the_value(
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+async def test_a_failing_rest_is_told_on_stderr_while_candles_flow() -> None:
+    # --rest-url points where nothing listens: closes cannot be confirmed and go out as streamed.
+    async with open_simulator(SimConfig(symbols=("BTC-USDT",), speed=60.0, push_interval=0.1)) as sim:
+        result = await _watch(
+            "bingx", "BTC/USDT:USDT", "--timeframe", "1m", "--closed-only", "--count", "4",
+            "--ws-url", sim.ws_url, "--rest-url", "http://127.0.0.1:9",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode()
+    assert len(result.stdout.decode().splitlines()) == 4
+    warnings = result.stderr.decode().splitlines()
+    assert warnings and all(line.startswith("tradeloop watch: ") for line in warnings), warnings
+    assert any("connect to 127.0.0.1:9 failed (rest)" in line for line in warnings), warnings

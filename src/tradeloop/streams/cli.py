@@ -26,6 +26,7 @@ from ..models import Kline, Tick
 from ..symbols import parse_symbol, validate_timeframe
 from ..urls import parse_url
 from .config import StreamConfig
+from .errors import LogThrottle
 from .fanout import Subscription
 from .health import StreamHealth
 from .manager import StreamManager
@@ -175,7 +176,7 @@ async def _print(
     streams: MarketData,
     source: str,
 ) -> None:
-    """Print items until ``--count``.
+    """Print items until ``--count``; once data flows, the streams' new errors go to stderr.
 
     Raises NoDataError when the first one does not come in time (naming the streams' last error,
     read while the subscription still holds its topic), and SubscriptionError when the exchange
@@ -191,7 +192,30 @@ async def _print(
         if first_data.cancelled_caught:
             reason = _last_error(streams.health())
             raise NoDataError(f"no data from {source} within {args.first_data_timeout:g} s{reason}")
-        while args.count is None or printed < args.count:
-            out.write(encode(await channel.receive()) + b"\n")
-            out.flush()
-            printed += 1
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_report_errors, streams, trio.current_time())
+            while args.count is None or printed < args.count:
+                out.write(encode(await channel.receive()) + b"\n")
+                out.flush()
+                printed += 1
+            nursery.cancel_scope.cancel()
+
+
+_ERROR_CHECK_INTERVAL = 1.0
+"""Seconds between looks at the streams' errors while data flows."""
+
+
+async def _report_errors(streams: MarketData, since: float) -> None:
+    """Each error the streams record from ``since`` on, as a line on stderr: a REST that fails
+    (closes then go out unconfirmed) or a socket that reconnects would otherwise pass unseen
+    while data still flows. At most one line per kind of error a minute, with the count.
+    """
+    throttle = LogThrottle()
+    while True:
+        await trio.sleep(_ERROR_CHECK_INTERVAL)
+        for record in [r for r in streams.health().recent_errors if r.time > since]:
+            covered = throttle.admit(record.kind)
+            if covered is not None:
+                more = f" (and {covered - 1} more since the last such line)" if covered > 1 else ""
+                print(f"tradeloop watch: {record.message} ({record.kind}){more}", file=sys.stderr, flush=True)
+            since = record.time

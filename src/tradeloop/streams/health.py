@@ -88,11 +88,17 @@ class StreamHealth:
         return sum(c.reconnects for c in self.connections)
 
     @property
-    def last_error(self) -> ErrorRecord | None:
-        """The newest error any connection or topic still keeps (None: none)."""
+    def recent_errors(self) -> list[ErrorRecord]:
+        """Every error the connections and topics still keep, oldest first."""
         records = [e for c in self.connections for e in c.recent_errors]
         records += [e for t in self.topics for e in t.recent_errors]
-        return max(records, key=lambda record: record.time, default=None)
+        return sorted(records, key=lambda record: record.time)
+
+    @property
+    def last_error(self) -> ErrorRecord | None:
+        """The newest error any connection or topic still keeps (None: none)."""
+        records = self.recent_errors
+        return records[-1] if records else None
 
     @property
     def waiting(self) -> bool:

@@ -78,6 +78,10 @@ async def test_unreachable_server_is_one_clear_line_and_non_zero() -> None:
         (["watch", "bingx", "BTCUSDT", "--ticker"], "invalid symbol 'BTCUSDT'"),
         (["watch", "bingx", "BTC-USDT", "--timeframe", "2m"], "invalid timeframe '2m'"),
         (["watch", "bingx", "BTC-USDT", "--timeframe", "1m", "--count", "0"], "invalid count '0'"),
+        (
+            ["watch", "bingx", "BTC/USDT", "--timeframe", "1m", "--ws-url", "ws://127.0.0.1:5/swap-market"],
+            "/swap-market is the path of the swap socket; spot symbols (such as 'BTC/USDT') stream from /market",
+        ),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_value(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from typing import Final
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -54,6 +55,8 @@ class BingX(Exchange):
         parse_url(ws_url, ("wss", "ws"), "BingX ws_url")
         parse_url(spot_ws_url, ("wss", "ws"), "BingX spot_ws_url")
         parse_url(rest_url, ("https", "http"), "BingX rest_url")
+        _check_socket_path(ws_url, "ws_url", Market.SWAP)
+        _check_socket_path(spot_ws_url, "spot_ws_url", Market.SPOT)
         self._ws_urls = {Market.SWAP: ws_url, Market.SPOT: spot_ws_url}
         self.rest_url = rest_url.rstrip("/")
         self.limits = limits
@@ -112,3 +115,18 @@ class BingX(Exchange):
         url = self.rest_url + PATHS[(market, endpoint)]
         response = await get_body(http, url, params=params, max_size=self.limits.max_body_size)
         return response
+
+
+_SOCKET_PATHS: Final = {Market.SWAP: urlsplit(SWAP_WS_URL).path, Market.SPOT: urlsplit(SPOT_WS_URL).path}
+
+
+def _check_socket_path(url: str, option: str, market: Market) -> None:
+    """Refuse one market's socket given for the other: BingX would reject every subscription
+    with a confusing reason ("unknown kline interval '1min'"), the real mistake being the URL."""
+    other = Market.SPOT if market is Market.SWAP else Market.SWAP
+    if urlsplit(url).path.rstrip("/") == _SOCKET_PATHS[other]:
+        example = "BTC/USDT" if market is Market.SPOT else "BTC/USDT:USDT"
+        raise InvalidValueError(
+            f"invalid BingX {option} {url!r}: {_SOCKET_PATHS[other]} is the path of the {other.value} socket; "
+            f"{market.value} symbols (such as {example!r}) stream from {_SOCKET_PATHS[market]}"
+        )

@@ -15,7 +15,7 @@ import argparse
 import signal
 import sys
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -27,9 +27,11 @@ from ..metrics.collector import Snapshot
 from ..streams import StreamManager
 from ..symbols import Market, normalize_symbol, parse_symbol, validate_timeframe
 from ..trading.config import PublishConfig, load_publish_config
-from .client import open_redis
 from .keys import DEFAULT_PREFIX
-from .publisher import Publisher, PublisherStats, PublishSettings, PublishTopics
+from .settings import PublisherStats, PublishSettings, PublishTopics
+
+if TYPE_CHECKING:
+    from .publisher import Publisher
 
 __all__ = ["add_parser", "publish_command"]
 
@@ -116,6 +118,10 @@ async def publish_command(
     task_status: trio.TaskStatus[Publisher] = trio.TASK_STATUS_IGNORED,
 ) -> PublisherStats:
     """What ``tradeloop publish`` does, as a coroutine: publish until cancelled, a signal or ``duration``."""
+    # Imported here: the Redis client is most of tradeloop's import time (see .settings).
+    from .client import open_redis
+    from .publisher import Publisher
+
     async with (
         open_redis(config.redis) as redis,
         StreamManager.open(config.exchanges) as streams,

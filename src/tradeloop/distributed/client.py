@@ -17,9 +17,8 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
 from typing import Any, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import anyio
 import coredis
@@ -27,8 +26,9 @@ import coredis.exceptions
 from anyio.abc import TaskStatus
 
 from .._groups import sole_error
-from ..errors import InvalidValueError, TradeloopError
+from ..errors import TradeloopError
 from ..streams.backoff import full_jitter_delay
+from .settings import RedisTimeouts, check_redis_url, redacted_url
 
 __all__ = [
     "RedisClient",
@@ -88,41 +88,6 @@ class _ClosingConnection(coredis.connection.TCPConnection):
                 self._streamed_message_buffer_out,
             ):
                 stream.close()
-
-
-@dataclass(frozen=True, slots=True)
-class RedisTimeouts:
-    """Seconds (of the running backend's clock) allowed for each step talking to Redis."""
-
-    connect: float = 5.0
-    command: float = 10.0
-    """One command's reply (a blocking read adds its own block time to this)."""
-
-
-def redacted_url(url: str) -> str:
-    """``url`` without its password, for logs, health and error messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    # The host and port as written, not parts.port: a URL refused for its bad port is redacted too.
-    netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-def check_redis_url(url: str) -> None:
-    """InvalidValueError, with any password redacted, unless ``url`` is a usable Redis URL."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
-        raise InvalidValueError(
-            f"invalid Redis URL {redacted_url(url)!r}: expected redis://[:password@]host[:port][/db] or rediss://..."
-        )
-    db = parts.path.strip("/")
-    if db and not db.isdigit():
-        raise InvalidValueError(f"invalid Redis URL {redacted_url(url)!r}: the database must be a number, got {db!r}")
-    try:
-        parts.port  # noqa: B018 (urlsplit checks the port lazily)
-    except ValueError:
-        raise InvalidValueError(f"invalid Redis URL {redacted_url(url)!r}: bad port") from None
 
 
 @contextmanager

@@ -46,10 +46,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
-import socket
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 import anyio
@@ -60,7 +58,7 @@ from coredis.response.types import StreamEntry
 from coredis.tokens import PureToken
 
 from .._backend import HotPath, WakeupEvent
-from ..errors import InvalidValueError, TradeloopError
+from ..errors import TradeloopError
 from ..exchanges import Exchange, normalize_exchange_name
 from ..models import Kline, Tick
 from ..streams import SlowConsumerPolicy, StreamHealth, Subscription
@@ -72,15 +70,14 @@ from ..symbols import next_open_time, timeframe_ms
 from .client import (
     RedisClient,
     RedisError,
-    RedisTimeouts,
     RedisUnavailable,
-    check_redis_url,
     open_redis,
     redacted_url,
     redis_errors,
     until_available,
 )
-from .keys import DEFAULT_PREFIX, EntryError, StreamKey, decode_kline, decode_tick, open_time_of
+from .keys import EntryError, StreamKey, decode_kline, decode_tick, open_time_of
+from .settings import RedisSourceSettings
 
 __all__ = ["MarketDataGapError", "RedisMarketData", "RedisSourceSettings", "rendezvous_owner"]
 
@@ -124,52 +121,6 @@ class MarketDataGapError(TradeloopError):
     """Candles are missing from a stream (trimmed before this group read them) and cannot be
     fetched from the exchange: the consumer stops rather than hide the gap.
     """
-
-
-@dataclass(frozen=True, slots=True)
-class RedisSourceSettings:
-    """Where and how an engine reads market data from Redis (the config's ``[data]`` table)."""
-
-    source: str
-    """``redis://[:password@]host[:port][/db]`` or ``rediss://...`` (TLS)."""
-    group: str = "tradeloop"
-    """Engines with the same group share the kline streams (each stream goes to one of them)."""
-    consumer: str = field(default_factory=socket.gethostname)
-    """This engine's name in the group; keep it across restarts to resume where it stopped."""
-    prefix: str = DEFAULT_PREFIX
-    lease_ttl: float = 10.0
-    """Seconds (Redis server clock) a dead engine keeps its streams; renewed every third of it."""
-    read_wait: float = 1.0
-    """Seconds a read waits at the server for new entries; 0 polls every ``poll_interval`` instead
-    (for simulated clocks, whose time the server cannot follow)."""
-    poll_interval: float = 0.1
-    batch: int = 100
-    """Entries per read."""
-    connect_timeout: float = 5.0
-    command_timeout: float = 10.0
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.source, str):
-            raise InvalidValueError(f"data source {self.source!r}: expected a redis:// or rediss:// URL")
-        check_redis_url(self.source)  # now, with the config: the engine opens its journal before connecting
-        for name in ("group", "consumer", "prefix"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise InvalidValueError(f"data setting {name!r}: expected a non-empty string, got {value!r}")
-        for name in ("lease_ttl", "poll_interval", "connect_timeout", "command_timeout"):
-            _check_seconds(name, getattr(self, name), minimum=0.001)
-        _check_seconds("read_wait", self.read_wait, minimum=0.0)
-        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
-            raise InvalidValueError(f"data setting 'batch': expected a positive integer, got {self.batch!r}")
-
-    @property
-    def timeouts(self) -> RedisTimeouts:
-        return RedisTimeouts(connect=self.connect_timeout, command=self.command_timeout)
-
-
-def _check_seconds(name: str, value: object, *, minimum: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= minimum:
-        raise InvalidValueError(f"data setting {name!r}: expected seconds >= {minimum:g}, got {value!r}")
 
 
 def rendezvous_owner(members: Iterable[str], stream: str) -> str | None:

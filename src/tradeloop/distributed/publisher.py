@@ -30,7 +30,6 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
@@ -38,14 +37,13 @@ import anyio.abc
 import coredis.exceptions
 from coredis.tokens import PureToken
 
-from ..errors import InvalidValueError
 from ..models import Kline, Tick
 from ..streams import MarketData, StreamHealth, Subscription, candles_between
 from ..streams.fanout import SubscriptionEnded, SubscriptionWouldBlock
-from ..streams.source import TickKind
 from ..symbols import next_open_time
 from .client import RedisClient, RedisUnavailable, redis_errors, until_available
-from .keys import DEFAULT_PREFIX, StreamKey, collector_key, encode_entry, kline_entry_id, open_time_of
+from .keys import StreamKey, collector_key, encode_entry, kline_entry_id, open_time_of
+from .settings import PublisherStats, PublishSettings, PublishTopics
 
 __all__ = ["PublishSettings", "PublishTopics", "Publisher", "PublisherStats"]
 
@@ -54,57 +52,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _DUPLICATE_ID = "equal or smaller than the target stream top item"
-
-
-@dataclass(frozen=True, slots=True)
-class PublishTopics:
-    """What one collector publishes: candles of ``timeframes`` and/or ticks of ``symbols``."""
-
-    exchange: str
-    symbols: Sequence[str]
-    timeframes: Sequence[str] = ()
-    ticks: bool = False
-    tick_kind: TickKind = "ticker"
-
-    def __post_init__(self) -> None:
-        if isinstance(self.symbols, str) or not self.symbols:
-            raise InvalidValueError(f"name at least one symbol to publish, got {self.symbols!r}")
-        if not self.timeframes and not self.ticks:
-            raise InvalidValueError("nothing to publish: give at least one timeframe, or ticks")
-
-
-@dataclass(frozen=True, slots=True)
-class PublishSettings:
-    prefix: str = DEFAULT_PREFIX
-    collector: str = "collector"
-    """This collector's name: its health hash is ``<prefix>:collector:<name>``."""
-    kline_maxlen: int = 100_000
-    tick_maxlen: int = 10_000
-    backfill: int = 1000
-    """Closed candles fetched over REST at start to close the gap since the stream's last entry."""
-    batch: int = 500
-    """Most entries appended in one pipelined round trip (what waited while the last one ran)."""
-    health_interval: float = 5.0
-
-    def __post_init__(self) -> None:
-        for name in ("kline_maxlen", "tick_maxlen", "backfill", "batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidValueError(f"publish setting {name!r}: expected a positive integer, got {value!r}")
-        interval = self.health_interval
-        if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
-            raise InvalidValueError(f"publish setting 'health_interval': expected seconds > 0, got {interval!r}")
-
-
-@dataclass(slots=True)
-class PublisherStats:
-    klines: int = 0
-    """Closed candles appended (backfilled ones included)."""
-    backfilled: int = 0
-    duplicates: int = 0
-    """Candles Redis already had (refused by entry ID): counted, not published twice."""
-    ticks: int = 0
-    redis_retries: int = 0
 
 
 class Publisher:

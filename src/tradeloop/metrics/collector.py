@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..distributed.publisher import PublisherStats
+from ..distributed.settings import PublisherStats
 from ..sim.config import SimStats
 from ..streams import StreamHealth
 from ..trading.engine import EngineStatus

@@ -55,8 +55,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from ..distributed.consumer import RedisSourceSettings
-from ..distributed.publisher import PublishSettings, PublishTopics
+from ..distributed.settings import PublishSettings, PublishTopics, RedisSourceSettings
 from ..errors import InvalidValueError
 from ..exchanges import Exchange, available_exchanges, exchange_class, normalize_exchange_name
 from ..streams import StreamConfig

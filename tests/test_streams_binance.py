@@ -131,6 +131,34 @@ async def test_a_socket_past_its_lifetime_is_handed_over_without_a_gap(mock_cloc
     assert all(t.backfilled_candles == 0 for t in health.topics), "no interruption for REST to fill"
 
 
+async def test_a_handed_over_socket_that_fails_is_replaced_by_a_new_one(mock_clock: MockClock) -> None:
+    # Found by an outside audit: the connection kept the handed-over socket after its session
+    # failed (already closed), so Trio raised ValueError (fd -1) and asyncio looped on it forever.
+    class ShortLived(Binance):
+        connection_lifetime = 5.0  # replaced every 4.9 s
+
+    sim_config = SimConfig(exchange="binance", symbols=("BTC-USDT",), start_ms=START_MS, speed=6.0, push_interval=0.5)
+    async with (
+        open_simulator(sim_config) as sim,
+        StreamManager.open({"binance": ShortLived(ws_url=sim.ws_url, rest_url=sim.rest_url)}, FAST) as streams,
+        trio.open_nursery() as nursery,
+    ):
+        klines = Collector(streams.klines("binance", USDM, "1m"))
+        nursery.start_soon(klines.run)
+        await klines.wait_for_closed(1)
+        assert streams.health().connections[0].rotations >= 1
+        connections_before = sim.stats.connections_total
+        sim.faults.drop_all()  # the handed-over socket fails, as any socket may
+        await klines.wait_for_closed(len(klines.closed) + 3)
+        health = streams.health()
+        nursery.cancel_scope.cancel()
+    assert_matches_history(sim, klines.closed)
+    (connection,) = health.connections
+    assert connection.reconnects >= 1 and connection.state == "open"
+    assert sim.stats.connections_total > connections_before  # a new socket, not the closed one again
+    assert all(t.mode == "ws" for t in health.topics)
+
+
 @pytest.mark.parametrize("grace", [1.0, 0.001], ids=["closed-after-the-overlap", "closed-at-once"])
 async def test_an_announced_server_restart_is_a_handover_not_a_failure(mock_clock: MockClock, grace: float) -> None:
     # Spot sockets get serverShutdown, then the server closes them after a grace period. With time

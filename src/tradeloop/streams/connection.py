@@ -269,8 +269,11 @@ class Connection:
         with self._cancel_scope:
             while True:
                 started = anyio.current_time()
+                # Taken, not kept: a session that fails has closed the socket it was handed, so
+                # the next one must open a new socket, not serve the closed one again.
+                handed_over, successor = successor, None
                 try:
-                    successor = await self._session(successor)
+                    successor = await self._session(handed_over)
                     # A session that returns ended by plan: carry on at once with the socket it
                     # handed its topics to, or (if none could open) a new one.
                     self.rotations += 1

@@ -8,16 +8,19 @@ socket reads in the loop's own callback, outside any task: the rejection and fal
 
 from __future__ import annotations
 
+import itertools
+
 import anyio
 import pytest
 import trio
 from callback_scenarios import fall_back_to_rest_on_malformed_frames, reject_an_unknown_symbol
-from disconnect_scenario import FAST_MARKET, stream_through_a_disconnect
+from disconnect_scenario import FAST_MARKET, REAL_TIME, stream_through_a_disconnect
 
 from tradeloop import ForeignLoopError
 from tradeloop._groups import single_error
+from tradeloop.exchanges.binance import Binance
 from tradeloop.exchanges.bingx import BingX
-from tradeloop.sim import open_simulator
+from tradeloop.sim import SimConfig, open_simulator
 from tradeloop.streams import StreamManager
 from tradeloop.streams.fanout import FanOut
 
@@ -87,3 +90,31 @@ async def test_an_unknown_symbol_raises_subscription_error_on_every_backend(anyi
 async def test_malformed_frames_move_a_topic_to_rest_and_back_on_every_backend(anyio_backend: str) -> None:
     async with open_simulator(FAST_MARKET) as sim:
         await fall_back_to_rest_on_malformed_frames(sim)
+
+
+async def test_a_planned_rotation_overlaps_the_sockets_in_real_time_on_every_backend(anyio_backend: str) -> None:
+    # On asyncio each read is handled as it arrives, and the server writes each push to the old
+    # socket first: the handover must still find where the streams overlap (an outside audit saw
+    # every handover time out there, its topics interrupted each time).
+    class ShortLived(Binance):
+        connection_lifetime = 1.0  # replaced every 0.98 s
+
+    market = SimConfig(exchange="binance", symbols=("BTC-USDT",), speed=120.0, push_interval=0.1, seed=3)
+    ticks: list[int] = []
+    async with (
+        open_simulator(market) as sim,
+        StreamManager.open({"binance": ShortLived(ws_url=sim.ws_url, rest_url=sim.rest_url)}, REAL_TIME) as streams,
+        anyio.create_task_group() as tasks,
+    ):
+
+        async def take() -> None:
+            async for tick in streams.ticks("binance", "BTC/USDT:USDT", policy="block"):
+                ticks.append(tick.time)
+
+        tasks.start_soon(take)
+        await anyio.sleep(4.5)
+        health = streams.health()
+        tasks.cancel_scope.cancel()
+    (connection,) = health.connections
+    assert connection.reconnects == 0 and connection.rotations >= 3, connection
+    assert len({b - a for a, b in itertools.pairwise(ticks)}) == 1, "every tick once, none missing"

@@ -129,10 +129,13 @@ class _Handover:
     """Which socket feeds each topic while an old socket hands its topics to a new one.
 
     Both sockets deliver the same pushes for a while. A topic keeps taking the old socket's pushes
-    until the old socket delivers one the new socket has already delivered: from there the two
-    streams are known to overlap, so the topic continues with what the new socket delivered after
-    that push, and takes only the new socket's from then on. Nothing is lost or repeated, and no
-    sequence number is needed: pushes are compared whole, event time included, except a tick
+    until the two streams are seen to overlap, then takes only the new socket's. They overlap when
+    the old socket delivers a push the new socket has already delivered (the topic continues with
+    what the new one delivered after it), or when the new socket delivers the push the old one
+    delivered last (the topic continues with what follows it on the new one): the server may write
+    each push to the old socket first, and a loop callback may then always read the old copy
+    first, so waiting for the new copy to lead would never switch. Nothing is lost or repeated, and
+    no sequence number is needed: pushes are compared whole, event time included, except a tick
     that carries the exchange's update id (Binance's book ticker, whose spot time is only the
     receive time), which is compared by that id.
     """
@@ -142,6 +145,8 @@ class _Handover:
         self.new = new
         self.switched: set[Topic] = set()
         self._queued: dict[Topic, deque[Any]] = {}  # a topic queues one kind: Kline or Tick
+        self._old_last: dict[Topic, object] = {}
+        """What identifies the last push each topic took from the old socket."""
         self.complete = anyio.Event()
         self.old_gone = False
         """The old socket ended first (its server closed it as announced): every topic takes the
@@ -155,6 +160,12 @@ class _Handover:
             return items if socket is self.new else ()
         queued: deque[Item] = self._queued.setdefault(topic, deque(maxlen=_HANDOVER_QUEUE))
         if socket is self.new:
+            if topic in self._old_last:
+                last = self._old_last[topic]
+                for index, item in enumerate(items):
+                    if _same_push(item) == last:  # the new stream has caught up with the old one
+                        self._switch(topic, topics)
+                        return items[index + 1 :]
             queued.extend(items)
             return ()
         for index, item in enumerate(items):
@@ -164,17 +175,21 @@ class _Handover:
                     pass
                 self._switch(topic, topics)
                 return [*items[: index + 1], *queued]
+        if items:
+            self._old_last[topic] = _same_push(items[-1])
         return items
 
     def _switch(self, topic: Topic, topics: Mapping[Topic, object]) -> None:
         self.switched.add(topic)
         self._queued.pop(topic, None)
+        self._old_last.pop(topic, None)
         if all(t in self.switched for t in topics):
             self.complete.set()
 
     def old_ended(self) -> None:
         self.old_gone = True
         self._queued.clear()
+        self._old_last.clear()
         self.complete.set()
 
     def unswitched(self, topics: Mapping[Topic, object]) -> list[Topic]:

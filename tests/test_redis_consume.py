@@ -118,6 +118,75 @@ async def test_rendezvous_spreads_streams_and_moves_only_a_leavers() -> None:
     assert rendezvous_owner([], "stream") is None
 
 
+async def test_an_engine_that_loses_and_retakes_its_lease_processes_each_candle_once(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    # Found by an outside audit: candles read but unprocessed when the lease was lost waited in
+    # the subscription; retaking the stream delivered them again, and both copies were processed.
+    slow = Processor(seconds_each=100.0)  # falls behind: read candles wait in the subscription
+    lease = str(StreamKey.kline("bingx", SWAP, "1m").derived("lease", "tradeloop"))
+    async with (
+        collector(redis_server) as sim,
+        open_redis(redis_server.url, timeouts=SIMULATED_TIMEOUTS) as redis,
+        trio.open_nursery() as nursery,
+    ):
+        nursery.start_soon(consume_for, 30 * 60, slow, settings(redis_server, "a"), (SWAP,))
+        await trio.sleep(12 * 60)
+        await redis.delete([lease])  # what expiry does (a stalled engine, Redis away past lease_ttl)
+        await trio.sleep(20 * 60)
+    assert_matches_history(sim, slow.processed[SWAP])
+    assert slow.skipped > 0  # the stale copies were there, and refused
+
+
+async def consume_with_rest(seconds: float, processor: Processor, options: RedisSourceSettings, sim: Simulator) -> None:
+    """``consume_for`` one symbol with the exchange configured, so gaps are filled over REST."""
+    async with RedisMarketData.open(options, {"bingx": sim.exchange()}) as source, trio.open_nursery() as nursery:
+        await nursery.start(processor.run, source, SWAP)
+        await trio.sleep(seconds)
+        nursery.cancel_scope.cancel()
+
+
+async def test_candles_filled_over_rest_count_as_processed_across_a_restart(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    # Found by an outside audit: REST-filled candles had no entry to acknowledge and did not move
+    # the group's progress, so an engine stopped part-way through them filled and traded them again.
+    processor = Processor()
+    async with collector(redis_server) as sim, open_redis(redis_server.url, timeouts=SIMULATED_TIMEOUTS) as redis:
+        await consume_for(3 * 60, processor, settings(redis_server), (SWAP,))
+        await trio.sleep(10 * 60)  # the engine is down, and the stream is trimmed meanwhile
+        await redis.xtrim(str(StreamKey.kline("bingx", SWAP, "1m")), PureToken.MAXLEN, 2)
+        processor.seconds_each = 20.0
+        await consume_with_rest(90, processor, settings(redis_server), sim)  # stopped mid-gap
+        processor.seconds_each = 0.0
+        await consume_with_rest(5 * 60, processor, settings(redis_server), sim)
+    assert_matches_history(sim, processor.processed[SWAP])
+
+
+async def test_a_stream_handed_over_mid_gap_gives_each_rest_candle_to_one_engine(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    key = str(StreamKey.kline("bingx", SWAP, "1m"))
+    first_name, second_name = ("b", "a") if rendezvous_owner(["a", "b"], key) == "a" else ("a", "b")
+    first, second = Processor(seconds_each=20.0), Processor()  # the second engine wins the stream
+    async with (
+        collector(redis_server) as sim,
+        open_redis(redis_server.url, timeouts=SIMULATED_TIMEOUTS) as redis,
+        trio.open_nursery() as nursery,
+    ):
+        await consume_for(3 * 60, Processor(), settings(redis_server, first_name), (SWAP,))
+        await trio.sleep(10 * 60)
+        await redis.xtrim(key, PureToken.MAXLEN, 2)
+        nursery.start_soon(consume_with_rest, 8 * 60, first, settings(redis_server, first_name), sim)
+        await trio.sleep(60)  # the first engine is part-way through the candles filled over REST
+        await consume_with_rest(6 * 60, second, settings(redis_server, second_name), sim)
+    both = sorted(first.processed[SWAP] + second.processed[SWAP], key=lambda k: k.open_time)
+    assert_matches_history(sim, both)
+
+
 async def test_two_engines_share_streams_and_fail_over(mock_clock: MockClock, redis_server: RedisServer) -> None:  # noqa: F811
     first, second = Processor(), Processor()
     symbols = {rendezvous_owner(["a", "b"], str(StreamKey.kline("bingx", s, "1m"))) for s in (SWAP, ETH)}

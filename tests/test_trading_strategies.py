@@ -199,3 +199,21 @@ def test_a_refusal_of_a_superseded_signal_changes_nothing() -> None:
     assert short.target is not None and short.target < 0
     sma.on_rejected(long, D(0))  # the older signal's refusal arrives after the newer one was sent
     assert sma.on_tick(tick("98")) == []  # still short: the newer target stands
+
+
+def test_a_copy_the_source_refuses_is_not_counted_as_seen() -> None:
+    # A Redis source refuses a stale copy of a candle it handed over and later delivers afresh:
+    # the fresh copy must not be dropped as a repeat of the refused one.
+    seen: list[int] = []
+
+    class Recorder(SmaCrossover):
+        def on_kline(self, kline: Kline) -> list[Signal]:
+            seen.append(kline.open_time // 60_000)
+            return []
+
+    signal_tx, _ = trio.open_memory_channel[Signal](0)
+    coordinator = StrategyCoordinator([Recorder(symbols=[BTC], fast=1, slow=2, size="1")], signal_tx)
+    stale, fresh = candle("1", 1), candle("1", 1)
+    coordinator.admit = lambda kline: kline is not stale
+    coordinator.warm_up([candle("1", 0), stale, fresh, candle("1", 1), candle("1", 2)])
+    assert seen == [0, 1, 2]  # the stale copy skipped, the fresh one taken, a repeat of it dropped

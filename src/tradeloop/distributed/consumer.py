@@ -32,7 +32,13 @@ and the engine's coordinator drops repeats by open time. Warm-up history
 Gaps. Candles are consecutive, so an entry more than one timeframe after the previous one means
 entries were trimmed before this group read them (or deleted): the missing candles are fetched
 from the exchange's REST when the source was given that exchange's client, otherwise
-:class:`MarketDataGapError` is raised. Never a silent gap.
+:class:`MarketDataGapError` is raised. Never a silent gap. A candle filled over REST counts as
+processed like an entry (its open time becomes the group's progress), so a restart or a
+hand-over does not fill and trade it again.
+
+Copies. A hand-over leaves the candles this engine read but had not processed in its
+subscribers' buffers; they are refused by identity (:meth:`RedisMarketData.should_process`), so
+the engine that takes the stream over, this one included, processes fresh copies instead.
 
 Ticks are marks, not work: every engine reads every tick stream it subscribes (``XREAD``, from
 the newest entry on), with the ``latest`` slow-consumer policy by default.
@@ -46,6 +52,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
@@ -84,6 +91,7 @@ __all__ = ["MarketDataGapError", "RedisMarketData", "RedisSourceSettings", "rend
 log = logging.getLogger(__name__)
 
 _CLOSE_TIMEOUT = 5.0
+_HANDED_OVER_KEPT = 100_000
 _REST_LIMIT = 1000
 
 # KEYS: members, lease; ARGV: me, ttl ms. Registers ``me`` until now + ttl (server clock), drops
@@ -101,10 +109,12 @@ if holder == ARGV[1] then redis.call('PEXPIRE', KEYS[2], ttl) end
 return {holder or '', redis.call('ZRANGE', KEYS[1], 0, -1)}
 """
 
-# KEYS: stream, progress; ARGV: group, open time, entry IDs. Acknowledges the entries and records
-# the newest processed open time in the same step, so the two never disagree after a crash.
+# KEYS: stream, progress; ARGV: group, open time, entry IDs (none for candles filled over REST).
+# Acknowledges the entries and records the newest processed open time in the same step, so the
+# two never disagree after a crash.
 _ACKNOWLEDGE = """
-local acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 3))
+local acked = 0
+if #ARGV > 2 then acked = redis.call('XACK', KEYS[1], ARGV[1], unpack(ARGV, 3)) end
 local current = tonumber(redis.call('GET', KEYS[2]) or '-1')
 if tonumber(ARGV[2]) > current then redis.call('SET', KEYS[2], ARGV[2]) end
 return acked
@@ -162,10 +172,17 @@ class _KlineStream:
         """XREVRANGE end of the candles the group already processed (warm-up history); None: none."""
         self.previous: int | None = None
         """Open time of the last candle handed on (or processed by the group before)."""
-        self.delivered: dict[int, bytes] = {}
-        """Entries handed on in this tenure and not yet acknowledged, by open time."""
-        self.handed_over: set[int] = set()
-        """Open times handed on in an earlier tenure, unprocessed then: another engine has them."""
+        self.delivered: dict[int, bytes | None] = {}
+        """Candles handed on in this tenure and not yet acknowledged, by open time: their entry
+        IDs, or None for a candle filled over REST (no entry to acknowledge, progress to record)."""
+        self.copies: dict[int, Kline] = {}
+        """The very objects handed on in this tenure, by open time (see :attr:`handed_over`)."""
+        self.handed_over: OrderedDict[int, Kline] = OrderedDict()
+        """Copies handed on in an earlier tenure and unprocessed when it ended: they may still sit
+        in a subscriber's buffer, and another engine (or this one's next tenure, with a fresh
+        copy) processes their candles. Told apart by identity, so a fresh copy of the same candle
+        is processed; the newest :data:`_HANDED_OVER_KEPT` are kept (older ones left the buffers
+        long ago)."""
         self.processed: list[int] = []
         self.ack_wanted: WakeupEvent = source.hot.new_event()
         self.counters = _Counters()
@@ -247,8 +264,11 @@ class _KlineStream:
         self.resumed = anyio.Event()
         with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
             await self._acknowledge()
-            self.handed_over.update(self.delivered)
+            self.handed_over.update(self.copies)
+            while len(self.handed_over) > _HANDED_OVER_KEPT:
+                self.handed_over.popitem(last=False)
             self.delivered.clear()
+            self.copies.clear()
             me = self.source.settings.consumer
             with _logged(f"releasing {self.lease_key}"):
                 await self.source.redis.eval(_RELEASE, [self.lease_key], [me])
@@ -258,11 +278,12 @@ class _KlineStream:
     # -- acknowledgements -------------------------------------------------------------------------
 
     def should_process(self, kline: Kline) -> bool:
-        """False for a candle this engine handed over unprocessed: another engine processes it."""
-        return kline.open_time not in self.handed_over
+        """False for a copy this engine handed on in an earlier tenure and did not process then:
+        another engine, or this one's fresh copy, processes the candle."""
+        return self.handed_over.get(kline.open_time) is not kline
 
     def mark_processed(self, kline: Kline) -> None:
-        if kline.open_time in self.delivered:
+        if self.copies.get(kline.open_time) is kline:
             self.processed.append(kline.open_time)
             self.ack_wanted.set()
 
@@ -280,7 +301,7 @@ class _KlineStream:
         taken = len(self.processed)
         done = [t for t in self.processed[:taken] if t in self.delivered]
         if done:
-            ids = [self.delivered[t] for t in done]
+            ids = [entry for entry in (self.delivered[t] for t in done) if entry is not None]
             group = self.source.settings.group
             await until_available(
                 lambda: self.source.redis.eval(
@@ -291,6 +312,7 @@ class _KlineStream:
             )
             for t in done:
                 del self.delivered[t]
+                del self.copies[t]
         del self.processed[:taken]
 
     # -- reading ----------------------------------------------------------------------------------
@@ -420,7 +442,7 @@ class _KlineStream:
             if kline.open_time > expected:
                 await self._fill_gap(expected, kline.open_time)
         self.delivered[kline.open_time] = entry_id
-        self.handed_over.discard(kline.open_time)
+        self.copies[kline.open_time] = kline
         self.counters.entries += 1
         self.counters.last_time = self.source.hot.current_time()
         self.previous = kline.open_time
@@ -463,6 +485,10 @@ class _KlineStream:
         for kline in candles:
             self.counters.gap_filled += 1
             self.previous = kline.open_time
+            # Processed like any candle: its open time becomes the group's progress, so a restart
+            # or a hand-over does not fill (and trade) the same gap again.
+            self.delivered[kline.open_time] = None
+            self.copies[kline.open_time] = kline
             await self.fanout.publish_when_room(kline)
 
     def health(self, now: float) -> TopicHealth:

@@ -5,7 +5,8 @@ source learns that a candle was processed from the strategy itself: :meth:`Redis
 wraps each strategy so that, after ``on_kline`` returns, the feed counts the candle as processed
 by that strategy, and once every strategy reading the stream has processed it, its entry is
 acknowledged in Redis. A candle this engine handed over to another engine of the group is not
-given to the strategy at all (the other engine processes it).
+given to the strategy at all (the other engine processes it): the engine asks the source's
+``should_process`` first.
 """
 
 from __future__ import annotations
@@ -52,8 +53,7 @@ class _Acknowledging:
         return self.strategy.warmup
 
     def on_kline(self, kline: Kline) -> Iterable[Signal]:
-        if not self._feed.should_process(kline):
-            return []
+        # The engine asked the source's should_process before handing the candle on.
         signals = list(self.strategy.on_kline(kline))
         self._feed.processed(kline)
         return signals
@@ -104,9 +104,6 @@ class RedisFeed:
 
     def engine(self, config: EngineConfig) -> TradingEngine:
         return TradingEngine(self.engine_config(config), market_data=self.open)
-
-    def should_process(self, kline: Kline) -> bool:
-        return self.source is None or self.source.should_process(kline)
 
     def processed(self, kline: Kline) -> None:
         stream = (kline.exchange, kline.symbol, kline.timeframe)

@@ -60,6 +60,14 @@ class MarketData(Protocol):
         """A typed snapshot of the source's streams."""
         ...
 
+    def should_process(self, kline: Kline) -> bool:
+        """Whether the engine's strategies take this closed candle, asked as they are about to:
+        a source shared by several engines (Redis) hands some copies on that another engine
+        processes. The engine skips a refused copy before it counts the candle as seen, so a
+        fresh copy of it still gets through. True for a source of one's own.
+        """
+        ...
+
 
 MarketDataFactory = Callable[[], AbstractAsyncContextManager[MarketData]]
 """Opens a source; leaving the context ends every subscription and task of the source."""

@@ -251,6 +251,7 @@ class TradingEngine:
     async def _serve(self, run: _Run, scope: anyio.CancelScope, task_status: anyio.abc.TaskStatus[None]) -> None:
         async with self._market_data() as streams:
             run.streams = streams
+            run.coordinator.admit = streams.should_process
             # The subscriptions belong to this function, not to the pumps reading them: they stay
             # open until the health snapshot below has seen every topic with its final counters.
             ticks = {(exchange, symbol): streams.ticks(exchange, symbol) for exchange, symbol in self._instruments()}

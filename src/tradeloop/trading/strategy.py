@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -157,6 +157,9 @@ class StrategyCoordinator:
         self._slots = [_Slot(strategy) for strategy in strategies]
         self._signals = signals
         self._last_closed: dict[tuple[str, str, str], int] = {}
+        self.admit: Callable[[Kline], bool] = _admit_all
+        """Asked first for every closed candle (the source's ``should_process``): a refused
+        copy reaches no strategy and is not counted as seen, so a fresh copy still gets through."""
 
     def status(self) -> tuple[StrategyStatus, ...]:
         return tuple(slot.status() for slot in self._slots)
@@ -198,7 +201,7 @@ class StrategyCoordinator:
 
     def _kline_slots(self, kline: Kline) -> list[_Slot]:
         """Strategies that should see ``kline``; records it so a repeat of the candle is skipped."""
-        if not kline.closed:
+        if not kline.closed or not self.admit(kline):
             return []
         key = (kline.exchange, kline.symbol, kline.timeframe)
         last = self._last_closed.get(key)
@@ -236,3 +239,7 @@ class StrategyCoordinator:
         slot.errors += 1
         slot.last_error = f"{type(exc).__name__}: {exc}"
         logger.exception("strategy %r failed on %r and is disabled", slot.name, item)
+
+
+def _admit_all(kline: Kline) -> bool:
+    return True

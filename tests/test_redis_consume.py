@@ -139,6 +139,24 @@ async def test_an_engine_that_loses_and_retakes_its_lease_processes_each_candle_
     assert slow.skipped > 0  # the stale copies were there, and refused
 
 
+async def test_a_collectors_start_backfill_is_history_to_a_group_that_began_at_an_empty_stream(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    # Found by an outside audit: an engine started before any collector traded the collector's
+    # start backfill (with the default 1000 candles, 16 hours of 1m prices) as live candles.
+    processor = Processor()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(consume_for, 10 * 60, processor, settings(redis_server), (SWAP,))
+        await trio.sleep(30)  # the engine's group exists; its stream is still empty
+        async with collector(redis_server, backfill=50) as sim:
+            joined_ms = sim.now_ms()
+            await trio.sleep(5 * 60)
+    candles = processor.processed[SWAP]
+    assert_matches_history(sim, candles)  # consecutive, the exchange's values
+    assert 4 <= len(candles) <= 6 and candles[0].open_time >= joined_ms - 60_000, [k.open_time for k in candles]
+
+
 async def consume_with_rest(seconds: float, processor: Processor, options: RedisSourceSettings, sim: Simulator) -> None:
     """``consume_for`` one symbol with the exchange configured, so gaps are filled over REST."""
     async with RedisMarketData.open(options, {"bingx": sim.exchange()}) as source, trio.open_nursery() as nursery:

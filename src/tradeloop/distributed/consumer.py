@@ -83,7 +83,7 @@ from .client import (
     redis_errors,
     until_available,
 )
-from .keys import EntryError, StreamKey, decode_kline, decode_tick, open_time_of
+from .keys import EntryError, StreamKey, decode_kline, decode_tick, is_history, open_time_of
 from .settings import RedisSourceSettings
 
 __all__ = ["MarketDataGapError", "RedisMarketData", "RedisSourceSettings", "rendezvous_owner"]
@@ -139,10 +139,11 @@ def rendezvous_owner(members: Iterable[str], stream: str) -> str | None:
 
 
 class _Counters:
-    __slots__ = ("duplicates", "entries", "gap_filled", "last_time", "parse_errors", "rest_errors")
+    __slots__ = ("duplicates", "entries", "gap_filled", "history", "last_time", "parse_errors", "rest_errors")
 
     def __init__(self) -> None:
         self.entries = 0
+        self.history = 0
         self.parse_errors = 0
         self.duplicates = 0
         self.gap_filled = 0
@@ -171,6 +172,8 @@ class _KlineStream:
         self.resume_end: str | None = None
         """XREVRANGE end of the candles the group already processed (warm-up history); None: none."""
         self.previous: int | None = None
+        self.history_first = False
+        """The group has no position yet: history entries that come first are skipped."""
         """Open time of the last candle handed on (or processed by the group before)."""
         self.delivered: dict[int, bytes | None] = {}
         """Candles handed on in this tenure and not yet acknowledged, by open time: their entry
@@ -404,6 +407,7 @@ class _KlineStream:
             if _text(cast(bytes, info[b"name"])) == group:
                 last = _text(cast(bytes, info[b"last-delivered-id"]))
                 self.previous = None if last == "0-0" else open_time_of(last)
+                self.history_first = last == "0-0"
                 self.resume_end = None if last == "0-0" else last
                 return
 
@@ -433,6 +437,15 @@ class _KlineStream:
             return
         if kline.open_time in self.delivered:
             return  # handed on already in this tenure (a pending list read again after a failure)
+        if self.history_first:
+            if is_history(fields):
+                # The group began at an empty stream: a collector's start backfill is warm-up
+                # history, not candles to trade on prices hours old.
+                self.counters.history += 1
+                self.previous = kline.open_time
+                await self._ack_ids([entry_id])
+                return
+            self.history_first = False
         if self.previous is not None and kline.open_time <= self.previous:
             self.counters.duplicates += 1
             await self._ack_ids([entry_id])

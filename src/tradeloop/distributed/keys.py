@@ -11,8 +11,11 @@ characters, so the ``:`` and ``/`` of ``ccxt:okx`` or ``BTC/USDT:USDT`` never sp
     <prefix>:members:<group>:<stream key>               the group's live engines for that stream
     <prefix>:progress:<group>:<stream key>              the newest open time the group processed
 
-The prefix is ``tradeloop`` unless configured. Each stream entry has one field, ``data``: the
-candle or tick as JSON (msgspec), prices as decimal strings, so they round-trip exactly.
+The prefix is ``tradeloop`` unless configured. Each stream entry has the field ``data``: the
+candle or tick as JSON (msgspec), prices as decimal strings, so they round-trip exactly. A candle
+a collector backfilled when it started also has ``history`` (``1``): it closed before the
+collector ran, so a group that had no position in the stream yet takes it as warm-up history,
+not as a live candle to trade.
 
 A closed candle's entry ID is its open time, so a candle published twice (a collector restart, a
 backfill overlapping live data) is refused by Redis (an XADD ID must exceed the last one) and can
@@ -38,12 +41,14 @@ __all__ = [
     "decode_kline",
     "decode_tick",
     "encode_entry",
+    "is_history",
     "kline_entry_id",
     "open_time_of",
 ]
 
 DEFAULT_PREFIX = "tradeloop"
 DATA_FIELD = b"data"
+HISTORY_FIELD = b"history"
 
 _kline_decoder = msgspec.json.Decoder(Kline)
 _tick_decoder = msgspec.json.Decoder(Tick)
@@ -117,8 +122,16 @@ def open_time_of(entry_id: bytes | str) -> int:
     return int(text.partition("-")[0])
 
 
-def encode_entry(item: Kline | Tick) -> dict[bytes, bytes]:
-    return {DATA_FIELD: _encoder.encode(item)}
+def encode_entry(item: Kline | Tick, *, history: bool = False) -> dict[bytes, bytes]:
+    """An entry's fields; ``history`` marks a candle backfilled when its collector started."""
+    fields = {DATA_FIELD: _encoder.encode(item)}
+    if history:
+        fields[HISTORY_FIELD] = b"1"
+    return fields
+
+
+def is_history(fields: dict[bytes, bytes]) -> bool:
+    return fields.get(HISTORY_FIELD) == b"1"
 
 
 def _data(fields: dict[bytes, bytes]) -> bytes:

@@ -103,7 +103,8 @@ class Publisher:
         )
         missing = [kline for kline in history if last is None or kline.open_time > last]
         for first in range(0, len(missing), self.settings.batch):
-            self.stats.backfilled += await self._append(key, missing[first : first + self.settings.batch])
+            batch = missing[first : first + self.settings.batch]
+            self.stats.backfilled += await self._append(key, batch, history=True)
         if missing:
             last = missing[-1].open_time
         async for kline in candles:
@@ -128,8 +129,9 @@ class Publisher:
         async for tick in ticks:
             await self._append(key, [tick, *_waiting(ticks, self.settings.batch - 1)])
 
-    async def _append(self, key: StreamKey, items: Sequence[Kline] | Sequence[Tick]) -> int:
-        """Append ``items`` in one pipelined round trip; returns how many were new.
+    async def _append(self, key: StreamKey, items: Sequence[Kline] | Sequence[Tick], *, history: bool = False) -> int:
+        """Append ``items`` in one pipelined round trip (``history``: the start's backfill, see
+        :mod:`.keys`); returns how many were new.
 
         Candles carry their entry ID, so a candle the stream already has is refused by Redis and
         counted in ``duplicates``; ticks get Redis's IDs (a retry after a lost reply may append a
@@ -143,7 +145,7 @@ class Publisher:
                 requests = [
                     pipe.xadd(
                         str(key),
-                        encode_entry(item),
+                        encode_entry(item, history=history),
                         identifier=kline_entry_id(item) if isinstance(item, Kline) else None,
                         trim_strategy=PureToken.MAXLEN,
                         trim_operator=PureToken.APPROXIMATELY,

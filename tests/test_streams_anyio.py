@@ -97,7 +97,7 @@ async def test_a_planned_rotation_overlaps_the_sockets_in_real_time_on_every_bac
     # socket first: the handover must still find where the streams overlap (an outside audit saw
     # every handover time out there, its topics interrupted each time).
     class ShortLived(Binance):
-        connection_lifetime = 1.0  # replaced every 0.98 s
+        connection_lifetime = 0.6  # replaced every 0.59 s
 
     market = SimConfig(exchange="binance", symbols=("BTC-USDT",), speed=120.0, push_interval=0.1, seed=3)
     ticks: list[int] = []
@@ -112,7 +112,7 @@ async def test_a_planned_rotation_overlaps_the_sockets_in_real_time_on_every_bac
                 ticks.append(tick.time)
 
         tasks.start_soon(take)
-        await anyio.sleep(4.5)
+        await anyio.sleep(2.5)
         health = streams.health()
         tasks.cancel_scope.cancel()
     (connection,) = health.connections

@@ -17,6 +17,7 @@ import httpx
 import pytest
 import trio
 
+from tradeloop import InvalidValueError
 from tradeloop.exchanges import ErrorKind, ExchangeError, ProtocolError, RateLimitedError
 from tradeloop.exchanges.bingx import BingX
 from tradeloop.exchanges.bingx.rest import (
@@ -404,3 +405,9 @@ def test_urls() -> None:
         "http://x",
     )
     assert sim.new_codec(SPOT).market is SPOT
+    one_path = BingX(ws_url="ws://127.0.0.1:1/swap-market", spot_ws_url="ws://127.0.0.1:1/swap-market")
+    assert one_path.ws_url(SPOT) == one_path.ws_url(SWAP)  # a server serving both markets on one path
+    with pytest.raises(InvalidValueError, match="for a spot symbol: /swap-market is the path of the swap socket"):
+        BingX.url_options(SPOT, ws_url="ws://127.0.0.1:1/swap-market", rest_url=None)
+    with pytest.raises(InvalidValueError, match="for a swap symbol: /market is the path of the spot socket"):
+        BingX.url_options(SWAP, ws_url="ws://127.0.0.1:1/market/", rest_url=None)

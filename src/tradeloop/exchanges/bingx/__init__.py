@@ -55,8 +55,6 @@ class BingX(Exchange):
         parse_url(ws_url, ("wss", "ws"), "BingX ws_url")
         parse_url(spot_ws_url, ("wss", "ws"), "BingX spot_ws_url")
         parse_url(rest_url, ("https", "http"), "BingX rest_url")
-        _check_socket_path(ws_url, "ws_url", Market.SWAP)
-        _check_socket_path(spot_ws_url, "spot_ws_url", Market.SPOT)
         self._ws_urls = {Market.SWAP: ws_url, Market.SPOT: spot_ws_url}
         self.rest_url = rest_url.rstrip("/")
         self.limits = limits
@@ -64,6 +62,23 @@ class BingX(Exchange):
     def __repr__(self) -> str:
         swap, spot = self._ws_urls[Market.SWAP], self._ws_urls[Market.SPOT]
         return f"BingX(ws_url={swap!r}, spot_ws_url={spot!r}, rest_url={self.rest_url!r})"
+
+    @classmethod
+    def url_options(cls, market: Market, *, ws_url: str | None, rest_url: str | None) -> dict[str, str]:
+        """As :meth:`Exchange.url_options`, refusing the other market's socket for ``market``: BingX
+        would reject every subscription with a confusing reason ("unknown kline interval '1min'"),
+        the real mistake being the URL. (The constructor takes any path: a proxy, or a test server
+        serving both markets on one path.)"""
+        if ws_url:
+            other = Market.SPOT if market is Market.SWAP else Market.SWAP
+            if urlsplit(ws_url).path.rstrip("/") == _SOCKET_PATHS[other]:
+                example = "BTC/USDT" if market is Market.SPOT else "BTC/USDT:USDT"
+                raise InvalidValueError(
+                    f"invalid BingX WebSocket URL {ws_url!r} for a {market.value} symbol: "
+                    f"{_SOCKET_PATHS[other]} is the path of the {other.value} socket; {market.value} symbols "
+                    f"(such as {example!r}) stream from {_SOCKET_PATHS[market]}"
+                )
+        return super().url_options(market, ws_url=ws_url, rest_url=rest_url)
 
     def ws_url(self, key: Hashable) -> str:
         return self._ws_urls[Market(str(key))]
@@ -119,14 +134,3 @@ class BingX(Exchange):
 
 _SOCKET_PATHS: Final = {Market.SWAP: urlsplit(SWAP_WS_URL).path, Market.SPOT: urlsplit(SPOT_WS_URL).path}
 
-
-def _check_socket_path(url: str, option: str, market: Market) -> None:
-    """Refuse one market's socket given for the other: BingX would reject every subscription
-    with a confusing reason ("unknown kline interval '1min'"), the real mistake being the URL."""
-    other = Market.SPOT if market is Market.SWAP else Market.SWAP
-    if urlsplit(url).path.rstrip("/") == _SOCKET_PATHS[other]:
-        example = "BTC/USDT" if market is Market.SPOT else "BTC/USDT:USDT"
-        raise InvalidValueError(
-            f"invalid BingX {option} {url!r}: {_SOCKET_PATHS[other]} is the path of the {other.value} socket; "
-            f"{market.value} symbols (such as {example!r}) stream from {_SOCKET_PATHS[market]}"
-        )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import re
 import socket
+from contextlib import AsyncExitStack
 from typing import ClassVar
 
 import anyio.abc
@@ -17,13 +18,16 @@ from streams_helpers import FAST, START_MS, SWAP, simulated_streams
 from trio.testing import MockClock
 
 from tradeloop import InvalidValueError, SubscriptionError, TradeloopError
-from tradeloop.exchanges import ExchangeError
+from tradeloop.exchanges import ExchangeError, Topic, TopicKind
 from tradeloop.exchanges.bingx import BingX
 from tradeloop.models import Kline, Tick
 from tradeloop.sim import SimConfig, open_simulator
 from tradeloop.streams import StreamManager
+from tradeloop.streams.connection import Connection, _Socket
 from tradeloop.streams.errors import LogThrottle, describe
 from tradeloop.streams.transport import ConnectError, Transport
+from tradeloop.symbols import Market
+from tradeloop.testing import TEST_STREAM_CONFIG
 
 
 @pytest.fixture
@@ -223,3 +227,21 @@ def test_a_foreign_error_is_recorded_with_the_cause_that_says_more() -> None:
     ours.__cause__ = OSError("detail")
     assert describe(ours) == str(ours)  # tradeloop's own errors name their cause already
     assert describe("text") == "text"
+
+
+async def test_a_subscription_request_cut_short_is_asked_again() -> None:
+    # A handover cancels its writer once the new socket has taken over, or at its deadline; a
+    # request cut short there must not leave its topic counted as subscribed, silent for good.
+    class StuckSocket:
+        async def send_text(self, text: str) -> None:
+            await trio.sleep_forever()
+
+    bingx = BingX()
+    connection = Connection(
+        "bingx", bingx, Market.SWAP, Market.SWAP, TEST_STREAM_CONFIG, Transport(), lambda c: None, lambda c, t, r: None
+    )
+    topic = Topic(TopicKind.KLINE, "BTC/USDT:USDT", "1m")
+    socket = _Socket(StuckSocket(), bingx.new_codec(Market.SWAP), AsyncExitStack(), [topic], trio.current_time())  # type: ignore[arg-type]
+    with trio.move_on_after(0.05):
+        await connection._write_requests(socket)
+    assert topic in socket.to_subscribe and topic not in socket.subscribed and not socket.pending_acks

@@ -477,6 +477,7 @@ class Connection:
                 del socket.to_unsubscribe[topic]
                 socket.subscribed.discard(topic)
                 request_id, text = socket.codec.unsubscribe(topic)
+                await socket.ws.send_text(text)
             else:
                 topic = next(iter(socket.to_subscribe))
                 del socket.to_subscribe[topic]
@@ -485,7 +486,16 @@ class Connection:
                 socket.subscribed.add(topic)
                 request_id, text = socket.codec.subscribe(topic)
                 socket.pending_acks[request_id] = topic
-            await socket.ws.send_text(text)
+                try:
+                    await socket.ws.send_text(text)
+                except BaseException:
+                    # Not (wholly) sent: a handover's writer cancelled mid-send, or the socket
+                    # failed. The topic is to subscribe again, not counted as subscribed: the next
+                    # writer on this socket asks for it (or the socket's failure replaces it).
+                    socket.pending_acks.pop(request_id, None)
+                    socket.subscribed.discard(topic)
+                    socket.to_subscribe[topic] = None
+                    raise
             await anyio.sleep(self._subscribe_interval)
 
     async def _watchdog(self, socket: _Socket) -> None:

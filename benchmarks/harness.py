@@ -74,6 +74,13 @@ def _stop(process: subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(5)
+    _close_output(process)
+
+
+def _close_output(process: subprocess.Popen[str]) -> None:
+    """Close our end of the process's stdout pipe (left open, it leaks one descriptor per run)."""
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 class ServerProcess:
@@ -173,6 +180,7 @@ def stop_client(client: subprocess.Popen[str]) -> None:
     except subprocess.TimeoutExpired:
         client.kill()
         client.wait(5)
+    _close_output(client)
 
 
 def median(values: Sequence[float]) -> float:

@@ -4,8 +4,9 @@ redis-server and the simulator, in simulated time; and the exactly-once test on 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -18,7 +19,13 @@ from streams_helpers import START_MS, SWAP, assert_matches_history, simulated_st
 from trio.testing import MockClock
 
 from tradeloop.distributed import StreamKey, open_redis
-from tradeloop.distributed.consumer import MarketDataGapError, RedisMarketData, RedisSourceSettings, rendezvous_owner
+from tradeloop.distributed.consumer import (
+    MarketDataGapError,
+    RedisMarketData,
+    RedisSourceSettings,
+    _KlineStream,
+    rendezvous_owner,
+)
 from tradeloop.distributed.publisher import Publisher, PublishSettings, PublishTopics
 from tradeloop.exchanges import Exchange
 from tradeloop.models import Kline
@@ -155,6 +162,72 @@ async def test_a_collectors_start_backfill_is_history_to_a_group_that_began_at_a
     candles = processor.processed[SWAP]
     assert_matches_history(sim, candles)  # consecutive, the exchange's values
     assert 4 <= len(candles) <= 6 and candles[0].open_time >= joined_ms - 60_000, [k.open_time for k in candles]
+
+
+async def test_an_engine_stopped_while_skipping_history_skips_the_rest_when_it_returns(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found by an outside audit of the history rule: stopped part-way through the backfill, the
+    # engine came back with a position (pending entries, or the last delivered one) and traded
+    # the rest of the backfill as live.
+    processor = Processor()
+    await consume_for(5, Processor(), settings(redis_server), (SWAP,))  # the group exists; its stream is empty
+    async with collector(redis_server, backfill=50) as sim:
+        joined_ms = sim.now_ms()
+        await trio.sleep(1)
+        acknowledge = _KlineStream._ack_ids
+        async with RedisMarketData.open(settings(redis_server, batch=10)) as source, anyio.create_task_group() as tasks:
+
+            async def stop_after_15(stream: _KlineStream, ids: Sequence[bytes]) -> None:
+                await acknowledge(stream, ids)
+                if stream.counters.history >= 15:
+                    tasks.cancel_scope.cancel()  # the engine stops where it stands, mid-batch
+                    await anyio.sleep(1)
+
+            monkeypatch.setattr(_KlineStream, "_ack_ids", stop_after_15)
+            await tasks.start(processor.run, source, SWAP)
+            await anyio.sleep(60)
+        monkeypatch.setattr(_KlineStream, "_ack_ids", acknowledge)
+        await consume_for(3 * 60, processor, settings(redis_server, batch=10), (SWAP,))
+    candles = processor.processed[SWAP]
+    assert_matches_history(sim, candles)
+    assert candles and candles[0].open_time >= joined_ms - 60_000, [k.open_time for k in candles]
+
+
+async def test_a_candle_is_not_processed_while_its_engine_hands_the_stream_over(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    # Found by an outside audit: while the hand-over awaited its last acknowledgement (a slow
+    # Redis), the strategy went on processing candles the next owner then processed again.
+    key = str(StreamKey.kline("bingx", SWAP, "1m"))
+    loser, winner = ("b", "a") if rendezvous_owner(["a", "b"], key) == "a" else ("a", "b")
+    first, second = Processor(seconds_each=0.5), Processor()
+
+    async def consume_over_slow_redis(seconds: float) -> None:
+        async with RedisMarketData.open(settings(redis_server, loser)) as source, anyio.create_task_group() as tasks:
+            evaluate = source.redis.eval
+
+            async def slow_eval(*args: Any, **kwargs: Any) -> Any:
+                await anyio.sleep(1.0)  # every heartbeat, acknowledgement and release
+                return await evaluate(*args, **kwargs)
+
+            source.redis.eval = slow_eval  # type: ignore[method-assign]
+            await tasks.start(first.run, source, SWAP)
+            await anyio.sleep(seconds)
+            tasks.cancel_scope.cancel()
+
+    async with collector(redis_server) as sim, trio.open_nursery() as nursery:
+        await consume_for(30, Processor(), settings(redis_server, loser), (SWAP,))  # the group exists
+        await trio.sleep(40 * 60)  # 40 candles wait
+        nursery.start_soon(consume_over_slow_redis, 10 * 60)
+        await trio.sleep(7)  # the first engine works through its backlog, a candle per 0.5 s
+        await consume_for(5 * 60, second, settings(redis_server, winner), (SWAP,))  # takes the stream
+    by_first = {k.open_time for k in first.processed[SWAP]}
+    assert not by_first & {k.open_time for k in second.processed[SWAP]}, "processed by both engines"
+    assert_matches_history(sim, sorted(first.processed[SWAP] + second.processed[SWAP], key=lambda k: k.open_time))
 
 
 async def consume_with_rest(seconds: float, processor: Processor, options: RedisSourceSettings, sim: Simulator) -> None:

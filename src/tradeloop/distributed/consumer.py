@@ -91,7 +91,7 @@ __all__ = ["MarketDataGapError", "RedisMarketData", "RedisSourceSettings", "rend
 log = logging.getLogger(__name__)
 
 _CLOSE_TIMEOUT = 5.0
-_HANDED_OVER_KEPT = 100_000
+_HANDED_OVER_KEPT = 10_000
 _REST_LIMIT = 1000
 
 # KEYS: members, lease; ARGV: me, ttl ms. Registers ``me`` until now + ttl (server clock), drops
@@ -172,9 +172,10 @@ class _KlineStream:
         self.resume_end: str | None = None
         """XREVRANGE end of the candles the group already processed (warm-up history); None: none."""
         self.previous: int | None = None
-        self.history_first = False
-        """The group has no position yet: history entries that come first are skipped."""
         """Open time of the last candle handed on (or processed by the group before)."""
+        self.history_first = False
+        """The group has processed nothing yet (no progress recorded): history entries (a
+        collector's start backfill) that come before the first live one are skipped."""
         self.delivered: dict[int, bytes | None] = {}
         """Candles handed on in this tenure and not yet acknowledged, by open time: their entry
         IDs, or None for a candle filled over REST (no entry to acknowledge, progress to record)."""
@@ -267,7 +268,9 @@ class _KlineStream:
         self.resumed = anyio.Event()
         with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
             await self._acknowledge()
-            self.handed_over.update(self.copies)
+            for open_time, copy in self.copies.items():
+                self.handed_over[open_time] = copy
+                self.handed_over.move_to_end(open_time)
             while len(self.handed_over) > _HANDED_OVER_KEPT:
                 self.handed_over.popitem(last=False)
             self.delivered.clear()
@@ -281,8 +284,12 @@ class _KlineStream:
     # -- acknowledgements -------------------------------------------------------------------------
 
     def should_process(self, kline: Kline) -> bool:
-        """False for a copy this engine handed on in an earlier tenure and did not process then:
-        another engine, or this one's fresh copy, processes the candle."""
+        """False for a copy this engine handed on in an earlier tenure and did not process then,
+        or in the tenure it is handing over (from the hand-over's first step: its awaits must
+        not let a strategy process what the next owner will): another engine, or this one's
+        fresh copy, processes the candle."""
+        if not self.owned and self.copies.get(kline.open_time) is kline:
+            return False
         return self.handed_over.get(kline.open_time) is not kline
 
     def mark_processed(self, kline: Kline) -> None:
@@ -388,6 +395,9 @@ class _KlineStream:
         progress = await until_available(
             lambda: redis.get(self.progress_key), f"GET {self.progress_key}", on_retry=self.source.count_retry
         )
+        # Skipping history writes no progress, so an engine stopped part-way through a start
+        # backfill skips the rest of it when it comes back.
+        self.history_first = progress is None
         if progress is not None:
             self.previous = int(progress)
             self.resume_end = f"{self.previous}-0"
@@ -407,7 +417,6 @@ class _KlineStream:
             if _text(cast(bytes, info[b"name"])) == group:
                 last = _text(cast(bytes, info[b"last-delivered-id"]))
                 self.previous = None if last == "0-0" else open_time_of(last)
-                self.history_first = last == "0-0"
                 self.resume_end = None if last == "0-0" else last
                 return
 
@@ -681,13 +690,16 @@ class RedisMarketData:
                 log.error("%s: entry %s skipped in history: %s", key, _text(entry_id), exc)
         return history
 
-    # -- what the strategy wrapper reports --------------------------------------------------------
+    # -- what the engine asks and reports ----------------------------------------------------------
 
     def should_process(self, kline: Kline) -> bool:
-        """False for a candle this engine handed over to another engine before processing it.
+        """False for a copy of a candle this engine handed over (or is handing over) unprocessed:
+        another engine, or this engine's fresh copy of it, processes the candle. Copies are told
+        apart by identity, so ask with the very object received.
 
         Ask, process and call :meth:`mark_processed` in one step, with no await in between: a
-        hand-over in between would give the candle to two engines.
+        hand-over in between would give the candle to two engines. The trading engine asks
+        before its coordinator counts the candle as seen.
         """
         stream = self._klines.get(StreamKey.kline(kline.exchange, kline.symbol, kline.timeframe, self.settings.prefix))
         return stream is None or stream.should_process(kline)

@@ -14,8 +14,8 @@ characters, so the ``:`` and ``/`` of ``ccxt:okx`` or ``BTC/USDT:USDT`` never sp
 The prefix is ``tradeloop`` unless configured. Each stream entry has the field ``data``: the
 candle or tick as JSON (msgspec), prices as decimal strings, so they round-trip exactly. A candle
 a collector backfilled when it started also has ``history`` (``1``): it closed before the
-collector ran, so a group that had no position in the stream yet takes it as warm-up history,
-not as a live candle to trade.
+collector ran, so a group that has processed nothing yet skips it (acknowledges it untraded):
+it is history, not a live candle to trade on prices hours old.
 
 A closed candle's entry ID is its open time, so a candle published twice (a collector restart, a
 backfill overlapping live data) is refused by Redis (an XADD ID must exceed the last one) and can

@@ -21,7 +21,15 @@ def imported_after(statement: str) -> str:
 
 def test_importing_tradeloop_or_reading_a_config_does_not_load_the_redis_client() -> None:
     assert imported_after("import tradeloop") == ""
-    assert imported_after("from tradeloop.trading import load_config, EngineConfig") == ""
+    config = (
+        "import pathlib, tempfile\n"
+        "from tradeloop.trading import load_config\n"
+        "path = pathlib.Path(tempfile.mkdtemp()) / 'engine.toml'\n"
+        "path.write_text('[exchanges.bingx]\\n[data]\\nsource = \"redis://localhost:6379/0\"\\n"
+        "[[strategies]]\\ntype = \"breakout\"\\nsymbols = [\"BTC/USDT:USDT\"]\\nsize = 5\\n')\n"
+        "assert load_config(path).data is not None"
+    )
+    assert imported_after(config) == ""  # a config with a Redis [data] table, read and checked
     assert imported_after("from tradeloop.cli import build_parser; build_parser()") == ""
 
 

@@ -245,3 +245,16 @@ async def test_a_subscription_request_cut_short_is_asked_again() -> None:
     with trio.move_on_after(0.05):
         await connection._write_requests(socket)
     assert topic in socket.to_subscribe and topic not in socket.subscribed and not socket.pending_acks
+
+
+async def test_health_lists_each_error_once_however_many_topics_share_the_socket(mock_clock: MockClock) -> None:
+    nowhere = BingX(ws_url="ws://127.0.0.1:1/swap-market", rest_url="http://127.0.0.1:1")
+    async with StreamManager.open({"bingx": nowhere}, FAST) as streams:
+        subscriptions = [streams.klines("bingx", SWAP, "1m"), streams.ticks("bingx", SWAP)]
+        await trio.sleep(5)
+        health = streams.health()
+        for subscription in subscriptions:
+            subscription.close()
+    records = health.recent_errors
+    assert records and len(records) == len(set(records))
+    assert health.waiting and health.last_error == records[-1]

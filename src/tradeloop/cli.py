@@ -65,11 +65,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=_log_level,
         help=f"logging on stderr: {', '.join(_LOG_LEVELS)} (default ERROR)",
     )
-    parser.add_argument("--version", action="version", version=f"tradeloop {metadata.version('tradeloop')}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module in (run_cli, backtest_cli, sim_cli, watch_cli, publish_cli):
         module.add_parser(subparsers)
     return parser
+
+
+class _Version(argparse.Action):
+    """``--version``, read from the installed distribution only when asked (a checkout run with
+    ``PYTHONPATH=src`` has none, and every other command must work there)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: object) -> None:
+        try:
+            version = metadata.version("tradeloop")
+        except metadata.PackageNotFoundError:
+            version = "(not installed: run from a source tree)"
+        print(f"tradeloop {version}")
+        parser.exit()
 
 
 def _log_level(text: str) -> str:

@@ -190,10 +190,6 @@ class HistoricalMarketData:
         indices = series.index_range(first, closed_buckets_end)
         return list(series.aggregate(timeframe, indices))[-limit:]
 
-    def should_process(self, kline: Kline) -> bool:
-        """Every candle is this engine's: the source is its own (see :class:`MarketData`)."""
-        return True
-
     def health(self) -> StreamHealth:
         topics = [
             self._topic_health(exchange, Topic(TopicKind.TICKER, symbol), fanout)

@@ -89,10 +89,11 @@ class StreamHealth:
 
     @property
     def recent_errors(self) -> list[ErrorRecord]:
-        """Every error the connections and topics still keep, oldest first."""
+        """Every error the connections and topics still keep, oldest first, each once (a topic's
+        health repeats its socket's errors)."""
         records = [e for c in self.connections for e in c.recent_errors]
         records += [e for t in self.topics for e in t.recent_errors]
-        return sorted(records, key=lambda record: record.time)
+        return sorted(dict.fromkeys(records), key=lambda record: record.time)
 
     @property
     def last_error(self) -> ErrorRecord | None:
@@ -102,8 +103,11 @@ class StreamHealth:
 
     @property
     def waiting(self) -> bool:
-        """Some socket is not open, or some topic has had no message yet: data is not flowing."""
-        return any(c.state != "open" for c in self.connections) or any(not t.messages for t in self.topics)
+        """Some socket is not open, or some topic has had no message yet: data is not flowing.
+        (A topic another engine of a Redis group owns, "standby", is not waited for.)"""
+        return any(c.state != "open" for c in self.connections) or any(
+            not t.messages for t in self.topics if t.state != "standby"
+        )
 
     @property
     def total_parse_errors(self) -> int:

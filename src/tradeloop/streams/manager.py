@@ -312,10 +312,6 @@ class StreamManager:
 
     # -- health and shutdown ----------------------------------------------------------------------
 
-    def should_process(self, kline: Kline) -> bool:
-        """Every candle is this engine's: the source is its own (see :class:`MarketData`)."""
-        return True
-
     def health(self) -> StreamHealth:
         self._check_owner()
         now = anyio.current_time()

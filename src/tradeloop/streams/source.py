@@ -17,7 +17,7 @@ from ..models import Kline, Tick
 from .fanout import SlowConsumerPolicy, Subscription
 from .health import StreamHealth
 
-__all__ = ["MarketData", "MarketDataFactory", "TickKind"]
+__all__ = ["SHOULD_PROCESS", "MarketData", "MarketDataFactory", "TickKind"]
 
 TickKind = Literal["ticker", "last_price", "mark_price", "book_ticker"]
 
@@ -60,13 +60,12 @@ class MarketData(Protocol):
         """A typed snapshot of the source's streams."""
         ...
 
-    def should_process(self, kline: Kline) -> bool:
-        """Whether the engine's strategies take this closed candle, asked as they are about to:
-        a source shared by several engines (Redis) hands some copies on that another engine
-        processes. The engine skips a refused copy before it counts the candle as seen, so a
-        fresh copy of it still gets through. True for a source of one's own.
-        """
-        ...
+
+SHOULD_PROCESS = "should_process"
+"""An optional method of a :class:`MarketData` shared by several engines (Redis):
+``should_process(kline) -> bool``, asked before the engine's strategies take a closed candle; a
+refused copy is skipped before it counts as seen, so a fresh copy of it still gets through. A
+source without it (one's own) hands every candle to the strategies."""
 
 
 MarketDataFactory = Callable[[], AbstractAsyncContextManager[MarketData]]

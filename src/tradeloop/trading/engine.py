@@ -43,6 +43,7 @@ from .._groups import first_error_of, single_error
 from ..errors import InvalidValueError, SubscriptionError
 from ..models import Kline, Signal, Tick
 from ..streams import MarketData, MarketDataFactory, StreamHealth, StreamManager, Subscription, candles_between
+from ..streams.source import SHOULD_PROCESS
 from .config import EngineConfig
 from .journal import Journal, RiskRecord
 from .portfolio import PortfolioManager, PortfolioSnapshot
@@ -251,7 +252,9 @@ class TradingEngine:
     async def _serve(self, run: _Run, scope: anyio.CancelScope, task_status: anyio.abc.TaskStatus[None]) -> None:
         async with self._market_data() as streams:
             run.streams = streams
-            run.coordinator.admit = streams.should_process
+            admit = getattr(streams, SHOULD_PROCESS, None)  # optional: a source shared with other engines
+            if admit is not None:
+                run.coordinator.admit = admit
             # The subscriptions belong to this function, not to the pumps reading them: they stay
             # open until the health snapshot below has seen every topic with its final counters.
             ticks = {(exchange, symbol): streams.ticks(exchange, symbol) for exchange, symbol in self._instruments()}
@@ -323,12 +326,12 @@ class TradingEngine:
             async for kline in klines:
                 if last_warm is not None:
                     # The first live candle: those that closed after the warm-up fetch and
-                    # before the first push reach the strategies too.
+                    # before the first push reach the strategies too, as warm-up (they may be
+                    # minutes old: a signal from them would trade at a stale price).
                     assert run.streams is not None
                     after, last_warm = last_warm, None
                     seam = await candles_between(run.streams, *stream, after=after, before=kline.open_time)
-                    for missed in seam:
-                        await market.send(missed)
+                    run.coordinator.warm_up(seam)
                 await market.send(kline)
 
     async def _warm_up(self, run: _Run, stream: tuple[str, str, str], warmup: int) -> int | None:

@@ -19,6 +19,7 @@ import anyio.abc
 import msgspec
 import trio
 
+from .._groups import single_error
 from ..cli import seconds
 from ..errors import InvalidValueError, TradeloopError
 from ..exchanges import Exchange, exchange_class
@@ -192,13 +193,14 @@ async def _print(
         if first_data.cancelled_caught:
             reason = _last_error(streams.health())
             raise NoDataError(f"no data from {source} within {args.first_data_timeout:g} s{reason}")
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_report_errors, streams, trio.current_time())
-            while args.count is None or printed < args.count:
-                out.write(encode(await channel.receive()) + b"\n")
-                out.flush()
-                printed += 1
-            nursery.cancel_scope.cancel()
+        with single_error():  # a rejection leaves as SubscriptionError, not in a group
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_report_errors, streams, trio.current_time())
+                while args.count is None or printed < args.count:
+                    out.write(encode(await channel.receive()) + b"\n")
+                    out.flush()
+                    printed += 1
+                nursery.cancel_scope.cancel()
 
 
 _ERROR_CHECK_INTERVAL = 1.0

@@ -89,3 +89,17 @@ def test_ticks_stamped_on_receipt_are_matched_by_their_update_id() -> None:
     seen += rule.admit(OLD, A, [book(3, 1003)], topics)  # type: ignore[arg-type]
     seen += rule.admit(NEW, A, [book(2, 1004), book(3, 1005), book(4, 1006)], topics)  # type: ignore[arg-type]
     assert [tick.update_id for tick in seen] == [1, 2, 3, 4]  # overlap at update 3, whatever the stamps
+
+
+def test_a_new_socket_that_stays_pushes_behind_takes_over_where_the_old_one_stopped() -> None:
+    # Found in review: compared with the old socket's last push only, a new socket two pushes
+    # behind never matched, and every such handover ran to its timeout.
+    rule, topics = handover(), {A: None}
+    seen: list[Any] = []
+    seen += rule.admit(OLD, A, [1, 2, 3], topics)  # type: ignore[arg-type]
+    seen += rule.admit(NEW, A, [1], topics)  # type: ignore[arg-type]  # two behind: switched, nothing new yet
+    assert rule.complete.is_set()
+    assert rule.admit(OLD, A, [4], topics) == ()  # type: ignore[arg-type]  # the old one is done
+    seen += rule.admit(NEW, A, [2, 3, 4], topics)  # type: ignore[arg-type]  # 4 is past what the old one gave
+    seen += rule.admit(NEW, A, [5], topics)  # type: ignore[arg-type]
+    assert seen == [1, 2, 3, 4, 5]

@@ -131,10 +131,11 @@ class _Handover:
     Both sockets deliver the same pushes for a while. A topic keeps taking the old socket's pushes
     until the two streams are seen to overlap, then takes only the new socket's. They overlap when
     the old socket delivers a push the new socket has already delivered (the topic continues with
-    what the new one delivered after it), or when the new socket delivers the push the old one
-    delivered last (the topic continues with what follows it on the new one): the server may write
-    each push to the old socket first, and a loop callback may then always read the old copy
-    first, so waiting for the new copy to lead would never switch. Nothing is lost or repeated, and
+    what the new one delivered after it), or when the new socket delivers a push the old one has
+    delivered (the new one is level or behind: the topic continues with the new one's pushes the
+    old one has not delivered). The server may write each push to the old socket first, and a loop
+    callback may then always read the old copy first, so waiting for the new copy to lead would
+    never switch; a new socket that subscribed late may stay pushes behind. Nothing is lost or repeated, and
     no sequence number is needed: pushes are compared whole, event time included, except a tick
     that carries the exchange's update id (Binance's book ticker, whose spot time is only the
     receive time), which is compared by that id.
@@ -145,8 +146,11 @@ class _Handover:
         self.new = new
         self.switched: set[Topic] = set()
         self._queued: dict[Topic, deque[Any]] = {}  # a topic queues one kind: Kline or Tick
-        self._old_last: dict[Topic, object] = {}
-        """What identifies the last push each topic took from the old socket."""
+        self._old_recent: dict[Topic, dict[object, None]] = {}
+        """What identifies the pushes each topic took from the old socket (the newest
+        :data:`_HANDOVER_QUEUE`)."""
+        self._catching_up: dict[Topic, dict[object, None]] = {}
+        """Switched topics whose new socket is still delivering pushes the old one delivered."""
         self.complete = anyio.Event()
         self.old_gone = False
         """The old socket ended first (its server closed it as announced): every topic takes the
@@ -157,15 +161,16 @@ class _Handover:
     ) -> Sequence[Item]:
         """What of ``items``, pushed on ``topic`` through ``socket``, the topic publishes."""
         if topic in self.switched or self.old_gone:
-            return items if socket is self.new else ()
+            if socket is not self.new:
+                return ()
+            return self._past_the_old(topic, items) if topic in self._catching_up else items
         queued: deque[Item] = self._queued.setdefault(topic, deque(maxlen=_HANDOVER_QUEUE))
         if socket is self.new:
-            if topic in self._old_last:
-                last = self._old_last[topic]
-                for index, item in enumerate(items):
-                    if _same_push(item) == last:  # the new stream has caught up with the old one
-                        self._switch(topic, topics)
-                        return items[index + 1 :]
+            delivered = self._old_recent.get(topic)
+            if delivered and any(_same_push(item) in delivered for item in items):
+                self._switch(topic, topics)  # level with the old stream, or behind it
+                self._catching_up[topic] = delivered
+                return self._past_the_old(topic, items)
             queued.extend(items)
             return ()
         for index, item in enumerate(items):
@@ -175,21 +180,33 @@ class _Handover:
                     pass
                 self._switch(topic, topics)
                 return [*items[: index + 1], *queued]
-        if items:
-            self._old_last[topic] = _same_push(items[-1])
+        delivered = self._old_recent.setdefault(topic, {})
+        for item in items:
+            delivered[_same_push(item)] = None
+        while len(delivered) > _HANDOVER_QUEUE:
+            del delivered[next(iter(delivered))]
         return items
+
+    def _past_the_old(self, topic: Topic, items: Sequence[Item]) -> Sequence[Item]:
+        """The new socket's ``items`` from the first the old socket did not deliver on."""
+        delivered = self._catching_up[topic]
+        for index, item in enumerate(items):
+            if _same_push(item) not in delivered:
+                del self._catching_up[topic]
+                return items[index:]
+        return ()
 
     def _switch(self, topic: Topic, topics: Mapping[Topic, object]) -> None:
         self.switched.add(topic)
         self._queued.pop(topic, None)
-        self._old_last.pop(topic, None)
+        self._old_recent.pop(topic, None)
         if all(t in self.switched for t in topics):
             self.complete.set()
 
     def old_ended(self) -> None:
         self.old_gone = True
         self._queued.clear()
-        self._old_last.clear()
+        self._old_recent.clear()
         self.complete.set()
 
     def unswitched(self, topics: Mapping[Topic, object]) -> list[Topic]:

@@ -263,33 +263,39 @@ class _KlineStream:
         tenure.cancel()
 
     async def _hand_over(self) -> None:
-        """Stop handing on candles, acknowledge the processed ones, then give up the lease."""
+        """Stop handing on candles, acknowledge the processed ones, then give up the lease.
+
+        The tenure's copies are refused before the first await (a strategy must not process what
+        the next owner will), and its bookkeeping is cleared even when the acknowledgement does
+        not get through: a candle processed but not acknowledged is then delivered again (the
+        engine's coordinator drops it as a repeat), never held back as already handed on.
+        """
         self.owned = False
         self.resumed = anyio.Event()
-        with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
-            await self._acknowledge()
-            for open_time, copy in self.copies.items():
-                self.handed_over[open_time] = copy
-                self.handed_over.move_to_end(open_time)
-            while len(self.handed_over) > _HANDED_OVER_KEPT:
-                self.handed_over.popitem(last=False)
+        for open_time, copy in self.copies.items():
+            self.handed_over[open_time] = copy
+            self.handed_over.move_to_end(open_time)
+        while len(self.handed_over) > _HANDED_OVER_KEPT:
+            self.handed_over.popitem(last=False)
+        self.copies.clear()
+        try:
+            with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
+                await self._acknowledge()
+                me = self.source.settings.consumer
+                with _logged(f"releasing {self.lease_key}"):
+                    await self.source.redis.eval(_RELEASE, [self.lease_key], [me])
+        finally:
             self.delivered.clear()
-            self.copies.clear()
-            me = self.source.settings.consumer
-            with _logged(f"releasing {self.lease_key}"):
-                await self.source.redis.eval(_RELEASE, [self.lease_key], [me])
+            self.processed.clear()
         if scope.cancelled_caught:
             log.error("%s: hand-over took over %.0f s; the lease expires by itself", self.name, _CLOSE_TIMEOUT)
 
     # -- acknowledgements -------------------------------------------------------------------------
 
     def should_process(self, kline: Kline) -> bool:
-        """False for a copy this engine handed on in an earlier tenure and did not process then,
-        or in the tenure it is handing over (from the hand-over's first step: its awaits must
-        not let a strategy process what the next owner will): another engine, or this one's
-        fresh copy, processes the candle."""
-        if not self.owned and self.copies.get(kline.open_time) is kline:
-            return False
+        """False for a copy this engine handed on in a tenure that ended, or is ending (from the
+        hand-over's first step), unprocessed: another engine, or this one's fresh copy,
+        processes the candle."""
         return self.handed_over.get(kline.open_time) is not kline
 
     def mark_processed(self, kline: Kline) -> None:
@@ -322,7 +328,7 @@ class _KlineStream:
             )
             for t in done:
                 del self.delivered[t]
-                del self.copies[t]
+                self.copies.pop(t, None)  # gone already once a hand-over began
         del self.processed[:taken]
 
     # -- reading ----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ redis-server and the simulator, in simulated time; and the exactly-once test on 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -90,9 +90,14 @@ class Processor:
 
 
 async def consume_for(
-    seconds: float, processor: Processor, options: RedisSourceSettings, symbols: tuple[str, ...] = (SWAP, ETH)
+    seconds: float,
+    processor: Processor,
+    options: RedisSourceSettings,
+    symbols: tuple[str, ...] = (SWAP, ETH),
+    exchanges: Mapping[str, Exchange] | None = None,
 ) -> None:
-    async with RedisMarketData.open(options) as source, anyio.create_task_group() as tasks:
+    """An engine reading ``symbols`` for ``seconds``; with ``exchanges``, gaps are filled over REST."""
+    async with RedisMarketData.open(options, exchanges) as source, anyio.create_task_group() as tasks:
         for symbol in symbols:
             await tasks.start(processor.run, source, symbol)
         await anyio.sleep(seconds)
@@ -230,14 +235,6 @@ async def test_a_candle_is_not_processed_while_its_engine_hands_the_stream_over(
     assert_matches_history(sim, sorted(first.processed[SWAP] + second.processed[SWAP], key=lambda k: k.open_time))
 
 
-async def consume_with_rest(seconds: float, processor: Processor, options: RedisSourceSettings, sim: Simulator) -> None:
-    """``consume_for`` one symbol with the exchange configured, so gaps are filled over REST."""
-    async with RedisMarketData.open(options, {"bingx": sim.exchange()}) as source, trio.open_nursery() as nursery:
-        await nursery.start(processor.run, source, SWAP)
-        await trio.sleep(seconds)
-        nursery.cancel_scope.cancel()
-
-
 async def test_candles_filled_over_rest_count_as_processed_across_a_restart(
     mock_clock: MockClock,
     redis_server: RedisServer,  # noqa: F811
@@ -250,9 +247,9 @@ async def test_candles_filled_over_rest_count_as_processed_across_a_restart(
         await trio.sleep(10 * 60)  # the engine is down, and the stream is trimmed meanwhile
         await redis.xtrim(str(StreamKey.kline("bingx", SWAP, "1m")), PureToken.MAXLEN, 2)
         processor.seconds_each = 20.0
-        await consume_with_rest(90, processor, settings(redis_server), sim)  # stopped mid-gap
+        await consume_for(90, processor, settings(redis_server), (SWAP,), {"bingx": sim.exchange()})  # stopped mid-gap
         processor.seconds_each = 0.0
-        await consume_with_rest(5 * 60, processor, settings(redis_server), sim)
+        await consume_for(5 * 60, processor, settings(redis_server), (SWAP,), {"bingx": sim.exchange()})
     assert_matches_history(sim, processor.processed[SWAP])
 
 
@@ -271,9 +268,10 @@ async def test_a_stream_handed_over_mid_gap_gives_each_rest_candle_to_one_engine
         await consume_for(3 * 60, Processor(), settings(redis_server, first_name), (SWAP,))
         await trio.sleep(10 * 60)
         await redis.xtrim(key, PureToken.MAXLEN, 2)
-        nursery.start_soon(consume_with_rest, 8 * 60, first, settings(redis_server, first_name), sim)
+        with_rest = {"bingx": sim.exchange()}
+        nursery.start_soon(consume_for, 8 * 60, first, settings(redis_server, first_name), (SWAP,), with_rest)
         await trio.sleep(60)  # the first engine is part-way through the candles filled over REST
-        await consume_with_rest(6 * 60, second, settings(redis_server, second_name), sim)
+        await consume_for(6 * 60, second, settings(redis_server, second_name), (SWAP,), with_rest)
     both = sorted(first.processed[SWAP] + second.processed[SWAP], key=lambda k: k.open_time)
     assert_matches_history(sim, both)
 

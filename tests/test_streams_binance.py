@@ -94,21 +94,29 @@ async def test_an_unknown_symbol_is_a_subscription_error(mock_clock: MockClock) 
                 await channel.receive()
 
 
+class ShortLived(Binance):
+    connection_lifetime = 5.0  # replaced every 4.9 s
+
+
+@asynccontextmanager
+async def short_lived_streams(push_interval: float) -> AsyncIterator[tuple[Simulator, StreamManager]]:
+    """The Binance simulator at 6x speed, and a manager whose sockets are replaced every 4.9 s."""
+    config = SimConfig(
+        exchange="binance", symbols=("BTC-USDT",), start_ms=START_MS, speed=6.0, push_interval=push_interval
+    )
+    async with (
+        open_simulator(config) as sim,
+        StreamManager.open({"binance": ShortLived(ws_url=sim.ws_url, rest_url=sim.rest_url)}, FAST) as streams,
+    ):
+        yield sim, streams
+
+
 async def test_a_socket_past_its_lifetime_is_handed_over_without_a_gap(mock_clock: MockClock) -> None:
     # Binance cuts a socket after 24 h; the client replaces it a little before, overlapping the
     # new socket with the old. Every push of every topic then arrives once, in order: ticks
     # (which no REST call could recover) with no gap, klines with no interruption to backfill.
     push_ms = 600  # 0.1 s pushes at 6x market speed
-
-    class ShortLived(Binance):
-        connection_lifetime = 5.0  # replaced every 4.9 s
-
-    sim_config = SimConfig(exchange="binance", symbols=("BTC-USDT",), start_ms=START_MS, speed=6.0, push_interval=0.1)
-    async with (
-        open_simulator(sim_config) as sim,
-        StreamManager.open({"binance": ShortLived(ws_url=sim.ws_url, rest_url=sim.rest_url)}, FAST) as streams,
-        trio.open_nursery() as nursery,
-    ):
+    async with short_lived_streams(push_interval=0.1) as (sim, streams), trio.open_nursery() as nursery:
         klines = Collector(streams.klines("binance", USDM, "1m"))
         nursery.start_soon(klines.run)
         tick_times: dict[str, list[int]] = {SPOT: [], USDM: []}
@@ -134,15 +142,7 @@ async def test_a_socket_past_its_lifetime_is_handed_over_without_a_gap(mock_cloc
 async def test_a_handed_over_socket_that_fails_is_replaced_by_a_new_one(mock_clock: MockClock) -> None:
     # Found by an outside audit: the connection kept the handed-over socket after its session
     # failed (already closed), so Trio raised ValueError (fd -1) and asyncio looped on it forever.
-    class ShortLived(Binance):
-        connection_lifetime = 5.0  # replaced every 4.9 s
-
-    sim_config = SimConfig(exchange="binance", symbols=("BTC-USDT",), start_ms=START_MS, speed=6.0, push_interval=0.5)
-    async with (
-        open_simulator(sim_config) as sim,
-        StreamManager.open({"binance": ShortLived(ws_url=sim.ws_url, rest_url=sim.rest_url)}, FAST) as streams,
-        trio.open_nursery() as nursery,
-    ):
+    async with short_lived_streams(push_interval=0.5) as (sim, streams), trio.open_nursery() as nursery:
         klines = Collector(streams.klines("binance", USDM, "1m"))
         nursery.start_soon(klines.run)
         await klines.wait_for_closed(1)

@@ -167,7 +167,7 @@ class NoDataError(TradeloopError):
 def _last_error(health: StreamHealth) -> str:
     """The newest error any socket or topic recorded, as the tail of the "no data" line."""
     last = health.last_error
-    return "" if last is None else f"; last error: {last.message} ({last.kind})"
+    return "" if last is None else f"; last error: {last}"
 
 
 async def _print(
@@ -219,5 +219,5 @@ async def _report_errors(streams: MarketData, since: float) -> None:
             covered = throttle.admit(record.kind)
             if covered is not None:
                 more = f" (and {covered - 1} more since the last such line)" if covered > 1 else ""
-                print(f"tradeloop watch: {record.message} ({record.kind}){more}", file=sys.stderr, flush=True)
+                print(f"tradeloop watch: {record}{more}", file=sys.stderr, flush=True)
             since = record.time

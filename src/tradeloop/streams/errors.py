@@ -20,6 +20,10 @@ class ErrorRecord:
     kind: str
     message: str
 
+    def __str__(self) -> str:
+        """How the live view, ``watch`` and its "no data" line show it: the message, then the kind."""
+        return f"{self.message} ({self.kind})"
+
 
 class ErrorHistory:
     """The newest ``maxlen`` errors; older ones fall off so a long run cannot grow memory."""

@@ -89,7 +89,7 @@ def _stream_trouble(health: StreamHealth | None) -> str:
     if health is None or not health.waiting:
         return ""
     last = health.last_error
-    return "waiting for data" if last is None else f"last error: {last.message} ({last.kind})"
+    return "waiting for data" if last is None else f"last error: {last}"
 
 
 def render_status(status: EngineStatus) -> RenderableType:

@@ -199,7 +199,7 @@ async def test_an_explicit_journal_stays_tripped_until_reset(
         risk = RiskManager(RiskLimits(), PortfolioManager(D(10_000)))
         risk.kill("drawdown test", 1_700_000_000_000)
         await journal.record_risk_event("kill", "drawdown test", 1_700_000_000_000, risk.record())
-    argv = ["run", "--journal", str(path), "--duration", "10"]
+    argv = ["run", "--journal", str(path), "--duration", "1"]
     assert await trio.to_thread.run_sync(main, argv) == 0
     out = capsys.readouterr().out
     assert "stopped by kill switch" in out and "tripped in an earlier run" in out and "--reset-kill-switch" in out

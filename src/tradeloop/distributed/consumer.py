@@ -376,8 +376,13 @@ class _KlineStream:
                 position = b"0"
                 continue
             failures = 0
+            # Entries skipped (history, repeats, unreadable, trimmed) are acknowledged together
+            # after the batch: one round trip, not one per entry (a start backfill is 1000).
+            skipped: list[bytes] = []
             for entry_id, fields in entries:
-                await self._deliver(entry_id, fields)
+                await self._deliver(entry_id, fields, skipped)
+            if skipped:
+                await self._ack_ids(skipped)
             if position != b">":
                 position = entries[-1][0] if entries else b">"
 
@@ -438,17 +443,18 @@ class _KlineStream:
             await anyio.sleep(settings.poll_interval)
         return [_entry(entry) for entry in entries]
 
-    async def _deliver(self, entry_id: bytes, fields: dict[bytes, bytes] | None) -> None:
+    async def _deliver(self, entry_id: bytes, fields: dict[bytes, bytes] | None, skipped: list[bytes]) -> None:
+        """Hand on the candle of one entry, or add the entry to ``skipped`` (to acknowledge)."""
         if fields is None:
             # A pending entry that was trimmed away: the open-time check below reports the gap.
-            await self._ack_ids([entry_id])
+            skipped.append(entry_id)
             return
         try:
             kline = decode_kline(fields)
         except EntryError as exc:
             self.counters.parse_errors += 1
             log.error("%s: entry %s skipped: %s", self.name, _text(entry_id), exc)
-            await self._ack_ids([entry_id])
+            skipped.append(entry_id)
             return
         if kline.open_time in self.delivered:
             return  # handed on already in this tenure (a pending list read again after a failure)
@@ -458,12 +464,12 @@ class _KlineStream:
                 # history, not candles to trade on prices hours old.
                 self.counters.history += 1
                 self.previous = kline.open_time
-                await self._ack_ids([entry_id])
+                skipped.append(entry_id)
                 return
             self.history_first = False
         if self.previous is not None and kline.open_time <= self.previous:
             self.counters.duplicates += 1
-            await self._ack_ids([entry_id])
+            skipped.append(entry_id)
             return
         if self.previous is not None:
             expected = next_open_time(self.timeframe, self.previous)

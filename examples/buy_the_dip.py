@@ -31,7 +31,7 @@ SIM_SPEED = 100.0
 
 # --8<-- [start:strategy]
 class BuyTheDip:
-    """Hold 0.01 BTC after a candle closes 1% below the one before, flat otherwise."""
+    """Hold 0.01 BTC after a candle closes 0.1% below the one before, flat otherwise."""
 
     name = "buy-the-dip"
     symbols = ("BTC/USDT:USDT",)
@@ -45,7 +45,7 @@ class BuyTheDip:
         previous, self.previous = self.previous, kline.close
         if previous is None:
             return []
-        dipped = kline.close < previous * Decimal("0.99")
+        dipped = kline.close < previous * Decimal("0.999")
         return [Signal.hold(kline, Decimal("0.01") if dipped else Decimal(0), "dip" if dipped else "no dip")]
 
     def on_tick(self, tick: Tick) -> list[Signal]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tradeloop import Kline, Signal, Tick
 from tradeloop.exchanges.bingx import BingX
 from tradeloop.trading import Breakout, EngineConfig, SmaCrossover, TradingEngine, load_config
 from tradeloop.trading.config import config_from_mapping
@@ -119,6 +120,10 @@ BASE = {
             {"strategies": [{"type": "breakout", "symbols": [BTC], "size": 1}] * 2},
             "strategy name 'breakout' is used twice",
         ),
+        (
+            {"strategies": [{"type": "breakout", "symbols": ["BTCUSDT"], "size": 1}]},
+            "strategies[0]': Breakout: parameter 'symbols': invalid symbol 'BTCUSDT': expected a unified symbol",
+        ),
         ({"risk": {"max_order_notional": -1}}, "config [risk]: risk limit 'max_order_notional' must be a number >= 0"),
         ({"risk": {"max_leverage": 3}}, "config [risk]: unknown field 'max_leverage'"),
         ({"streams": {"stall_timeout": 0}}, "config [streams]: StreamConfig.stall_timeout must be positive"),
@@ -143,6 +148,37 @@ BASE = {
 def test_errors_name_the_field(change: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         config_from_mapping({**BASE, **change})
+
+
+class _OwnStrategy:
+    """A strategy of the user's own: EngineConfig checks its symbols and timeframe itself."""
+
+    name = "own"
+    warmup = 0
+
+    def __init__(self, symbols: tuple[str, ...], timeframe: str | None) -> None:
+        self.symbols = symbols
+        self.timeframe = timeframe
+
+    def on_kline(self, kline: Kline) -> list[Signal]:
+        return []
+
+    def on_tick(self, tick: Tick) -> list[Signal]:
+        return []
+
+
+@pytest.mark.parametrize(
+    ("symbols", "timeframe", "message"),
+    [
+        (("BTC-USDT",), "1m", "'strategies[0]' (strategy 'own'): invalid symbol 'BTC-USDT': expected a unified symbol"),
+        ((BTC,), "7m", "'strategies[0]' (strategy 'own'): invalid timeframe '7m': expected one of 1m, 3m"),
+    ],
+)
+def test_a_strategy_of_ones_own_is_named_with_its_bad_symbol_or_timeframe(
+    symbols: tuple[str, ...], timeframe: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        EngineConfig(exchanges={"bingx": {}}, strategies=[_OwnStrategy(symbols, timeframe)])
 
 
 def test_missing_file_and_bad_toml_are_value_errors(tmp_path: Path) -> None:

@@ -59,6 +59,7 @@ from ..distributed.settings import PublishSettings, PublishTopics, RedisSourceSe
 from ..errors import InvalidValueError
 from ..exchanges import Exchange, available_exchanges, exchange_class, normalize_exchange_name
 from ..streams import StreamConfig
+from ..symbols import parse_symbol, validate_timeframe
 from .risk import RiskLimits, percent
 from .strategies import create_strategy
 from .strategy import Strategy, strategy_exchange
@@ -153,6 +154,13 @@ class EngineConfig:
                 )
             if not isinstance(strategy.warmup, int) or strategy.warmup < 0:
                 raise InvalidValueError(f"{where}: warmup must be an integer >= 0, got {strategy.warmup!r}")
+            try:
+                for symbol in strategy.symbols:
+                    parse_symbol(symbol)
+                if strategy.timeframe is not None:
+                    validate_timeframe(strategy.timeframe)
+            except ValueError as exc:  # named here, not from the streams once the engine runs
+                raise InvalidValueError(f"{where} (strategy {strategy.name!r}): {exc}") from None
 
 
 MAX_CONFIG_SIZE = 1024 * 1024

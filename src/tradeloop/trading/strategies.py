@@ -78,8 +78,11 @@ class PriceSeriesStrategy(ABC):
         owner = type(self).__name__
         if isinstance(symbols, str) or not isinstance(symbols, Sequence) or not symbols:
             raise _param_error(owner, "symbols", "a non-empty list of unified symbols", symbols)
-        for symbol in symbols:
-            parse_symbol(symbol)
+        try:
+            for symbol in symbols:
+                parse_symbol(symbol)
+        except ValueError as exc:
+            raise InvalidValueError(f"{owner}: parameter 'symbols': {exc}") from None
         if source not in _SOURCES:
             raise _param_error(owner, "source", f"one of {', '.join(_SOURCES)}", source)
         try:

@@ -114,13 +114,38 @@ async def test_starting_cash_must_match(tmp_path: Path) -> None:
     await refused(path, "starting_cash 5000 differs", cash=D("5000"))
 
 
-async def test_a_journal_in_use_is_refused(tmp_path: Path) -> None:
+_OPEN_ELSEWHERE = """
+import sys, trio
+from decimal import Decimal
+from tradeloop.trading.journal import Journal, JournalError
+async def main():
+    try:
+        async with Journal.open(sys.argv[1], starting_cash=Decimal(10000)):
+            print("opened")
+    except JournalError as exc:
+        print(exc)
+trio.run(main)
+"""
+
+
+async def opened_by_another_process(path: Path) -> str:
+    result = await trio.run_process([sys.executable, "-c", _OPEN_ELSEWHERE, str(path)], capture_stdout=True)
+    return result.stdout.decode().strip()
+
+
+async def test_a_journal_in_use_is_refused_to_another_process_and_in_this_one(tmp_path: Path) -> None:
+    # Found by an outside look: the journal's lock went with a descriptor we closed after SQLite
+    # took it, so a second engine process ran on the same journal (and a run left it unreadable).
     path = tmp_path / "journal.sqlite"
     async with Journal.open(path, starting_cash=CASH):
-        with pytest.raises(JournalError, match="in use"):
+        assert await opened_by_another_process(path) == f"journal {path} is in use by another engine"
+        with pytest.raises(JournalError, match="in use by another engine in this process"):
             async with Journal.open(path, starting_cash=CASH):
                 pytest.fail("opened twice")
-    async with Journal.open(path, starting_cash=CASH):  # released on close
+        # The refused attempt did not release the lock either.
+        assert await opened_by_another_process(path) == f"journal {path} is in use by another engine"
+    assert await opened_by_another_process(path) == "opened"  # released on close
+    async with Journal.open(path, starting_cash=CASH):
         pass
 
 

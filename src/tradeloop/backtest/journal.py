@@ -21,7 +21,7 @@ from typing import TypeVar, TypeVarTuple
 
 import trio
 
-from ..trading.journal import Journal, JournalError, checkpoint, open_connection
+from ..trading.journal import Journal, JournalError, checkpoint, close_connection, open_connection
 
 __all__ = ["BacktestJournal", "EquityPoint", "read_equity"]
 
@@ -61,7 +61,7 @@ class BacktestJournal(Journal):
             try:
                 checkpoint(connection)
             finally:
-                connection.close()
+                close_connection(connection)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ import logging
 import os
 import sqlite3
 import stat
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -251,19 +252,62 @@ class Journal:
 
 
 def open_connection(path: Path, starting_cash: Decimal) -> sqlite3.Connection:
-    """Open the journal at ``path`` (blocking): refuse what is not our journal, migrate an old one."""
-    with _hold_file(path) as fd:
+    """Open the journal at ``path`` (blocking): refuse what is not our journal, migrate an old one.
+
+    Close it with :func:`close_connection`. Raises JournalError, also when this process or another
+    holds the journal already.
+    """
+    with _OPEN_LOCK:  # one opening at a time in this process: see _OPEN
+        held = _file_key(path)
+        if held is not None and held in _OPEN:
+            raise JournalError(f"journal {path} is in use by another engine in this process")
+        with _hold_file(path) as fd:
+            try:
+                connection = sqlite3.connect(path, timeout=_LOCK_TIMEOUT, isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise _journal_error(path, exc) from exc
+            try:
+                _check_same_file(path, fd)
+                status = os.fstat(fd)
+            except BaseException:
+                connection.close()
+                raise
+        # Our descriptor is closed before SQLite locks the file, never after: POSIX locks belong
+        # to a process and a file, and closing *any* descriptor of the file drops them all. Closed
+        # after BEGIN IMMEDIATE, it left the journal unlocked, and a second engine ran on it (an
+        # outside look saw two engines share one journal, and one run leave it unreadable).
         try:
-            connection = sqlite3.connect(path, timeout=_LOCK_TIMEOUT, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise _journal_error(path, exc) from exc
-        try:
-            _check_same_file(path, fd)
             _prepare(connection, path, starting_cash)
         except BaseException:
             connection.close()
             raise
+        _OPEN[status.st_dev, status.st_ino] = connection
     return connection
+
+
+def close_connection(connection: sqlite3.Connection) -> None:
+    """Close a connection of :func:`open_connection`, so this process may open its journal again."""
+    with _OPEN_LOCK:
+        try:
+            connection.close()
+        finally:
+            for key in [key for key, held in _OPEN.items() if held is connection]:
+                del _OPEN[key]
+
+
+_OPEN: dict[tuple[int, int], sqlite3.Connection] = {}
+"""The journals this process holds, by file (device, inode). A second opening in the same process
+is refused before it opens the file: SQLite would refuse it too, but our own descriptor's close
+would then drop the lock the first holds (see :func:`open_connection`)."""
+_OPEN_LOCK = threading.Lock()
+
+
+def _file_key(path: Path) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None  # not there yet (created by the opening)
+    return status.st_dev, status.st_ino
 
 
 @contextmanager
@@ -395,7 +439,7 @@ def _close(connection: sqlite3.Connection) -> None:
         # Committed transactions are safe in the WAL file; the next open checkpoints them.
         logger.warning("checkpoint on closing the journal failed", exc_info=True)
     finally:
-        connection.close()
+        close_connection(connection)
 
 
 def _insert_fill(connection: sqlite3.Connection, order: Order, fill: Fill) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import struct
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator
@@ -759,6 +760,24 @@ async def test_a_deeply_nested_request_is_an_error_reply_not_a_crash(mock_clock:
         await ws.send_message('{"id":' + "[" * 30_000 + "]" * 30_000 + "}")  # 60 KB: under the size limit
         assert (await next_message(ws))["code"] == 80014
         assert (await request(ws, "BTC-USDT@ticker"))["code"] == 0
+
+
+@pytest.mark.parametrize("request_bytes", [b"garbage\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n", b"\x16\x03\x01\x02\x00"])
+async def test_a_client_leaving_mid_request_ends_its_connection_not_the_server(
+    mock_clock: MockClock, request_bytes: bytes
+) -> None:
+    # Found by an outside look: a Redis client pointed at the REST port ended `tradeloop sim`
+    # (the 400 for its bad request went to a socket already reset).
+    async with open_simulator(config()) as sim, httpx.AsyncClient(base_url=sim.rest_url) as client:
+        url = httpx.URL(sim.rest_url)
+        for _ in range(3):
+            sock = trio.socket.socket()
+            await sock.connect((url.host, url.port))
+            await sock.send(request_bytes)
+            sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_LINGER, struct.pack("ii", 1, 0))  # reset
+            sock.close()
+            await trio.sleep(0.1)
+        assert (await client.get("/openApi/swap/v2/server/time")).json()["code"] == 0
 
 
 async def test_a_request_body_past_64_kib_is_refused_with_413(mock_clock: MockClock) -> None:

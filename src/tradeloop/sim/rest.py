@@ -9,6 +9,7 @@ kept alive (httpx reuses them); every read and write is bounded by a timeout, an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +32,8 @@ from .protocol import SPOT_ERROR, SWAP_ERROR, number, percent_text
 __all__ = ["RestServer"]
 
 logger = logging.getLogger(__name__)
+_CONNECTION_ENDED = (anyio.BrokenResourceError, anyio.ClosedResourceError)
+"""What a REST connection raises once its client is gone."""
 
 MAX_LIMIT = 1440
 DEFAULT_LIMIT = 500
@@ -138,10 +141,13 @@ class RestServer:
             logger.debug("bad HTTP request: %s", exc)
             if connection.our_state in (h11.IDLE, h11.SEND_RESPONSE):
                 status = exc.error_status_hint
-                with anyio.move_on_after(SEND_TIMEOUT):
-                    refusal = _Response(status, f"{status} {exc}".encode(), "text/plain", close=True)
+                refusal = _Response(status, f"{status} {exc}".encode(), "text/plain", close=True)
+                # The client may be gone already (a partial request, then close): its connection
+                # ends here, never the server (found by an outside look: one such client ended
+                # `tradeloop sim`).
+                with anyio.move_on_after(SEND_TIMEOUT), contextlib.suppress(*_CONNECTION_ENDED):
                     await _send(connection, stream, refusal)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError, TimeoutError) as exc:
+        except (*_CONNECTION_ENDED, TimeoutError) as exc:
             logger.debug("REST connection ended: %r", exc)
         finally:
             await anyio.aclose_forcefully(stream)

@@ -762,7 +762,9 @@ async def test_a_deeply_nested_request_is_an_error_reply_not_a_crash(mock_clock:
         assert (await request(ws, "BTC-USDT@ticker"))["code"] == 0
 
 
-@pytest.mark.parametrize("request_bytes", [b"garbage\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n", b"\x16\x03\x01\x02\x00"])
+@pytest.mark.parametrize(
+    "request_bytes", [b"garbage\r\n\r\n", b"GET / HTTP/1.1\r\nHost: x\r\n", b"\x16\x03\x01\x02\x00"]
+)
 async def test_a_client_leaving_mid_request_ends_its_connection_not_the_server(
     mock_clock: MockClock, request_bytes: bytes
 ) -> None:

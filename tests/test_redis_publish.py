@@ -199,3 +199,39 @@ async def test_candles_closing_before_the_first_push_are_published(
         assert_matches_history(sim, candles)
         assert START_MS in [candle.open_time for candle in candles]
         assert len(candles) >= 2 + 3
+
+
+async def test_a_collector_whose_start_backfill_fails_publishes_live_candles(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    # Found by an outside look: with the exchange's REST down at start, `tradeloop publish` ended
+    # with a traceback (httpx.ConnectError) before publishing anything.
+    async with (
+        simulated_streams() as (sim, streams),
+        open_redis(redis_server.url, timeouts=SIMULATED_TIMEOUTS) as redis,
+    ):
+        sim.faults.set("rest_down")
+        publisher = Publisher(redis, streams, PublishSettings(backfill=5))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(publisher.run, [PublishTopics("bingx", [SWAP], ["1m"])])
+            await trio.sleep(30)
+            sim.faults.set("rest_down", "off")
+            await trio.sleep(5 * 60)
+            nursery.cancel_scope.cancel()
+        candles = await published_candles(redis)
+    assert publisher.stats.backfilled == 0  # no history: the stream starts with the live candles
+    assert_matches_history(sim, candles)
+    assert len(candles) >= 4 and candles[0].open_time <= START_MS + 60_000, [k.open_time for k in candles]
+
+
+def test_publish_tells_on_stderr_what_fails_on_the_exchanges_side(
+    redis_server: RedisServer,  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["publish", "--redis", redis_server.url, "bingx", "BTC/USDT:USDT", "--timeframe", "1m", "--duration", "2"]
+    argv += ["--ws-url", "ws://127.0.0.1:9/swap-market", "--rest-url", "http://127.0.0.1:9"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "tradeloop publish: cannot connect to 127.0.0.1:9: refused" in err, err

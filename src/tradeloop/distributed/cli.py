@@ -25,6 +25,7 @@ from ..exchanges import create_exchange, normalize_exchange_name
 from ..metrics.cli import MetricsAddress, add_metrics_options, metrics_address, start_metrics
 from ..metrics.collector import Snapshot
 from ..streams import StreamManager
+from ..streams.cli import report_errors
 from ..symbols import Market, normalize_symbol, parse_symbol, validate_timeframe
 from ..trading.config import PublishConfig, load_publish_config
 from .keys import DEFAULT_PREFIX
@@ -133,6 +134,9 @@ async def publish_command(
         if threading.current_thread() is threading.main_thread():
             nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
         await start_metrics(nursery, metrics, lambda: Snapshot(health=streams.health(), publisher=publisher.stats))
+        # What goes wrong on the exchange's side (a socket that cannot connect, a REST that fails)
+        # on stderr, as `watch` does: a collector otherwise runs on quietly at the default log level.
+        nursery.start_soon(report_errors, streams, trio.current_time(), "publish")
         await nursery.start(publisher.run, [config.topics])
         task_status.started(publisher)
     return publisher.stats

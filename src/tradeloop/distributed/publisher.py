@@ -39,6 +39,7 @@ from coredis.tokens import PureToken
 
 from ..models import Kline, Tick
 from ..streams import MarketData, StreamHealth, Subscription, candles_between
+from ..streams.errors import describe
 from ..streams.fanout import SubscriptionEnded, SubscriptionWouldBlock
 from ..symbols import next_open_time
 from .client import RedisClient, RedisUnavailable, redis_errors, until_available
@@ -98,9 +99,15 @@ class Publisher:
         last = await self._last_open_time(key)
         topic = key.topic
         assert topic.timeframe is not None
-        history = await self._source.fetch_klines(
-            key.exchange, topic.symbol, topic.timeframe, limit=self.settings.backfill
-        )
+        try:
+            history = await self._source.fetch_klines(
+                key.exchange, topic.symbol, topic.timeframe, limit=self.settings.backfill
+            )
+        except Exception as exc:  # any source's failure (REST down at start): publish live candles anyway
+            # Not fatal: the seam below fetches what closed since the stream's last candle once
+            # the first live candle arrives (a stream without one starts at the live candles).
+            log.error("%s: the start backfill failed (%s); publishing live candles", key, describe(exc))
+            history = []
         missing = [kline for kline in history if last is None or kline.open_time > last]
         for first in range(0, len(missing), self.settings.batch):
             batch = missing[first : first + self.settings.batch]

@@ -35,7 +35,7 @@ from .source import MarketData
 
 T = TypeVar("T")
 
-__all__ = ["NoDataError", "add_parser", "kline_json", "tick_json"]
+__all__ = ["NoDataError", "add_parser", "kline_json", "report_errors", "tick_json"]
 
 _encoder = msgspec.json.Encoder(decimal_format="number")
 
@@ -195,7 +195,7 @@ async def _print(
             raise NoDataError(f"no data from {source} within {args.first_data_timeout:g} s{reason}")
         with single_error():  # a rejection leaves as SubscriptionError, not in a group
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(_report_errors, streams, trio.current_time())
+                nursery.start_soon(report_errors, streams, trio.current_time(), "watch")
                 while args.count is None or printed < args.count:
                     out.write(encode(await channel.receive()) + b"\n")
                     out.flush()
@@ -207,10 +207,11 @@ _ERROR_CHECK_INTERVAL = 1.0
 """Seconds between looks at the streams' errors while data flows."""
 
 
-async def _report_errors(streams: MarketData, since: float) -> None:
-    """Each error the streams record from ``since`` on, as a line on stderr: a REST that fails
-    (closes then go out unconfirmed) or a socket that reconnects would otherwise pass unseen
-    while data still flows. At most one line per kind of error a minute, with the count.
+async def report_errors(streams: MarketData, since: float, command: str) -> None:
+    """Each error the streams record from ``since`` on, as a line on stderr from ``tradeloop
+    command``: a REST that fails (closes then go out unconfirmed) or a socket that reconnects
+    would otherwise pass unseen while data still flows. At most one line per kind of error a
+    minute, with the count.
     """
     throttle = LogThrottle()
     while True:
@@ -219,5 +220,5 @@ async def _report_errors(streams: MarketData, since: float) -> None:
             covered = throttle.admit(record.kind)
             if covered is not None:
                 more = f" (and {covered - 1} more since the last such line)" if covered > 1 else ""
-                print(f"tradeloop watch: {record}{more}", file=sys.stderr, flush=True)
+                print(f"tradeloop {command}: {record}{more}", file=sys.stderr, flush=True)
             since = record.time

@@ -327,6 +327,24 @@ async def test_redis_restarts_lose_and_repeat_nothing(mock_clock: MockClock, per
         assert len(processor.processed[symbol]) >= 8
 
 
+async def test_a_redis_restarted_without_its_data_loses_and_repeats_nothing(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    # Found by an outside look: with Redis restarted empty, the engine owning the streams ended
+    # with NOGROUP. It now recreates the group and goes on after its last candle, filling the
+    # candles Redis lost over REST.
+    processor = Processor()
+    async with collector(redis_server) as sim, trio.open_nursery() as nursery:
+        with_rest = {"bingx": sim.exchange()}
+        nursery.start_soon(consume_for, 8 * 60, processor, settings(redis_server), (SWAP, ETH), with_rest)
+        await trio.sleep(3 * 60 + 13)
+        redis_server.restart()  # no AOF: streams, groups, leases and progress are gone
+    for symbol, symbol_id in ((SWAP, "BTC-USDT"), (ETH, "ETH-USDT")):
+        assert_matches_history(sim, processor.processed[symbol], symbol_id)
+        assert len(processor.processed[symbol]) >= 7
+
+
 async def test_a_stream_handed_over_with_a_backlog_is_processed_once(
     mock_clock: MockClock,
     redis_server: RedisServer,  # noqa: F811

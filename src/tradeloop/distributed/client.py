@@ -58,6 +58,11 @@ class RedisUnavailable(RedisError):
     """The connection failed or timed out, or the server is still loading its data: worth retrying."""
 
 
+class RedisGroupLost(RedisError):
+    """A stream's consumer group is gone (NOGROUP): Redis restarted without its data, or someone
+    deleted the stream. Its engine recreates the group and goes on from what it processed."""
+
+
 class _ClosingConnection(coredis.connection.TCPConnection):
     """coredis's TCP connection, with its buffers closed however its run ends.
 
@@ -97,6 +102,10 @@ def redis_errors(what: str) -> Iterator[None]:
         yield
     except (coredis.exceptions.ConnectionError, OSError, TimeoutError) as exc:
         raise RedisUnavailable(f"Redis {what}: {type(exc).__name__}: {exc}") from exc
+    except coredis.exceptions.StreamConsumerGroupError as exc:
+        if isinstance(exc, coredis.exceptions.StreamDuplicateConsumerGroupError):
+            raise RedisError(f"Redis {what}: {type(exc).__name__}: {exc}") from exc
+        raise RedisGroupLost(f"Redis {what}: the consumer group is gone ({exc})") from exc
     except coredis.exceptions.RedisError as exc:
         raise RedisError(f"Redis {what}: {type(exc).__name__}: {exc}") from exc
 

@@ -77,6 +77,7 @@ from ..symbols import next_open_time, timeframe_ms
 from .client import (
     RedisClient,
     RedisError,
+    RedisGroupLost,
     RedisUnavailable,
     open_redis,
     redacted_url,
@@ -139,10 +140,20 @@ def rendezvous_owner(members: Iterable[str], stream: str) -> str | None:
 
 
 class _Counters:
-    __slots__ = ("duplicates", "entries", "gap_filled", "history", "last_time", "parse_errors", "rest_errors")
+    __slots__ = (
+        "duplicates",
+        "entries",
+        "gap_filled",
+        "groups_lost",
+        "history",
+        "last_time",
+        "parse_errors",
+        "rest_errors",
+    )
 
     def __init__(self) -> None:
         self.entries = 0
+        self.groups_lost = 0
         self.history = 0
         self.parse_errors = 0
         self.duplicates = 0
@@ -334,6 +345,31 @@ class _KlineStream:
     # -- reading ----------------------------------------------------------------------------------
 
     async def _read(self) -> None:
+        while True:
+            try:
+                await self._read_group_entries()
+            except RedisGroupLost as exc:
+                await self._recreate_group(exc)
+
+    async def _recreate_group(self, lost: RedisGroupLost) -> None:
+        """The group vanished under us (Redis restarted without its data): make it again, reading
+        the stream from its start, with this engine's last candle as the group's progress, so the
+        candles after it are handed on once (those before, the collector's backfill included, are
+        repeats), and a gap to them is fetched over REST. Found by an outside look: the engine
+        owning the streams ended with NOGROUP when Redis restarted without persistence."""
+        self.counters.groups_lost += 1
+        log.error("%s; recreating it, going on after the candle at %s", lost, self.previous)
+        group = self.source.settings.group
+        await self._ensure_group(first_entry="0")
+        if self.previous is not None:
+            previous = self.previous
+            await until_available(
+                lambda: self.source.redis.eval(_ACKNOWLEDGE, [self.name, self.progress_key], [group, previous]),
+                f"SET {self.progress_key}",
+                on_retry=self.source.count_retry,
+            )
+
+    async def _read_group_entries(self) -> None:
         redis = self.source.redis
         settings = self.source.settings
         await self._ensure_group()
@@ -386,10 +422,14 @@ class _KlineStream:
             if position != b">":
                 position = entries[-1][0] if entries else b">"
 
-    async def _ensure_group(self) -> None:
+    async def _ensure_group(self, first_entry: str = "$") -> None:
+        """Create the group unless it exists: new groups read the entries after ``first_entry``
+        (by default, from the stream's end: the candles that close from then on)."""
         try:
             await until_available(
-                lambda: self.source.redis.xgroup_create(self.name, self.source.settings.group, "$", mkstream=True),
+                lambda: self.source.redis.xgroup_create(
+                    self.name, self.source.settings.group, first_entry, mkstream=True
+                ),
                 f"XGROUP CREATE {self.name}",
                 on_retry=self.source.count_retry,
             )
@@ -755,7 +795,11 @@ def _topic_health(key: StreamKey, state: str, counters: _Counters, fanout: FanOu
         messages=counters.entries,
         last_message_age=None if counters.last_time is None else now - counters.last_time,
         reconnects=0,
-        parse_errors={"entry": counters.parse_errors} if counters.parse_errors else {},
+        parse_errors={
+            kind: count
+            for kind, count in (("entry", counters.parse_errors), ("group_lost", counters.groups_lost))
+            if count
+        },
         closed_candles=counters.entries,
         backfilled_candles=counters.gap_filled,
         stale_updates=0,

@@ -18,7 +18,7 @@ from redis_server import SIMULATED_TIMEOUTS, RedisServer, persistent_redis, redi
 from streams_helpers import START_MS, SWAP, assert_matches_history, simulated_streams
 from trio.testing import MockClock
 
-from tradeloop.distributed import StreamKey, open_redis
+from tradeloop.distributed import RedisError, StreamKey, open_redis
 from tradeloop.distributed.consumer import (
     MarketDataGapError,
     RedisMarketData,
@@ -26,6 +26,7 @@ from tradeloop.distributed.consumer import (
     _KlineStream,
     rendezvous_owner,
 )
+from tradeloop.distributed.keys import consumer_key
 from tradeloop.distributed.publisher import Publisher, PublishSettings, PublishTopics
 from tradeloop.exchanges import Exchange
 from tradeloop.models import Kline
@@ -343,6 +344,40 @@ async def test_a_redis_restarted_without_its_data_loses_and_repeats_nothing(
     for symbol, symbol_id in ((SWAP, "BTC-USDT"), (ETH, "ETH-USDT")):
         assert_matches_history(sim, processor.processed[symbol], symbol_id)
         assert len(processor.processed[symbol]) >= 7
+
+
+async def test_an_engine_by_a_name_another_running_engine_has_is_refused(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    # Found by an outside look: a copied config (same consumer name, another journal) ran beside
+    # the first engine; each processed part of the candles, and both traded on them.
+    async with RedisMarketData.open(settings(redis_server)):
+        started = trio.current_time()
+        with pytest.raises(RedisError, match="consumer name 'engine-a' of group 'tradeloop' is in use by another"):
+            async with RedisMarketData.open(settings(redis_server)):
+                pytest.fail("two engines by one name")
+        assert trio.current_time() - started >= 2 * 6.0  # it waited out what a killed engine leaves
+    async with RedisMarketData.open(settings(redis_server)):  # the name was released at once
+        pass
+
+
+async def test_an_engine_restarted_after_a_kill_takes_its_name_once_it_expires(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    key = consumer_key("tradeloop", "engine-a")
+    async with open_redis(redis_server.url, timeouts=SIMULATED_TIMEOUTS) as redis, trio.open_nursery() as nursery:
+        await redis.set(key, "the killed engine's token", px=6000)
+
+        async def expire_in_simulated_time() -> None:  # Redis counts the key's 6 s in real time
+            await trio.sleep(6.0)
+            await redis.delete([key])
+
+        nursery.start_soon(expire_in_simulated_time)
+        started = trio.current_time()
+        async with RedisMarketData.open(settings(redis_server)):
+            assert 6.0 <= trio.current_time() - started < 2 * 6.0
 
 
 async def test_a_stream_handed_over_with_a_backlog_is_processed_once(

@@ -52,6 +52,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -84,7 +85,7 @@ from .client import (
     redis_errors,
     until_available,
 )
-from .keys import EntryError, StreamKey, decode_kline, decode_tick, is_history, open_time_of
+from .keys import EntryError, StreamKey, consumer_key, decode_kline, decode_tick, is_history, open_time_of
 from .settings import RedisSourceSettings
 
 __all__ = ["MarketDataGapError", "RedisMarketData", "RedisSourceSettings", "rendezvous_owner"]
@@ -121,7 +122,16 @@ if tonumber(ARGV[2]) > current then redis.call('SET', KEYS[2], ARGV[2]) end
 return acked
 """
 
-# KEYS: lease; ARGV: me. Deletes the lease only if it is still ours.
+# KEYS: the consumer name's key; ARGV: this engine's token, ttl in ms. Takes or renews the name
+# unless another engine's token holds it; 1 if ours.
+_CLAIM_NAME = """
+local holder = redis.call('GET', KEYS[1])
+if holder and holder ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: lease (or a consumer name's key); ARGV: me. Deletes it only if it is still ours.
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -622,6 +632,65 @@ class _TickStream:
         return _topic_health(self.key, "reading", self.counters, self.fanout, now)
 
 
+class _ConsumerName:
+    """This engine's hold on its ``consumer`` name within its group, for as long as it runs.
+
+    Two engines started with the same name would each take the other's leases for their own and
+    read the same streams under one name, each getting part of the candles (an outside look saw
+    an SMA fed every other candle, on both engines). So each engine holds a key with a token of
+    its own, renewed with the leases; an engine whose name another running engine holds waits
+    for the key to expire (the holder may have been killed: its key outlives it by up to
+    ``lease_ttl``), then refuses to start.
+    """
+
+    def __init__(self, source: RedisMarketData) -> None:
+        self.source = source
+        settings = source.settings
+        self.key = consumer_key(settings.group, settings.consumer, settings.prefix)
+        self.token = secrets.token_hex(16)
+
+    async def _held(self) -> bool:
+        ttl_ms = round(self.source.settings.lease_ttl * 1000)
+        reply = await until_available(
+            lambda: self.source.redis.eval(_CLAIM_NAME, [self.key], [self.token, ttl_ms]),
+            f"claiming {self.key}",
+            on_retry=self.source.count_retry,
+        )
+        return bool(reply)
+
+    def _taken(self) -> RedisError:
+        settings = self.source.settings
+        return RedisError(
+            f"consumer name {settings.consumer!r} of group {settings.group!r} is in use by another running "
+            "engine: give each engine its own consumer name"
+        )
+
+    async def claim(self) -> None:
+        """Raises RedisError if another engine holds the name past ``lease_ttl`` (twice, for slack)."""
+        waited_for = 2 * self.source.settings.lease_ttl
+        with anyio.move_on_after(waited_for):
+            if await self._held():
+                return
+            log.warning("%s is held; waiting up to %.0f s (was an engine by that name killed?)", self.key, waited_for)
+            while True:  # polling: Redis tells no one when a key expires
+                await anyio.sleep(self.source.renew_interval)
+                if await self._held():
+                    return
+        raise self._taken()
+
+    async def keep(self) -> None:
+        """Renew the name; raise RedisError if another engine took it meanwhile (ours expired
+        while this engine stalled or Redis was away)."""
+        while True:
+            await anyio.sleep(self.source.renew_interval)
+            if not await self._held():
+                raise self._taken()
+
+    async def release(self) -> None:
+        with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True), _logged(f"releasing {self.key}"):
+            await self.source.redis.eval(_RELEASE, [self.key], [self.token])
+
+
 class RedisMarketData:
     """Market data from Redis streams, for the engine. Create it with :meth:`open`."""
 
@@ -661,10 +730,14 @@ class RedisMarketData:
             anyio.create_task_group() as tasks,
         ):
             source = cls(settings, redis, http, tasks, exchanges or {})
+            name = _ConsumerName(source)
+            await name.claim()
+            tasks.start_soon(name.keep)
             try:
                 yield source
             finally:
                 tasks.cancel_scope.cancel()
+                await name.release()
 
     def count_retry(self, error: RedisError) -> None:
         self.redis_retries += 1

@@ -111,6 +111,11 @@ def collector_key(name: str, prefix: str = DEFAULT_PREFIX) -> str:
     return f"{_part(prefix)}:collector:{_part(name)}"
 
 
+def consumer_key(group: str, consumer: str, prefix: str = DEFAULT_PREFIX) -> str:
+    """The key naming the running engine that goes by ``consumer`` in ``group``."""
+    return f"{_part(prefix)}:consumer:{_part(group)}:{_part(consumer)}"
+
+
 def kline_entry_id(kline: Kline) -> str:
     """The entry ID of a closed candle: its open time, sequence 0."""
     return f"{kline.open_time}-0"

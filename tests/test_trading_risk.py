@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from decimal import Decimal
 
 import pytest
 import trio
 from trio.testing import MockClock
 
-from tradeloop.models import Fill, Side, Signal, Tick
+from tradeloop.models import Fill, Kline, Side, Signal, Tick
 from tradeloop.trading.portfolio import PortfolioManager
 from tradeloop.trading.risk import Rejection, RejectReason, RiskLimits, RiskManager
 
@@ -80,6 +81,23 @@ async def test_stale_market_data(mock_clock: MockClock) -> None:
     assert "max_tick_age" in rejection.detail
     mark(portfolio, risk, "100")
     assert isinstance(await risk.submit(buy("1")), Fill)
+
+
+async def test_a_signal_from_a_candle_a_newer_one_replaced_is_stale() -> None:
+    # Found by an outside look: an engine taking over a Redis stream with a backlog traded each
+    # candle's signal at the current price, round trips in the same millisecond.
+    portfolio, risk = make()
+    mark(portfolio, risk, "100")  # the market is at 1_700_006_400_000 (a candle boundary)
+
+    def candle(opens_minutes_before: int) -> Kline:
+        open_time = 1_700_006_400_000 - opens_minutes_before * 60_000
+        return Kline("bingx", BTC, "1m", open_time, D(100), D(100), D(100), D(100), D(1), closed=True)
+
+    assert isinstance(await risk.submit(replace(Signal.buy(candle(1), D(1), "the last closed"), strategy="s")), Fill)
+    stale = replace(Signal.buy(candle(2), D(1), "one before"), strategy="s")
+    rejection = await rejected(risk, stale, RejectReason.STALE_SIGNAL)
+    assert "the market is at 2023-11-15 00:00:00 UTC, past the next candle's close" in rejection.detail
+    assert isinstance(await risk.submit(buy("1")), Fill)  # a signal of no candle is not judged so
 
 
 async def test_max_order_notional() -> None:

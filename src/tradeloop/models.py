@@ -18,6 +18,7 @@ from enum import StrEnum
 import msgspec
 
 from .errors import InvalidValueError
+from .symbols import next_open_time
 
 __all__ = ["Fill", "Kline", "Order", "Position", "Side", "Signal", "Tick"]
 
@@ -95,6 +96,10 @@ class Signal:
     quantity: Decimal | None = None
     target: Decimal | None = None
     strategy: str = ""
+    stale_from: int | None = None
+    """Market time (Unix ms) from which the signal is stale: for one prompted by a closed candle,
+    the close of the next candle. Set by :meth:`buy`, :meth:`sell` and :meth:`hold`; the risk
+    manager refuses a signal whose instrument has a tick this recent (see ``RejectReason.STALE_SIGNAL``)."""
 
     def __post_init__(self) -> None:
         if self.target is None:
@@ -110,16 +115,29 @@ class Signal:
 
     @classmethod
     def buy(cls, market: Kline | Tick, quantity: Decimal, reason: str) -> Signal:
-        return cls(market.exchange, market.symbol, reason, side=Side.BUY, quantity=quantity)
+        return cls(
+            market.exchange, market.symbol, reason, side=Side.BUY, quantity=quantity, stale_from=_stale_from(market)
+        )
 
     @classmethod
     def sell(cls, market: Kline | Tick, quantity: Decimal, reason: str) -> Signal:
-        return cls(market.exchange, market.symbol, reason, side=Side.SELL, quantity=quantity)
+        return cls(
+            market.exchange, market.symbol, reason, side=Side.SELL, quantity=quantity, stale_from=_stale_from(market)
+        )
 
     @classmethod
     def hold(cls, market: Kline | Tick, target: Decimal, reason: str) -> Signal:
         """Hold ``target`` of the symbol (0 = flat, negative = short)."""
-        return cls(market.exchange, market.symbol, reason, target=target)
+        return cls(market.exchange, market.symbol, reason, target=target, stale_from=_stale_from(market))
+
+
+def _stale_from(market: Kline | Tick) -> int | None:
+    """When a signal from ``market`` goes stale: a closed candle's, once the next candle closed (a
+    candle delivered that late, from a backlog or a backfill, no longer says what to do at the
+    current price). None for a tick or an open candle: the tick's age is checked instead."""
+    if isinstance(market, Tick) or not market.closed:
+        return None
+    return next_open_time(market.timeframe, next_open_time(market.timeframe, market.open_time))
 
 
 @dataclass(frozen=True, slots=True)

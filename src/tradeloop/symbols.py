@@ -24,6 +24,7 @@ __all__ = [
     "normalize_symbol",
     "parse_symbol",
     "timeframe_ms",
+    "utc_text",
     "validate_timeframe",
 ]
 
@@ -127,6 +128,11 @@ def candle_open_time(timeframe: str, time_ms: int) -> int:
     if timeframe == "1w":
         return time_ms - (time_ms - _WEEK_ORIGIN_MS) % length
     return time_ms - time_ms % length
+
+
+def utc_text(time_ms: int) -> str:
+    """A moment in Unix milliseconds as people read it: ``2026-01-02 03:04:05 UTC``."""
+    return datetime.fromtimestamp(time_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def next_open_time(timeframe: str, open_time: int) -> int:

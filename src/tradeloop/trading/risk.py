@@ -13,6 +13,12 @@ Amounts are in quote currency (USDT), all > 0; ``max_drawdown`` is a fraction (0
 - ``max_tick_age``: seconds since the instrument's latest tick; older data gets no order;
 - ``max_orders_per_minute``: orders approved in any 60 s of Trio's clock.
 
+Always: a signal prompted by a closed candle is refused (``stale_signal``) once the instrument's
+market time is past the next candle's close. Candles reach strategies that late from a backlog
+(an engine taking over a stream a dead engine left unprocessed) or a backfill after a gap: their
+signals would trade the current price on old information, several round trips in the same
+millisecond (an outside look saw exactly that).
+
 Orders that only shrink a position skip the position and exposure limits: risk must never stop
 a strategy from getting out.
 
@@ -51,6 +57,7 @@ import anyio
 from .._backend import ReceiveChannel
 from ..errors import InvalidValueError
 from ..models import Fill, Order, Side, Signal
+from ..symbols import utc_text
 from .journal import Journal, RejectionRecord, RiskRecord
 from .portfolio import PortfolioManager
 
@@ -68,6 +75,7 @@ class RejectReason(StrEnum):
     KILL_SWITCH = "kill_switch"
     NO_MARKET_DATA = "no_market_data"
     STALE_MARKET_DATA = "stale_market_data"
+    STALE_SIGNAL = "stale_signal"
     MAX_ORDER_NOTIONAL = "max_order_notional"
     MAX_POSITION = "max_position_notional"
     MAX_GROSS_EXPOSURE = "max_gross_exposure"
@@ -381,6 +389,11 @@ class RiskManager:
         if limits.max_tick_age is not None and age > limits.max_tick_age:
             detail = f"last tick of {symbol} is {age:.1f} s old (max_tick_age {limits.max_tick_age} s)"
             return reject(RejectReason.STALE_MARKET_DATA, detail)
+        latest = portfolio.market.latest(exchange, symbol)
+        if signal.stale_from is not None and latest is not None and latest.time >= signal.stale_from:
+            market, stale = utc_text(latest.time), utc_text(signal.stale_from)
+            detail = f"a signal from an old candle: the market is at {market}, past the next candle's close ({stale})"
+            return reject(RejectReason.STALE_SIGNAL, detail)
         notional = quantity * price
         if limits.max_order_notional is not None and notional > limits.max_order_notional:
             detail = f"order notional {notional} exceeds max_order_notional {limits.max_order_notional}"

@@ -8,7 +8,6 @@ owns no state and runs as one task beside the engine, so cancelling it never tou
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
 
 import anyio
@@ -19,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..streams import StreamHealth
+from ..symbols import utc_text
 from .engine import EngineStatus, RunSummary, TradingEngine
 from .portfolio import PortfolioSnapshot
 from .risk import RiskState
@@ -51,11 +51,7 @@ def kill_text(risk: RiskState) -> str:
 
 
 def tripped_when(kill_time: int | None) -> str:
-    return "" if kill_time is None else f" at {_utc(kill_time)}"
-
-
-def _utc(time_ms: int) -> str:
-    return datetime.fromtimestamp(time_ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return "" if kill_time is None else f" at {utc_text(kill_time)}"
 
 
 def _risk_text(status: EngineStatus) -> str:

@@ -85,6 +85,8 @@ def test_a_csv_backtest_writes_the_same_report_twice(tmp_path: Path, capsys: pyt
         ("malformed", "btc.csv:4: high: 'abc' is not a number"),
         ("bad row", "btc.csv:3: expected low <= open, close <= high"),
         ("bad date", "invalid --from '2026-13-01'"),
+        ("last day", "invalid --to '9999-12-31': expected a time from year 1 to 9999"),
+        ("year 1", "candle(s) missing, the first at 0001-01-01T00:00:00Z"),  # counted at once, not for minutes
         ("no header", "the header lacks column 'volume'"),
         ("missing file", "cannot read data file"),
         ("invalid symbol", "btc.csv: invalid symbol 'BTCUSDT': expected a unified symbol such as 'BTC/USDT'"),
@@ -104,8 +106,13 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     elif case == "no header":
         lines[0] = "open_time,open,high,low,close"
     data.write_text("\n".join(lines) + "\n")
-    dates = ["--from", "2026-03-01" if case == "no data" else "2026-13-01" if case == "bad date" else "2026-01-01"]
-    dates += ["--to", "2026-03-01" if case == "no data" else "2026-01-01T05:00"]
+    from_, to = {
+        "no data": ("2026-03-01", "2026-03-01"),
+        "bad date": ("2026-13-01", "2026-01-01T05:00"),
+        "last day": ("2026-01-01", "9999-12-31"),
+        "year 1": ("0001-01-01", "2026-01-01T05:00"),
+    }.get(case, ("2026-01-01", "2026-01-01T05:00"))
+    dates = ["--from", from_, "--to", to]
     sources = {
         "unknown symbol": f"ETH/USDT:USDT={data}",
         "missing file": str(tmp_path / "nope.csv"),

@@ -84,9 +84,12 @@ def parse_date(text: str, option: str, *, end: bool = False) -> int:
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    if end and len(text.strip()) == 10:
-        moment += timedelta(days=1)
-    return round(moment.timestamp() * 1000)
+    try:
+        if end and len(text.strip()) == 10:
+            moment += timedelta(days=1)
+        return round(moment.timestamp() * 1000)
+    except (OverflowError, ValueError):  # past year 9999, or before year 1 once in UTC
+        raise InvalidValueError(f"invalid {option} {text!r}: expected a time from year 1 to 9999") from None
 
 
 def base_timeframe(config: EngineConfig) -> str:

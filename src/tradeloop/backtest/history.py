@@ -120,6 +120,10 @@ class CandleSeries:
         return gaps
 
     def _count(self, start_ms: int, end_ms: int) -> int:
+        """Candles opening in ``[start_ms, end_ms)``, ``start_ms`` an open time: by division, but
+        for months (a range back to year 1 was minutes of counting one candle at a time)."""
+        if self.timeframe != "1M":
+            return max(0, -(-(end_ms - start_ms) // timeframe_ms(self.timeframe)))
         count, current = 0, start_ms
         while current < end_ms:
             count += 1

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -83,6 +84,8 @@ def test_a_csv_backtest_writes_the_same_report_twice(tmp_path: Path, capsys: pyt
         ("no data", "no BTC/USDT:USDT candles between 2026-03-01T00:00:00Z and 2026-03-02T00:00:00Z"),
         ("gap", "1 gap(s), 5 1m candle(s) missing, the first at 2026-01-01T01:00:00Z; pass --allow-gaps"),
         ("malformed", "btc.csv:4: high: 'abc' is not a number"),
+        ("extra cell", "btc.csv:4: expected 6 columns, got 7"),
+        ("5000 digits", "btc.csv:4: high: '9999999999999999999999999999999999999999'… has over 38 digits"),
         ("bad row", "btc.csv:3: expected low <= open, close <= high"),
         ("bad date", "invalid --from '2026-13-01'"),
         ("last day", "invalid --to '9999-12-31': expected a time from year 1 to 9999"),
@@ -99,7 +102,13 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     data = write_csv(tmp_path / "btc.csv", klines)
     lines = data.read_text().splitlines()
     if case == "malformed":
-        lines[3] = lines[3].replace(",", ",abc,", 2).replace(",abc,", ",", 1)
+        fields = lines[3].split(",")
+        lines[3] = ",".join([*fields[:2], "abc", *fields[3:]])
+    elif case == "extra cell":
+        lines[3] += ",1"
+    elif case == "5000 digits":
+        fields = lines[3].split(",")
+        lines[3] = ",".join([*fields[:2], "9" * 5000, *fields[3:]])
     elif case == "bad row":
         fields = lines[2].split(",")
         lines[2] = ",".join([fields[0], fields[1], fields[3], fields[2], *fields[4:]])  # high and low swapped
@@ -231,3 +240,21 @@ def test_a_report_directory_that_cannot_be_made_is_named(tmp_path: Path, capsys:
     dates = ["--from", "2026-01-01", "--to", "2026-01-01T01:00"]
     assert backtest(tmp_path, *dates, "--data", str(data), "--out", str(taken)) == 1
     assert capsys.readouterr().err == f"tradeloop backtest: {taken}: File exists\n"
+
+
+def test_reading_a_csv_holds_a_few_hundred_bytes_a_candle(tmp_path: Path) -> None:
+    # Found by an outside look: a 148 MB CSV of three million candles took 3.4 GB to read (its
+    # rows kept as lists of strings, twice, each with a location string): 1,060 bytes a candle
+    # then, 195 now.
+    from tradeloop.backtest.csvfile import read_csv
+
+    rows = 5_000
+    data = write_csv(tmp_path / "btc.csv", random_walk(rows))
+    tracemalloc.start()
+    try:
+        series = read_csv(data, exchange="bingx", symbol="BTC/USDT:USDT")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(series) == rows
+    assert peak / rows < 400, f"{peak / rows:.0f} bytes a candle at the peak"

@@ -21,6 +21,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -94,10 +95,16 @@ async def load_exchange_history(
         raise CacheError(f"the candle cache {cache} is unusable ({exc}); delete it to start afresh") from None
     finally:
         await trio.to_thread.run_sync(connection.close)
-    builder = SeriesBuilder(exchange, symbol, timeframe)
+    builder = SeriesBuilder(
+        exchange, symbol, timeframe, source=f"the cached candles of {symbol}", place=partial(_cached_candle, symbol)
+    )
     for open_time, open_, high, low, close, volume in rows:
-        builder.add(open_time, open_, high, low, close, volume, f"cached candle {open_time} of {symbol}")
+        builder.add(open_time, open_, high, low, close, volume)
     return builder.build()
+
+
+def _cached_candle(symbol: str, open_time: int) -> str:
+    return f"cached candle {open_time} of {symbol}"
 
 
 def _last_closed_boundary(timeframe: str, now_ms: int) -> int:

@@ -55,6 +55,9 @@ async def test_run_serves_the_documented_metrics(
     fills = float(re.search(r"^tradeloop_fills_total (\S+)$", text, re.MULTILINE).group(1))  # type: ignore[union-attr]
     assert fills > 0
     assert 'tradeloop_topic_messages_total{exchange="bingx",topic="ticker:BTC/USDT:USDT"}' in text
+    assert 'tradeloop_topic_standby{exchange="bingx",topic="ticker:BTC/USDT:USDT"} 0.0' in text
+    # A tick topic has no candle counts (an outside look saw its ticks counted as closed candles).
+    assert 'tradeloop_topic_closed_candles_total{exchange="bingx",topic="ticker:' not in text
     assert missing.status_code == 404
     assert posted.status_code == 405
 

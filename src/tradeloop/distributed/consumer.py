@@ -68,6 +68,7 @@ from coredis.tokens import PureToken
 from .._backend import HotPath, WakeupEvent
 from ..errors import TradeloopError
 from ..exchanges import Exchange, normalize_exchange_name
+from ..exchanges.base import TopicKind
 from ..models import Kline, Tick
 from ..streams import SlowConsumerPolicy, StreamHealth, Subscription
 from ..streams.backoff import full_jitter_delay
@@ -873,7 +874,7 @@ def _topic_health(key: StreamKey, state: str, counters: _Counters, fanout: FanOu
             for kind, count in (("entry", counters.parse_errors), ("group_lost", counters.groups_lost))
             if count
         },
-        closed_candles=counters.entries,
+        closed_candles=counters.entries if key.topic.kind is TopicKind.KLINE else 0,
         backfilled_candles=counters.gap_filled,
         stale_updates=0,
         duplicate_updates=counters.duplicates,

@@ -11,12 +11,13 @@ Streams (any :class:`~tradeloop.streams.MarketData`: the exchanges' sockets or R
   ``tradeloop_connection_parse_errors_total{exchange,market,connection,kind}`` bad frames by kind
   ``tradeloop_connection_rest_fallback{exchange,market,connection}``   1 while polling REST instead
   ``tradeloop_topic_messages_total{exchange,topic}``                   updates of the topic
-  ``tradeloop_topic_closed_candles_total{exchange,topic}``             closed candles handed on
-  ``tradeloop_topic_backfilled_candles_total{exchange,topic}``         candles fetched over REST
+  ``tradeloop_topic_closed_candles_total{exchange,topic}``             closed candles handed on (kline topics)
+  ``tradeloop_topic_backfilled_candles_total{exchange,topic}``         candles fetched over REST (kline topics)
   ``tradeloop_topic_rest_errors_total{exchange,topic}``                failed REST calls (retried)
   ``tradeloop_topic_watch_errors_total{exchange,topic}``               failed watch loops (ccxt.pro)
   ``tradeloop_topic_last_message_age_seconds{exchange,topic}``         seconds since the last update
   ``tradeloop_topic_rest_mode{exchange,topic}``                        1 while served over REST
+  ``tradeloop_topic_standby{exchange,topic}``                          1 while another engine owns it (Redis)
   ``tradeloop_subscriber_lag{exchange,topic,subscriber}``              items buffered, not yet taken
   ``tradeloop_subscriber_dropped_total{exchange,topic,subscriber}``    items dropped by its policy
 Engine (``tradeloop run``)
@@ -44,6 +45,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..distributed.settings import PublisherStats
+from ..exchanges.base import TopicKind
 from ..sim.config import SimStats
 from ..streams import StreamHealth
 from ..trading.engine import EngineStatus
@@ -110,6 +112,11 @@ def _stream_metrics(health: StreamHealth) -> Iterator[Metric]:
         "tradeloop_topic_last_message_age_seconds", "Seconds since the last update.", labels=topic_labels
     )
     rest_mode = GaugeMetricFamily("tradeloop_topic_rest_mode", "1 while served over REST.", labels=topic_labels)
+    standby = GaugeMetricFamily(
+        "tradeloop_topic_standby",
+        "1 while another engine of the Redis group owns the stream (its age grows then; nothing is stuck).",
+        labels=topic_labels,
+    )
     rest_errors = CounterMetricFamily("tradeloop_topic_rest_errors", "Failed REST calls.", labels=topic_labels)
     watch_errors = CounterMetricFamily("tradeloop_topic_watch_errors", "Failed watch loops.", labels=topic_labels)
     subscriber_labels = [*topic_labels, "subscriber"]
@@ -120,9 +127,11 @@ def _stream_metrics(health: StreamHealth) -> Iterator[Metric]:
     for topic in health.topics:
         values = [topic.exchange, str(topic.topic)]
         topic_messages.add_metric(values, topic.messages)
-        closed.add_metric(values, topic.closed_candles)
-        backfilled.add_metric(values, topic.backfilled_candles)
+        if topic.topic.kind is TopicKind.KLINE:  # candle counts of a tick topic would be 0, or wrong
+            closed.add_metric(values, topic.closed_candles)
+            backfilled.add_metric(values, topic.backfilled_candles)
         rest_mode.add_metric(values, float(topic.mode == "rest"))
+        standby.add_metric(values, float(topic.state == "standby"))
         rest_errors.add_metric(values, topic.rest_errors)
         watch_errors.add_metric(values, topic.watch_errors)
         if topic.last_message_age is not None:
@@ -130,7 +139,7 @@ def _stream_metrics(health: StreamHealth) -> Iterator[Metric]:
         for subscriber in topic.subscribers:
             lag.add_metric([*values, subscriber.name], subscriber.lag)
             dropped.add_metric([*values, subscriber.name], subscriber.dropped)
-    yield from (topic_messages, closed, backfilled, age, rest_mode, rest_errors, watch_errors, lag, dropped)
+    yield from (topic_messages, closed, backfilled, age, rest_mode, standby, rest_errors, watch_errors, lag, dropped)
 
 
 def _engine_metrics(engine: EngineStatus) -> Iterator[Metric]:

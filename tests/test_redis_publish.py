@@ -18,7 +18,7 @@ from trio.testing import MockClock
 from tradeloop.cli import main
 from tradeloop.distributed import StreamKey, open_redis
 from tradeloop.distributed.cli import publish_command
-from tradeloop.distributed.client import RedisClient
+from tradeloop.distributed.client import RedisClient, until_available
 from tradeloop.distributed.keys import collector_key, decode_kline, decode_tick
 from tradeloop.distributed.publisher import Publisher, PublishSettings, PublishTopics
 from tradeloop.metrics.cli import MetricsAddress
@@ -235,3 +235,21 @@ def test_publish_tells_on_stderr_what_fails_on_the_exchanges_side(
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "tradeloop publish: cannot connect to 127.0.0.1:9: refused" in err, err
+
+
+async def test_a_redis_outage_is_one_log_line_a_minute_per_command(
+    mock_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Found by an outside look: Redis away for 20 s was about 60 warnings from one engine.
+    attempts = 0
+
+    async def refused() -> None:
+        nonlocal attempts
+        attempts += 1
+        raise ConnectionRefusedError("connection refused")
+
+    with caplog.at_level("WARNING", logger="tradeloop.distributed.client"), trio.move_on_after(30):
+        await until_available(refused, "OUTAGETEST tradeloop:kline:x")
+    lines = [r.getMessage() for r in caplog.records if "OUTAGETEST" in r.getMessage()]
+    assert attempts >= 10 and len(lines) == 1, (attempts, lines)
+    assert "(attempt 1); retrying" in lines[0]

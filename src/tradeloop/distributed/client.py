@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, TypeVar
@@ -28,6 +29,7 @@ from anyio.abc import TaskStatus
 from .._groups import sole_error
 from ..errors import TradeloopError
 from ..streams.backoff import full_jitter_delay
+from ..streams.errors import LogThrottle
 from .settings import RedisTimeouts, check_redis_url, redacted_url
 
 __all__ = [
@@ -110,6 +112,11 @@ def redis_errors(what: str) -> Iterator[None]:
         raise RedisError(f"Redis {what}: {type(exc).__name__}: {exc}") from exc
 
 
+_RETRY_LOGS = LogThrottle(clock=time.monotonic)
+"""One line a minute per Redis command retried: Redis away for 20 s was about 60 lines from one
+engine (every stream's every command, each attempt; an outside look)."""
+
+
 async def until_available(
     operation: Callable[[], Awaitable[T]],
     what: str,
@@ -131,7 +138,10 @@ async def until_available(
             attempt += 1
             if on_retry is not None:
                 on_retry(exc)
-            log.warning("%s (attempt %d); retrying", exc, attempt)
+            covered = _RETRY_LOGS.admit(what.partition(" ")[0])
+            if covered is not None:
+                more = f"; {covered - 1} more retries of it since the last such line" if covered > 1 else ""
+                log.warning("%s (attempt %d%s); retrying", exc, attempt, more)
             await anyio.sleep(full_jitter_delay(attempt, base, cap))
 
 

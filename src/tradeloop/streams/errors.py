@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import anyio
@@ -75,14 +76,17 @@ class LogThrottle:
     lines: the first occurrence is logged at once, later ones are counted and summarised.
     """
 
-    def __init__(self, interval: float = 60.0) -> None:
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = anyio.current_time) -> None:
+        """``clock``: the running event loop's by default; ``time.monotonic`` for a throttle shared
+        by every loop of the process."""
         self.interval = interval
+        self._clock = clock
         self._next_allowed: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
     def admit(self, key: str) -> int | None:
         """None to stay quiet; else how many occurrences this line covers (1 + those suppressed)."""
-        now = anyio.current_time()
+        now = self._clock()
         if now < self._next_allowed.get(key, -math.inf):
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return None

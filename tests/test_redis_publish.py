@@ -159,6 +159,10 @@ def test_nothing_to_publish_is_said_once(tmp_path: Path, capsys: pytest.CaptureF
         (["publish", "--redis", "redis://127.0.0.1:1", "bingx", "BTC/USDT:USDT"], "nothing to publish"),
         (["publish", "--redis", "redis://127.0.0.1:1", "bingx", "BTC/USDT:USDT", "--timeframe", "7q"], "7q"),
         (["publish", "--config", "/nonexistent.toml"], "cannot read config file"),
+        (
+            ["publish", "--redis", "redis://127.0.0.1:1", "bingx", "BTC/USDT:USDT", "--ticker", "--prefix", ""],
+            "publish setting 'prefix': expected a non-empty string, got ''",
+        ),
     ],
 )
 def test_publish_mistakes_are_one_line_errors(

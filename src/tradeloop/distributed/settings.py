@@ -89,9 +89,7 @@ class RedisSourceSettings:
             raise InvalidValueError(f"data source {self.source!r}: expected a redis:// or rediss:// URL")
         check_redis_url(self.source)  # now, with the config: the engine opens its journal before connecting
         for name in ("group", "consumer", "prefix"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value:
-                raise InvalidValueError(f"data setting {name!r}: expected a non-empty string, got {value!r}")
+            _check_name("data setting", name, getattr(self, name))
         for name in ("lease_ttl", "poll_interval", "connect_timeout", "command_timeout"):
             _check_seconds(name, getattr(self, name), minimum=0.001)
         _check_seconds("read_wait", self.read_wait, minimum=0.0)
@@ -139,6 +137,8 @@ class PublishSettings:
     health_interval: float = 5.0
 
     def __post_init__(self) -> None:
+        for name in ("prefix", "collector"):
+            _check_name("publish setting", name, getattr(self, name))
         for name in ("kline_maxlen", "tick_maxlen", "backfill", "batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -157,3 +157,9 @@ class PublisherStats:
     """Candles Redis already had (refused by entry ID): counted, not published twice."""
     ticks: int = 0
     redis_retries: int = 0
+
+
+def _check_name(kind: str, name: str, value: object) -> None:
+    """A part of Redis keys: a non-empty string (an empty prefix made keys like ``:kline:...``)."""
+    if not isinstance(value, str) or not value:
+        raise InvalidValueError(f"{kind} {name!r}: expected a non-empty string, got {value!r}")

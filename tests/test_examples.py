@@ -54,6 +54,7 @@ SCRIPTS = {
     "stream_candles.py": ([], [r"closed candle 1/3", r"drops 1 socket", r"closed candle 3/3", r"reconnects: 1"]),
     "buy_the_dip.py": ([], [r"buy-the-dip: [1-9]\d* closed candles, [1-9]\d* signals", r"equity \d+\.\d\d USDT"]),
     "asyncio_bot.py": (["--candles", "2"], [r"tick BTC/USDT:USDT \d", r"closed \d+ \d.*\n(.*\n)*closed \d+ \d"]),
+    "backtest_own_strategy.py": ([], [r"2860 candles replayed, [1-9]\d* fills", r"equity \d+\.\d\d USDT"]),
 }
 RUN_ELSEWHERE = {
     "test_with_the_simulator.py": "tests/test_testing_plugin.py runs it with pytest in a fresh directory",

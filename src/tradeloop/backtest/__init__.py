@@ -9,6 +9,8 @@ report (``report.json``, ``equity.png``) and a summary.
 
 from __future__ import annotations
 
+from .cache import load_exchange_history
+from .csvfile import read_csv
 from .history import CandleSeries, Gap, MarketHistory, SeriesBuilder, series_from_klines
 from .journal import BacktestJournal, EquityPoint, read_equity
 from .runner import BacktestResult, run_backtest
@@ -24,6 +26,8 @@ __all__ = [
     "MarketHistory",
     "ReplayProgress",
     "SeriesBuilder",
+    "load_exchange_history",
+    "read_csv",
     "read_equity",
     "run_backtest",
     "series_from_klines",

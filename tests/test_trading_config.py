@@ -181,6 +181,23 @@ def test_a_strategy_of_ones_own_is_named_with_its_bad_symbol_or_timeframe(
         EngineConfig(exchanges={"bingx": {}}, strategies=[_OwnStrategy(symbols, timeframe)])
 
 
+def test_symbols_given_as_one_string_are_named() -> None:
+    strategy = _OwnStrategy(BTC, "1m")  # type: ignore[arg-type]  # the mistake: a string, not a tuple
+    with pytest.raises(ValueError, match=re.escape("symbols must be a list or tuple of unified symbols, got 'BTC")):
+        EngineConfig(exchanges={"bingx": {}}, strategies=[strategy])
+
+
+def test_a_strategy_lacking_a_method_is_told_which() -> None:
+    class NoTicks:
+        name, symbols, timeframe, warmup = "no-ticks", (BTC,), "1m", 0
+
+        def on_kline(self, kline: Kline) -> list[Signal]:
+            return []
+
+    with pytest.raises(ValueError, match=re.escape("strategies[0]': NoTicks is not a Strategy: it lacks on_tick (")):
+        EngineConfig(exchanges={"bingx": {}}, strategies=[NoTicks()])  # type: ignore[list-item]
+
+
 def test_missing_file_and_bad_toml_are_value_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot read config file"):
         load_config(tmp_path / "missing.toml")

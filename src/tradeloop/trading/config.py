@@ -136,8 +136,10 @@ class EngineConfig:
         for index, strategy in enumerate(self.strategies):
             where = f"config field 'strategies[{index}]'"
             if not isinstance(strategy, Strategy):
+                lacking = [name for name in _STRATEGY_MEMBERS if not hasattr(strategy, name)]
                 raise InvalidValueError(
-                    f"{where}: {strategy!r} is not a Strategy (name, symbols, timeframe, warmup, ...)"
+                    f"{where}: {type(strategy).__name__} is not a Strategy: it lacks {', '.join(lacking)} "
+                    f"(a strategy has {', '.join(_STRATEGY_MEMBERS)})"
                 )
             if strategy.name in names:
                 raise InvalidValueError(f"{where}: strategy name {strategy.name!r} is used twice; names must be unique")
@@ -154,6 +156,11 @@ class EngineConfig:
                 )
             if not isinstance(strategy.warmup, int) or strategy.warmup < 0:
                 raise InvalidValueError(f"{where}: warmup must be an integer >= 0, got {strategy.warmup!r}")
+            if isinstance(strategy.symbols, str) or not isinstance(strategy.symbols, Sequence):
+                raise InvalidValueError(
+                    f"{where} (strategy {strategy.name!r}): symbols must be a list or tuple of unified "
+                    f"symbols, got {strategy.symbols!r}"
+                )
             try:
                 for symbol in strategy.symbols:
                     parse_symbol(symbol)
@@ -162,6 +169,9 @@ class EngineConfig:
             except ValueError as exc:  # named here, not from the streams once the engine runs
                 raise InvalidValueError(f"{where} (strategy {strategy.name!r}): {exc}") from None
 
+
+_STRATEGY_MEMBERS = ("name", "symbols", "timeframe", "warmup", "on_kline", "on_tick")
+"""What :class:`~tradeloop.trading.strategy.Strategy` asks of a strategy, as error messages list it."""
 
 MAX_CONFIG_SIZE = 1024 * 1024
 """Bytes a config file may have: a real one is a few KB; a bigger file (or a device, or a

@@ -89,7 +89,8 @@ def test_a_csv_backtest_writes_the_same_report_twice(tmp_path: Path, capsys: pyt
         ("bad row", "btc.csv:3: expected low <= open, close <= high"),
         ("bad date", "invalid --from '2026-13-01'"),
         ("last day", "invalid --to '9999-12-31': expected a time from year 1 to 9999"),
-        ("year 1", "candle(s) missing, the first at 0001-01-01T00:00:00Z"),  # counted at once, not for minutes
+        ("year 1", "the first at 0001-01-01T00:00:00Z (the data starts at 2026-01-01T00:00:00Z, after --from)"),
+        ("past the end", "(the data ends with the candle at 2026-01-01T04:59:00Z, before --to)"),
         ("no header", "the header lacks column 'volume'"),
         ("missing file", "cannot read data file"),
         ("invalid symbol", "btc.csv: invalid symbol 'BTCUSDT': expected a unified symbol such as 'BTC/USDT'"),
@@ -119,7 +120,8 @@ def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
         "no data": ("2026-03-01", "2026-03-01"),
         "bad date": ("2026-13-01", "2026-01-01T05:00"),
         "last day": ("2026-01-01", "9999-12-31"),
-        "year 1": ("0001-01-01", "2026-01-01T05:00"),
+        "year 1": ("0001-01-01", "2026-01-01T05:00"),  # counted at once, not for minutes
+        "past the end": ("2026-01-01", "2026-01-01T06:00"),
     }.get(case, ("2026-01-01", "2026-01-01T05:00"))
     dates = ["--from", from_, "--to", to]
     sources = {

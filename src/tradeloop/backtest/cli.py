@@ -38,7 +38,7 @@ from trio.testing import MockClock
 
 from ..cli import EXIT_INTERRUPTED
 from ..errors import InvalidValueError, TradeloopError
-from ..symbols import candle_open_time, normalize_symbol, timeframe_ms
+from ..symbols import candle_open_time, next_open_time, normalize_symbol, timeframe_ms
 from ..trading import EngineConfig, load_config
 from .cache import default_cache_path, load_exchange_history
 from .csvfile import read_csv
@@ -326,6 +326,11 @@ def _check_history(
                 f"the data of {symbol} has {len(gaps)} gap(s), {missing} {series.timeframe} candle(s) missing, "
                 f"the first at {iso(gaps[0].first_missing)}"
             )
+            first, last = series.open_times[0], series.open_times[-1]
+            if first > start:
+                text += f" (the data starts at {iso(first)}, after --from)"
+            elif next_open_time(series.timeframe, last) < end:
+                text += f" (the data ends with the candle at {iso(last)}, before --to)"
             if not allow_gaps:
                 raise InvalidValueError(f"{text}; pass --allow-gaps to run anyway")
             console.print(f"tradeloop backtest: note: {text}", markup=False, highlight=False)

@@ -112,6 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    # coredis logs a failed connection at ERROR with an empty traceback ("NoneType: None") before
+    # raising the error tradeloop reports in one line; below DEBUG it is only noise.
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        logging.getLogger("coredis").setLevel(logging.CRITICAL)
     try:
         result: int = args.handler(args)
     except BaseException as exc:  # every error is mapped to an exit status, or re-raised

@@ -211,18 +211,18 @@ class CandleRecorder:
 
 
 @pytest.mark.parametrize(
-    ("push_interval", "duration", "candles"),
+    ("push_interval", "duration", "last"),
     [
         # The first push comes 60 s in, after the candle forming at the warm-up's fetch closed:
-        # warm-up, then candles 0 (the seam) to 3, closed by 280 s.
-        (100.0, 280.0, 3 + 4),
+        # warm-up, then candles 0 (the seam) to 3, closed by 280 s and handed over at 260 s.
+        (100.0, 280.0, 3),
         # The first push comes 210 s in (candle 3 forming); candle 3 is handed over only at the
         # next push (460 s), when REST's newest is 6: the seam 0-2 is no longer among the newest.
-        (250.0, 500.0, 3 + 7),
+        (250.0, 500.0, 6),
     ],
 )
 async def test_candles_closing_between_warm_up_and_the_first_push_reach_the_strategy(
-    mock_clock: MockClock, tmp_path: Path, push_interval: float, duration: float, candles: int
+    mock_clock: MockClock, tmp_path: Path, push_interval: float, duration: float, last: int
 ) -> None:
     # Pushes on a coarse grid; stalls are not detected before the first (REST polling would
     # fetch the seam).
@@ -236,9 +236,13 @@ async def test_candles_closing_between_warm_up_and_the_first_push_reach_the_stra
             streams=dataclasses.replace(StreamConfig(), stall_timeout=600.0),
         )
         await TradingEngine(config).run(duration=duration)
+    # Every candle once, in order, from the warm-up's first to the last handed over. (Not a count:
+    # under load, virtual time may jump while the journal opens in a worker thread, and the
+    # warm-up then ends a candle later, which is as correct.)
     assert start in recorder.open_times
     assert recorder.open_times == list(range(recorder.open_times[0], recorder.open_times[-1] + 1, 60_000))
-    assert len(recorder.open_times) == candles
+    assert recorder.open_times[-1] == start + last * 60_000
+    assert len(recorder.open_times) >= 3 + last
 
 
 async def test_stop_returns_a_summary(mock_clock: MockClock, tmp_path: Path) -> None:

@@ -333,5 +333,5 @@ def _check_history(
                 text += f" (the data ends with the candle at {iso(last)}, before --to)"
             if not allow_gaps:
                 raise InvalidValueError(f"{text}; pass --allow-gaps to run anyway")
-            console.print(f"tradeloop backtest: note: {text}", markup=False, highlight=False)
+            console.print(f"tradeloop backtest: note: {text}", markup=False, highlight=False, soft_wrap=True)
     return end

@@ -246,5 +246,5 @@ def _handle(args: argparse.Namespace) -> int:
     console = _Console()
     run = partial(run_command, reset_kill_switch=args.reset_kill_switch, metrics=metrics_address(args))
     summary = trio.run(run, args.config, args.duration, args.journal, console)
-    console.print(format_summary(summary), markup=False, highlight=False)
+    console.print(format_summary(summary), markup=False, highlight=False, soft_wrap=True)
     return 0

@@ -83,21 +83,31 @@ async def test_stale_market_data(mock_clock: MockClock) -> None:
     assert isinstance(await risk.submit(buy("1")), Fill)
 
 
-async def test_a_signal_from_a_candle_a_newer_one_replaced_is_stale() -> None:
+async def test_a_signal_from_a_candle_newer_ones_replaced_opens_nothing() -> None:
     # Found by an outside look: an engine taking over a Redis stream with a backlog traded each
     # candle's signal at the current price, round trips in the same millisecond.
-    portfolio, risk = make()
+    portfolio, risk = make(RiskLimits(max_tick_age=None, max_orders_per_minute=None, max_candle_lag=3))
     mark(portfolio, risk, "100")  # the market is at 1_700_006_400_000 (a candle boundary)
 
     def candle(opens_minutes_before: int) -> Kline:
         open_time = 1_700_006_400_000 - opens_minutes_before * 60_000
         return Kline("bingx", BTC, "1m", open_time, D(100), D(100), D(100), D(100), D(1), closed=True)
 
-    assert isinstance(await risk.submit(replace(Signal.buy(candle(1), D(1), "the last closed"), strategy="s")), Fill)
-    stale = replace(Signal.buy(candle(2), D(1), "one before"), strategy="s")
-    rejection = await rejected(risk, stale, RejectReason.STALE_SIGNAL)
-    assert "the market is at 2023-11-15 00:00:00 UTC, past the next candle's close" in rejection.detail
+    def signal(made: Signal) -> Signal:
+        return replace(made, strategy="s")
+
+    assert isinstance(await risk.submit(signal(Signal.buy(candle(1), D(1), "the last closed"))), Fill)
+    assert isinstance(await risk.submit(signal(Signal.buy(candle(3), D(1), "two candles late"))), Fill)
+    rejection = await rejected(risk, signal(Signal.buy(candle(4), D(1), "three late")), RejectReason.STALE_SIGNAL)
+    assert "closed at 2023-11-14 23:57:00 UTC; the market is at 2023-11-15 00:00:00 UTC, 3 candle(s) on" in (
+        rejection.detail
+    )
+    fill = await risk.submit(signal(Signal.hold(candle(10), D(0), "out, however late")))
+    assert isinstance(fill, Fill) and fill.side is Side.SELL  # getting out is never refused
     assert isinstance(await risk.submit(buy("1")), Fill)  # a signal of no candle is not judged so
+    books, lenient = make(RiskLimits(max_tick_age=None, max_orders_per_minute=None, max_candle_lag=None))
+    mark(books, lenient, "100")
+    assert isinstance(await lenient.submit(signal(Signal.buy(candle(100), D(1), "no limit"))), Fill)
 
 
 async def test_max_order_notional() -> None:

@@ -18,7 +18,6 @@ from enum import StrEnum
 import msgspec
 
 from .errors import InvalidValueError
-from .symbols import next_open_time
 
 __all__ = ["Fill", "Kline", "Order", "Position", "Side", "Signal", "Tick"]
 
@@ -96,10 +95,10 @@ class Signal:
     quantity: Decimal | None = None
     target: Decimal | None = None
     strategy: str = ""
-    stale_from: int | None = None
-    """Market time (Unix ms) from which the signal is stale: for one prompted by a closed candle,
-    the close of the next candle. Set by :meth:`buy`, :meth:`sell` and :meth:`hold`; the risk
-    manager refuses a signal whose instrument has a tick this recent (see ``RejectReason.STALE_SIGNAL``)."""
+    candle: tuple[str, int] | None = None
+    """The closed candle that prompted it, as (timeframe, open time); None for a tick or an open
+    candle. Set by :meth:`buy`, :meth:`sell` and :meth:`hold`: the risk manager refuses a signal
+    from a candle many newer ones have replaced (``RiskLimits.max_candle_lag``)."""
 
     def __post_init__(self) -> None:
         if self.target is None:
@@ -116,28 +115,23 @@ class Signal:
     @classmethod
     def buy(cls, market: Kline | Tick, quantity: Decimal, reason: str) -> Signal:
         return cls(
-            market.exchange, market.symbol, reason, side=Side.BUY, quantity=quantity, stale_from=_stale_from(market)
+            market.exchange, market.symbol, reason, side=Side.BUY, quantity=quantity, candle=_candle_of(market)
         )
 
     @classmethod
     def sell(cls, market: Kline | Tick, quantity: Decimal, reason: str) -> Signal:
         return cls(
-            market.exchange, market.symbol, reason, side=Side.SELL, quantity=quantity, stale_from=_stale_from(market)
+            market.exchange, market.symbol, reason, side=Side.SELL, quantity=quantity, candle=_candle_of(market)
         )
 
     @classmethod
     def hold(cls, market: Kline | Tick, target: Decimal, reason: str) -> Signal:
         """Hold ``target`` of the symbol (0 = flat, negative = short)."""
-        return cls(market.exchange, market.symbol, reason, target=target, stale_from=_stale_from(market))
+        return cls(market.exchange, market.symbol, reason, target=target, candle=_candle_of(market))
 
 
-def _stale_from(market: Kline | Tick) -> int | None:
-    """When a signal from ``market`` goes stale: a closed candle's, once the next candle closed (a
-    candle delivered that late, from a backlog or a backfill, no longer says what to do at the
-    current price). None for a tick or an open candle: the tick's age is checked instead."""
-    if isinstance(market, Tick) or not market.closed:
-        return None
-    return next_open_time(market.timeframe, next_open_time(market.timeframe, market.open_time))
+def _candle_of(market: Kline | Tick) -> tuple[str, int] | None:
+    return (market.timeframe, market.open_time) if isinstance(market, Kline) and market.closed else None
 
 
 @dataclass(frozen=True, slots=True)

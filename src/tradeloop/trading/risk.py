@@ -13,11 +13,13 @@ Amounts are in quote currency (USDT), all > 0; ``max_drawdown`` is a fraction (0
 - ``max_tick_age``: seconds since the instrument's latest tick; older data gets no order;
 - ``max_orders_per_minute``: orders approved in any 60 s of Trio's clock.
 
-Always: a signal prompted by a closed candle is refused (``stale_signal``) once the instrument's
-market time is past the next candle's close. Candles reach strategies that late from a backlog
-(an engine taking over a stream a dead engine left unprocessed) or a backfill after a gap: their
-signals would trade the current price on old information, several round trips in the same
-millisecond (an outside look saw exactly that).
+- ``max_candle_lag`` (default 3): a signal prompted by a closed candle (``Signal.candle``) that
+  opens or grows a position is refused (``stale_signal``) once that many newer candles have
+  closed by the instrument's latest tick. Candles reach strategies that late from a backlog (an
+  engine taking over a stream a dead engine left unprocessed) or a backfill after a gap: their
+  signals would trade the current price on old information, several round trips in the same
+  millisecond (an outside look saw exactly that). Not 1: the simulator at ``--speed 120``
+  pushes two candles' worth at once, so a close arrives a candle late.
 
 Orders that only shrink a position skip the position and exposure limits: risk must never stop
 a strategy from getting out.
@@ -57,7 +59,7 @@ import anyio
 from .._backend import ReceiveChannel
 from ..errors import InvalidValueError
 from ..models import Fill, Order, Side, Signal
-from ..symbols import utc_text
+from ..symbols import next_open_time, utc_text
 from .journal import Journal, RejectionRecord, RiskRecord
 from .portfolio import PortfolioManager
 
@@ -94,13 +96,16 @@ class RiskLimits:
     """A fraction of peak equity in (0, 1], e.g. 0.2 for 20%."""
     max_tick_age: float | None = 10.0
     max_orders_per_minute: int | None = 60
+    max_candle_lag: int | None = 3
+    """Candles a signal's candle may lag the market: once that many newer candles have closed
+    (by the instrument's latest tick), a signal from it that opens or grows a position is refused."""
 
     def __post_init__(self) -> None:
         for field in fields(self):
             value = getattr(self, field.name)
             if value is None:
                 continue
-            if field.name == "max_orders_per_minute":
+            if field.name in ("max_orders_per_minute", "max_candle_lag"):
                 if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                     raise InvalidValueError(f"risk limit {field.name!r} must be an integer >= 1, got {value!r}")
                 continue
@@ -359,6 +364,23 @@ class RiskManager:
                 fills.append(await self._portfolio.execute(order))
         return fills
 
+    def _stale_since(self, signal: Signal) -> str | None:
+        """Why ``signal`` comes too late to act on, or None: its candle is ``max_candle_lag``
+        candles behind the instrument's latest tick."""
+        lag, latest = self.limits.max_candle_lag, self._portfolio.market.latest(signal.exchange, signal.symbol)
+        if lag is None or signal.candle is None or latest is None:
+            return None
+        timeframe, closed = signal.candle[0], next_open_time(*signal.candle)
+        stale_from = closed
+        for _ in range(lag):
+            stale_from = next_open_time(timeframe, stale_from)
+        if latest.time < stale_from:
+            return None
+        return (
+            f"a signal from the {timeframe} candle closed at {utc_text(closed)}; the market is at "
+            f"{utc_text(latest.time)}, {lag} candle(s) on (max_candle_lag {lag})"
+        )
+
     def _evaluate(self, signal: Signal) -> Order | Rejection | None:
         portfolio, limits = self._portfolio, self.limits
         exchange, symbol = signal.exchange, signal.symbol
@@ -389,18 +411,17 @@ class RiskManager:
         if limits.max_tick_age is not None and age > limits.max_tick_age:
             detail = f"last tick of {symbol} is {age:.1f} s old (max_tick_age {limits.max_tick_age} s)"
             return reject(RejectReason.STALE_MARKET_DATA, detail)
-        latest = portfolio.market.latest(exchange, symbol)
-        if signal.stale_from is not None and latest is not None and latest.time >= signal.stale_from:
-            market, stale = utc_text(latest.time), utc_text(signal.stale_from)
-            detail = f"a signal from an old candle: the market is at {market}, past the next candle's close ({stale})"
-            return reject(RejectReason.STALE_SIGNAL, detail)
+        held = portfolio.position(exchange, symbol).quantity
+        after = held + change
+        grows = not (abs(after) <= abs(held) and after * held >= 0)  # it opens or grows a position
+        stale = self._stale_since(signal)
+        if stale is not None and grows:
+            return reject(RejectReason.STALE_SIGNAL, stale)
         notional = quantity * price
         if limits.max_order_notional is not None and notional > limits.max_order_notional:
             detail = f"order notional {notional} exceeds max_order_notional {limits.max_order_notional}"
             return reject(RejectReason.MAX_ORDER_NOTIONAL, detail)
-        held = portfolio.position(exchange, symbol).quantity
-        after = held + change
-        if not (abs(after) <= abs(held) and after * held >= 0):  # it opens or grows a position
+        if grows:
             exposure = abs(after) * price
             if limits.max_position_notional is not None and exposure > limits.max_position_notional:
                 detail = (

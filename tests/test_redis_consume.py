@@ -19,6 +19,7 @@ from streams_helpers import START_MS, SWAP, assert_matches_history, simulated_st
 from trio.testing import MockClock
 
 from tradeloop.distributed import RedisError, StreamKey, open_redis
+from tradeloop.distributed.client import RedisGroupLost
 from tradeloop.distributed.consumer import (
     MarketDataGapError,
     RedisMarketData,
@@ -344,6 +345,51 @@ async def test_a_redis_restarted_without_its_data_loses_and_repeats_nothing(
     for symbol, symbol_id in ((SWAP, "BTC-USDT"), (ETH, "ETH-USDT")):
         assert_matches_history(sim, processor.processed[symbol], symbol_id)
         assert len(processor.processed[symbol]) >= 7
+
+
+async def test_candles_in_a_buffer_when_redis_loses_its_data_are_processed(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    # Found by a review: the group recovered from the last candle handed on, not the last one
+    # processed, and the hand-over that follows a lost lease refused the buffered copies.
+    processor = Processor(seconds_each=50.0)  # slower than a candle a minute: a backlog builds
+    async with collector(redis_server) as sim, trio.open_nursery() as nursery:
+        with_rest = {"bingx": sim.exchange()}
+        nursery.start_soon(consume_for, 14 * 60, processor, settings(redis_server, batch=1), (SWAP,), with_rest)
+        await trio.sleep(3 * 60 + 13)
+        redis_server.restart()  # no AOF
+    assert_matches_history(sim, processor.processed[SWAP])
+    assert len(processor.processed[SWAP]) >= 8
+
+
+async def test_a_lost_group_noticed_first_by_the_heartbeat_loses_nothing(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found by a review: when the lease heartbeat noticed the data loss before the read loop did,
+    # the next tenure created the group at the stream's end and skipped the outage's candles.
+    read_group = _KlineStream._read_group
+
+    async def slow_to_notice(stream: _KlineStream, position: bytes, *, wait: bool) -> list[Any]:
+        try:
+            return await read_group(stream, position, wait=wait)
+        except RedisGroupLost:
+            await trio.sleep(5)  # the read loop busy elsewhere (a full buffer, a REST fill)
+            raise
+
+    monkeypatch.setattr(_KlineStream, "_read_group", slow_to_notice)
+    processor = Processor()
+    async with collector(redis_server) as sim, trio.open_nursery() as nursery:
+        with_rest = {"bingx": sim.exchange()}
+        nursery.start_soon(consume_for, 10 * 60, processor, settings(redis_server), (SWAP,), with_rest)
+        await trio.sleep(3 * 60 + 13)
+        redis_server.stop()
+        await trio.sleep(150)
+        redis_server.start()  # empty
+    assert_matches_history(sim, processor.processed[SWAP])
+    assert len(processor.processed[SWAP]) >= 8
 
 
 async def test_an_engine_by_a_name_another_running_engine_has_is_refused(

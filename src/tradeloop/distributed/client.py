@@ -108,6 +108,10 @@ def redis_errors(what: str) -> Iterator[None]:
         if isinstance(exc, coredis.exceptions.StreamDuplicateConsumerGroupError):
             raise RedisError(f"Redis {what}: {type(exc).__name__}: {exc}") from exc
         raise RedisGroupLost(f"Redis {what}: the consumer group is gone ({exc})") from exc
+    except coredis.exceptions.ResponseError as exc:
+        if "no such key" in str(exc).lower():  # XINFO on a stream Redis lost with its data
+            raise RedisGroupLost(f"Redis {what}: the stream is gone ({exc})") from exc
+        raise RedisError(f"Redis {what}: {type(exc).__name__}: {exc}") from exc
     except coredis.exceptions.RedisError as exc:
         raise RedisError(f"Redis {what}: {type(exc).__name__}: {exc}") from exc
 

@@ -210,6 +210,9 @@ class _KlineStream:
         is processed; the newest :data:`_HANDED_OVER_KEPT` are kept (older ones left the buffers
         long ago)."""
         self.processed: list[int] = []
+        self.processed_up_to: int | None = None
+        """The newest candle this engine processed and acknowledged, across tenures: where its
+        group stands should Redis lose the group's progress with its data."""
         self.ack_wanted: WakeupEvent = source.hot.new_event()
         self.counters = _Counters()
 
@@ -351,6 +354,9 @@ class _KlineStream:
             for t in done:
                 del self.delivered[t]
                 self.copies.pop(t, None)  # gone already once a hand-over began
+            newest = max(done)
+            if self.processed_up_to is None or newest > self.processed_up_to:
+                self.processed_up_to = newest
         del self.processed[:taken]
 
     # -- reading ----------------------------------------------------------------------------------
@@ -360,30 +366,40 @@ class _KlineStream:
             try:
                 await self._read_group_entries()
             except RedisGroupLost as exc:
-                await self._recreate_group(exc)
+                log.error("%s", exc)  # the next round recreates it: see _recover_lost_group
 
-    async def _recreate_group(self, lost: RedisGroupLost) -> None:
-        """The group vanished under us (Redis restarted without its data): make it again, reading
-        the stream from its start, with this engine's last candle as the group's progress, so the
-        candles after it are handed on once (those before, the collector's backfill included, are
-        repeats), and a gap to them is fetched over REST. Found by an outside look: the engine
-        owning the streams ended with NOGROUP when Redis restarted without persistence."""
+    async def _recover_lost_group(self) -> None:
+        """The group was just created although this engine processed candles of it before: Redis
+        lost its data (restarted without persistence, or the stream was deleted). The group,
+        created reading the stream from its start, gets this engine's last processed candle as
+        its progress: the candles after it are handed on once (those before, the collector's
+        backfill included, are repeats), and a gap to them is fetched over REST.
+
+        Found by an outside look (the owning engine ended with NOGROUP) and a review (recovering
+        from the last candle *handed on*, not processed, lost the ones still in a buffer; and a
+        heartbeat noticing first recreated the group at the stream's end, skipping the outage's
+        candles). Not covered: a stream that moves to another engine as the data is lost; that
+        engine does not know where the group stood.
+        """
         self.counters.groups_lost += 1
-        log.error("%s; recreating it, going on after the candle at %s", lost, self.previous)
+        processed = self.processed_up_to
+        assert processed is not None
+        log.error(
+            "%s: the consumer group was gone (did Redis lose its data?); recreated, going on after the "
+            "candle at %s", self.name, processed
+        )
         group = self.source.settings.group
-        await self._ensure_group(first_entry="0")
-        if self.previous is not None:
-            previous = self.previous
-            await until_available(
-                lambda: self.source.redis.eval(_ACKNOWLEDGE, [self.name, self.progress_key], [group, previous]),
-                f"SET {self.progress_key}",
-                on_retry=self.source.count_retry,
-            )
+        await until_available(
+            lambda: self.source.redis.eval(_ACKNOWLEDGE, [self.name, self.progress_key], [group, processed]),
+            f"SET {self.progress_key}",
+            on_retry=self.source.count_retry,
+        )
 
     async def _read_group_entries(self) -> None:
         redis = self.source.redis
         settings = self.source.settings
-        await self._ensure_group()
+        if await self._ensure_group() and self.processed_up_to is not None:
+            await self._recover_lost_group()
         await self._find_resume_point()
         self.owned = True
         self.resumed.set()
@@ -433,9 +449,11 @@ class _KlineStream:
             if position != b">":
                 position = entries[-1][0] if entries else b">"
 
-    async def _ensure_group(self, first_entry: str = "$") -> None:
-        """Create the group unless it exists: new groups read the entries after ``first_entry``
-        (by default, from the stream's end: the candles that close from then on)."""
+    async def _ensure_group(self) -> bool:
+        """Create the group unless it exists; whether it was created. A new group reads the
+        candles that close from then on (from the stream's end), unless this engine processed
+        candles of it before: then it reads the stream from its start (see _recover_lost_group)."""
+        first_entry = "$" if self.processed_up_to is None else "0"
         try:
             await until_available(
                 lambda: self.source.redis.xgroup_create(
@@ -447,6 +465,8 @@ class _KlineStream:
         except RedisError as exc:
             if not isinstance(exc.__cause__, StreamDuplicateConsumerGroupError):
                 raise
+            return False
+        return True
 
     async def _find_resume_point(self) -> None:
         """Where the group stands: after the newest candle it processed, else after its pending
@@ -508,7 +528,11 @@ class _KlineStream:
             skipped.append(entry_id)
             return
         if kline.open_time in self.delivered:
-            return  # handed on already in this tenure (a pending list read again after a failure)
+            # Handed on already in this tenure (a pending list read again after a failure, or a
+            # group recreated after Redis lost its data): not again, but the stream is past it.
+            if self.previous is None or kline.open_time > self.previous:
+                self.previous = kline.open_time
+            return
         if self.history_first:
             if is_history(fields):
                 # The group began at an empty stream: a collector's start backfill is warm-up
@@ -568,6 +592,9 @@ class _KlineStream:
             raise MarketDataGapError(f"{where} and REST returned {len(candles)} of the {missing}")
         log.warning("%s; %d fetched over REST", where, missing)
         for kline in candles:
+            if kline.open_time in self.delivered:
+                self.previous = kline.open_time  # handed on already in this tenure
+                continue
             self.counters.gap_filled += 1
             self.previous = kline.open_time
             # Processed like any candle: its open time becomes the group's progress, so a restart

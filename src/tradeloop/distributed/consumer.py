@@ -686,25 +686,27 @@ class _ConsumerName:
         )
         return bool(reply)
 
-    def _taken(self) -> RedisError:
+    def _taken(self, why: str) -> RedisError:
         settings = self.source.settings
         return RedisError(
-            f"consumer name {settings.consumer!r} of group {settings.group!r} is in use by another running "
-            "engine: give each engine its own consumer name"
+            f"consumer name {settings.consumer!r} of group {settings.group!r} {why}: give each engine its own "
+            "consumer name"
         )
 
     async def claim(self) -> None:
-        """Raises RedisError if another engine holds the name past ``lease_ttl`` (twice, for slack)."""
+        """Raises RedisError if another engine holds the name for twice ``lease_ttl``: a key
+        nobody renews expires within ``lease_ttl``. Redis being away is waited out, not counted
+        against the name."""
         waited_for = 2 * self.source.settings.lease_ttl
-        with anyio.move_on_after(waited_for):
-            if await self._held():
-                return
-            log.warning("%s is held; waiting up to %.0f s (was an engine by that name killed?)", self.key, waited_for)
-            while True:  # polling: Redis tells no one when a key expires
-                await anyio.sleep(self.source.renew_interval)
-                if await self._held():
-                    return
-        raise self._taken()
+        held_since: float | None = None
+        while not await self._held():
+            now = anyio.current_time()
+            if held_since is None:
+                held_since = now
+                log.warning("%s is held; waiting up to %.0f s (an engine by that name killed?)", self.key, waited_for)
+            elif now - held_since >= waited_for:
+                raise self._taken("is in use by another running engine")
+            await anyio.sleep(self.source.renew_interval)  # polling: Redis tells no one when a key expires
 
     async def keep(self) -> None:
         """Renew the name; raise RedisError if another engine took it meanwhile (ours expired
@@ -712,7 +714,7 @@ class _ConsumerName:
         while True:
             await anyio.sleep(self.source.renew_interval)
             if not await self._held():
-                raise self._taken()
+                raise self._taken("was taken by another engine while this one could not renew it for lease_ttl")
 
     async def release(self) -> None:
         with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True), _logged(f"releasing {self.key}"):
@@ -755,17 +757,23 @@ class RedisMarketData:
         async with (
             open_redis(settings.source, timeouts=settings.timeouts) as redis,
             httpx.AsyncClient(timeout=settings.command_timeout) as http,
-            anyio.create_task_group() as tasks,
         ):
-            source = cls(settings, redis, http, tasks, exchanges or {})
-            name = _ConsumerName(source)
-            await name.claim()
-            tasks.start_soon(name.keep)
+            name: _ConsumerName | None = None
             try:
-                yield source
+                async with anyio.create_task_group() as tasks:
+                    source = cls(settings, redis, http, tasks, exchanges or {})
+                    name = _ConsumerName(source)
+                    await name.claim()
+                    tasks.start_soon(name.keep)
+                    try:
+                        yield source
+                    finally:
+                        tasks.cancel_scope.cancel()
             finally:
-                tasks.cancel_scope.cancel()
-                await name.release()
+                # Once every stream has handed over: released earlier, the name could go to a new
+                # engine whose lease (held under the same name) this one's hand-over then deletes.
+                if name is not None:
+                    await name.release()
 
     def count_retry(self, error: RedisError) -> None:
         self.redis_retries += 1

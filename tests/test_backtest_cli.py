@@ -260,3 +260,24 @@ def test_reading_a_csv_holds_a_few_hundred_bytes_a_candle(tmp_path: Path) -> Non
         tracemalloc.stop()
     assert len(series) == rows
     assert peak / rows < 400, f"{peak / rows:.0f} bytes a candle at the peak"
+
+
+def test_a_csv_saved_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    from tradeloop.backtest import read_csv
+
+    data = write_csv(tmp_path / "btc.csv", random_walk(10))
+    data.write_bytes(b"\xef\xbb\xbf" + data.read_bytes())  # as spreadsheets save UTF-8
+    assert len(read_csv(data, exchange="bingx", symbol="BTC/USDT:USDT")) == 10
+
+
+def test_a_row_refused_for_its_digits_leaves_the_builder_as_it_was() -> None:
+    # Found by a review: the refused row had already rescaled the open prices of the rows before it.
+    from tradeloop.backtest import SeriesBuilder
+
+    builder = SeriesBuilder("bingx", "BTC/USDT:USDT", "1m")
+    builder.add(60_000, "1", "5000000000000000000", "1", "1", "1")
+    with pytest.raises(ValueError, match="candle 120000: a value has too many digits"):
+        builder.add(120_000, "1.5", "2", "1", "1.5", "1")  # one decimal: the high above would pass 2**63
+    builder.add(180_000, "2", "3", "1", "2", "1")
+    series = builder.build()
+    assert [(k.open, k.high) for k in map(series.kline, range(len(series)))] == [(1, 5 * 10**18), (2, 3)]

@@ -51,7 +51,7 @@ def read_csv(path: Path, *, exchange: str, symbol: str) -> CandleSeries:
     """
     builder = SeriesBuilder(exchange, symbol, None, source=f"data file {path}", place=partial(_line_of, path))
     try:
-        with path.open(newline="", encoding="utf-8") as file:
+        with path.open(newline="", encoding="utf-8-sig") as file:  # a spreadsheet's byte-order mark too
             rows = csv.reader(file)
             header = [name.strip().lower() for name in next(rows, [])]
             if not header:

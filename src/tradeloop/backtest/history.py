@@ -183,7 +183,7 @@ def _scaled(text: str | Decimal) -> tuple[int, int]:
     if isinstance(text, str) and text.isascii():
         whole, _, fraction = text.strip().partition(".")
         if (whole.isdigit() or not whole) and (fraction.isdigit() or not fraction) and (whole or fraction):
-            if len(whole) + len(fraction) <= _MAX_DIGITS:
+            if len(whole.lstrip("0")) + len(fraction) <= _MAX_DIGITS:
                 return int(whole + fraction), len(fraction)  # the common case, five times faster than Decimal
             raise InvalidValueError(f"{preview(text)} has over {_MAX_DIGITS} digits")
     try:
@@ -305,8 +305,9 @@ class SeriesBuilder:
 
     def _rescale(self, columns: tuple[int, ...], factor: int) -> None:
         """Multiply the rows so far by ``factor`` (a row came with more decimals). Raises OverflowError."""
-        for index in columns:
-            self._columns[index][:] = array("q", [value * factor for value in self._columns[index]])
+        rescaled = [array("q", [value * factor for value in self._columns[index]]) for index in columns]
+        for index, column in zip(columns, rescaled, strict=True):  # all or none: after any overflow
+            self._columns[index][:] = column
 
     def _infer_timeframe(self, open_times: array[int]) -> str:
         steps = [after - before for before, after in pairwise(open_times) if after > before]

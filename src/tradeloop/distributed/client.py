@@ -142,11 +142,16 @@ async def until_available(
             attempt += 1
             if on_retry is not None:
                 on_retry(exc)
-            covered = _RETRY_LOGS.admit(what.partition(" ")[0])
-            if covered is not None:
-                more = f"; {covered - 1} more retries of it since the last such line" if covered > 1 else ""
-                log.warning("%s (attempt %d%s); retrying", exc, attempt, more)
+            log_retry(exc, attempt, what)
             await anyio.sleep(full_jitter_delay(attempt, base, cap))
+
+
+def log_retry(error: RedisUnavailable, attempt: int, what: str) -> None:
+    """Log that ``what`` is retried after ``error``: one line a minute per Redis command."""
+    covered = _RETRY_LOGS.admit(what.partition(" ")[0])
+    if covered is not None:
+        more = f"; {covered - 1} more retries of it since the last such line" if covered > 1 else ""
+        log.warning("%s (attempt %d%s); retrying", error, attempt, more)
 
 
 @asynccontextmanager

@@ -81,6 +81,7 @@ from .client import (
     RedisError,
     RedisGroupLost,
     RedisUnavailable,
+    log_retry,
     open_redis,
     redacted_url,
     redis_errors,
@@ -434,7 +435,7 @@ class _KlineStream:
             except RedisUnavailable as exc:
                 failures += 1
                 self.source.count_retry(exc)
-                log.warning("%s (attempt %d); retrying", exc, failures)
+                log_retry(exc, failures, f"XREADGROUP {self.name}")
                 await anyio.sleep(full_jitter_delay(failures, 0.05, 2.0))
                 position = b"0"
                 continue

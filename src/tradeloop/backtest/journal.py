@@ -43,7 +43,11 @@ class BacktestJournal(Journal):
         # the run later than asked (under a MockClock with an autojump threshold, a thread is idle).
         await trio.lowlevel.checkpoint()
         connection = open_connection(path, starting_cash)
-        connection.execute("PRAGMA synchronous=OFF")
+        try:
+            connection.execute("PRAGMA synchronous=OFF")
+        except BaseException:
+            close_connection(connection)
+            raise
         return connection
 
     @trio.lowlevel.enable_ki_protection

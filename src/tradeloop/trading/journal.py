@@ -287,10 +287,10 @@ def open_connection(path: Path, starting_cash: Decimal) -> sqlite3.Connection:
 
 def close_connection(connection: sqlite3.Connection) -> None:
     """Close a connection of :func:`open_connection`, so this process may open its journal again."""
-    with _OPEN_LOCK:
-        try:
-            connection.close()
-        finally:
+    try:
+        connection.close()  # not under _OPEN_LOCK: a close that hangs on the disk must not stop other opens
+    finally:
+        with _OPEN_LOCK:
             for key in [key for key, held in _OPEN.items() if held is connection]:
                 del _OPEN[key]
 
@@ -304,7 +304,7 @@ _OPEN_LOCK = threading.Lock()
 
 def _file_key(path: Path) -> tuple[int, int] | None:
     try:
-        status = os.stat(path)
+        status = os.lstat(path)  # a symbolic link is refused as one by _hold_file, not taken for its target
     except OSError:
         return None  # not there yet (created by the opening)
     return status.st_dev, status.st_ino

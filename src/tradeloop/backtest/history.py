@@ -312,7 +312,7 @@ class SeriesBuilder:
     def _infer_timeframe(self, open_times: array[int]) -> str:
         steps = [after - before for before, after in pairwise(open_times) if after > before]
         if not steps:
-            raise InvalidValueError(f"{self.source}: every candle has the same open time")
+            raise InvalidValueError(f"{self.source}: one candle does not tell its timeframe; give two or more")
         step = min(steps)
         for name, length in TIMEFRAMES.items():
             if length == step and name != "1M":

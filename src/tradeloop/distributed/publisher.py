@@ -35,8 +35,10 @@ from typing import TypeVar
 import anyio
 import anyio.abc
 import coredis.exceptions
+import httpx
 from coredis.tokens import PureToken
 
+from ..errors import TradeloopError
 from ..models import Kline, Tick
 from ..streams import MarketData, StreamHealth, Subscription, candles_between
 from ..streams.errors import describe
@@ -103,7 +105,7 @@ class Publisher:
             history = await self._source.fetch_klines(
                 key.exchange, topic.symbol, topic.timeframe, limit=self.settings.backfill
             )
-        except Exception as exc:  # any source's failure (REST down at start): publish live candles anyway
+        except (httpx.HTTPError, TradeloopError, TimeoutError) as exc:  # REST down at start: go on live
             # Not fatal: the seam below fetches what closed since the stream's last candle once
             # the first live candle arrives (a stream without one starts at the live candles).
             log.error("%s: the start backfill failed (%s); publishing live candles", key, describe(exc))

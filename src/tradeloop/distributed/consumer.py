@@ -370,10 +370,10 @@ class _KlineStream:
                 log.error("%s", exc)  # the next round recreates it: see _recover_lost_group
 
     async def _recover_lost_group(self) -> None:
-        """The group was just created although this engine processed candles of it before: Redis
-        lost its data (restarted without persistence, or the stream was deleted). The group,
-        created reading the stream from its start, gets this engine's last processed candle as
-        its progress: the candles after it are handed on once (those before, the collector's
+        """The group's progress is gone although this engine processed candles of it: Redis lost
+        its data (restarted without persistence, or the stream was deleted). The group, created
+        reading the stream from its start, gets this engine's last processed candle as its
+        progress: the candles after it are handed on once (those before, the collector's
         backfill included, are repeats), and a gap to them is fetched over REST.
 
         Found by an outside look (the owning engine ended with NOGROUP) and a review (recovering
@@ -399,8 +399,7 @@ class _KlineStream:
     async def _read_group_entries(self) -> None:
         redis = self.source.redis
         settings = self.source.settings
-        if await self._ensure_group() and self.processed_up_to is not None:
-            await self._recover_lost_group()
+        await self._ensure_group()
         await self._find_resume_point()
         self.owned = True
         self.resumed.set()
@@ -450,10 +449,10 @@ class _KlineStream:
             if position != b">":
                 position = entries[-1][0] if entries else b">"
 
-    async def _ensure_group(self) -> bool:
-        """Create the group unless it exists; whether it was created. A new group reads the
-        candles that close from then on (from the stream's end), unless this engine processed
-        candles of it before: then it reads the stream from its start (see _recover_lost_group)."""
+    async def _ensure_group(self) -> None:
+        """Create the group unless it exists. A new group reads the candles that close from then
+        on (from the stream's end), unless this engine processed candles of it before: Redis lost
+        it, and it reads the stream from its start (see _recover_lost_group)."""
         first_entry = "$" if self.processed_up_to is None else "0"
         try:
             await until_available(
@@ -466,8 +465,6 @@ class _KlineStream:
         except RedisError as exc:
             if not isinstance(exc.__cause__, StreamDuplicateConsumerGroupError):
                 raise
-            return False
-        return True
 
     async def _find_resume_point(self) -> None:
         """Where the group stands: after the newest candle it processed, else after its pending
@@ -478,6 +475,12 @@ class _KlineStream:
         progress = await until_available(
             lambda: redis.get(self.progress_key), f"GET {self.progress_key}", on_retry=self.source.count_retry
         )
+        if progress is None and self.processed_up_to is not None:
+            # The progress this engine wrote is gone: Redis lost its data. (Not keyed on creating
+            # the group: a tenure cancelled between XGROUP CREATE and its reply leaves a group
+            # this engine did not see created.)
+            await self._recover_lost_group()
+            progress = str(self.processed_up_to).encode()
         # Skipping history writes no progress, so an engine stopped part-way through a start
         # backfill skips the rest of it when it comes back.
         self.history_first = progress is None

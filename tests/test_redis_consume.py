@@ -392,6 +392,56 @@ async def test_a_lost_group_noticed_first_by_the_heartbeat_loses_nothing(
     assert len(processor.processed[SWAP]) >= 8
 
 
+async def test_redis_lost_before_a_restarted_engine_processed_anything_loses_nothing(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+) -> None:
+    # Found by a second review: recovery knew only what this process had acknowledged, not the
+    # progress the group had when this engine took the stream.
+    processor = Processor()
+    async with collector(redis_server) as sim, trio.open_nursery() as nursery:
+        with_rest = {"bingx": sim.exchange()}
+        await consume_for(3 * 60, processor, settings(redis_server), (SWAP,), with_rest)
+        await trio.sleep(2 * 60)  # the engine is down: two candles wait in the stream
+        processor.seconds_each = 30.0  # the first candle takes 30 s
+        nursery.start_soon(consume_for, 6 * 60, processor, settings(redis_server), (SWAP,), with_rest)
+        await trio.sleep(10)
+        redis_server.restart()  # no AOF
+    assert_matches_history(sim, processor.processed[SWAP])
+
+
+async def test_an_engine_that_handed_a_stream_on_does_not_rewind_it_after_redis_lost_its_data(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Found by a second review: engine a remembered the candle it processed before handing the
+    # stream to b; after Redis lost its data, a took the stream and wrote that as the group's
+    # progress, and b processed six candles a second time.
+    read_group = _KlineStream._read_group
+
+    async def slow_to_notice(stream: _KlineStream, position: bytes, *, wait: bool) -> list[Any]:
+        try:
+            return await read_group(stream, position, wait=wait)
+        except RedisGroupLost:
+            await trio.sleep(5)
+            raise
+
+    monkeypatch.setattr(_KlineStream, "_read_group", slow_to_notice)
+    first, second = Processor(), Processor()
+    async with collector(redis_server) as sim, trio.open_nursery() as nursery:
+        with_rest = {"bingx": sim.exchange()}
+        nursery.start_soon(consume_for, 20 * 60, first, settings(redis_server, "a"), (ETH,), with_rest)
+        await trio.sleep(3 * 60)
+        nursery.start_soon(consume_for, 17 * 60, second, settings(redis_server, "b"), (ETH,), with_rest)
+        await trio.sleep(6 * 60 + 13)
+        redis_server.stop()
+        await trio.sleep(30)
+        redis_server.start()  # empty
+    both = sorted(first.processed[ETH] + second.processed[ETH], key=lambda k: k.open_time)
+    assert_matches_history(sim, both, "ETH-USDT")
+
+
 async def test_an_engine_by_a_name_another_running_engine_has_is_refused(
     mock_clock: MockClock,
     redis_server: RedisServer,  # noqa: F811

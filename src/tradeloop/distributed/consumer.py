@@ -211,6 +211,8 @@ class _KlineStream:
         is processed; the newest :data:`_HANDED_OVER_KEPT` are kept (older ones left the buffers
         long ago)."""
         self.processed: list[int] = []
+        self.to_another = False
+        """This tenure ends because another engine takes the stream."""
         self.processed_up_to: int | None = None
         """The newest candle this engine processed and acknowledged, across tenures: where its
         group stands should Redis lose the group's progress with its data."""
@@ -228,7 +230,7 @@ class _KlineStream:
                     try:
                         async with anyio.create_task_group() as tenure:
                             tenure.start_soon(self._keep_lease, tenure.cancel_scope)
-                            tenure.start_soon(self._read)
+                            tenure.start_soon(self._read, tenure.cancel_scope)
                             tenure.start_soon(self._acknowledge_forever)
                     finally:
                         await self._hand_over()
@@ -282,9 +284,11 @@ class _KlineStream:
             holder, members = await self._heartbeat()
             if holder != me:
                 log.warning("%s: lease lost to %r; stopping reading", self.name, holder or "nobody")
+                self.to_another = bool(holder)
                 break
             if not self._chosen(members):
                 log.info("%s: handing over to %s", self.name, rendezvous_owner(members, self.name))
+                self.to_another = True
                 break
         tenure.cancel()
 
@@ -313,6 +317,12 @@ class _KlineStream:
         finally:
             self.delivered.clear()
             self.processed.clear()
+            if self.to_another:
+                # Its processing from now on is not ours to see: what this engine processed no
+                # longer says where the group stands (recovering a lost group from it would
+                # rewind the group, and candles would be processed again; a review's repro).
+                self.processed_up_to = None
+                self.to_another = False
         if scope.cancelled_caught:
             log.error("%s: hand-over took over %.0f s; the lease expires by itself", self.name, _CLOSE_TIMEOUT)
 
@@ -362,12 +372,14 @@ class _KlineStream:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    async def _read(self) -> None:
-        while True:
-            try:
-                await self._read_group_entries()
-            except RedisGroupLost as exc:
-                log.error("%s", exc)  # the next round recreates it: see _recover_lost_group
+    async def _read(self, tenure: anyio.CancelScope) -> None:
+        try:
+            await self._read_group_entries()
+        except RedisGroupLost as exc:
+            # Redis lost its data, our lease with it: end the tenure (never read without the
+            # lease, or two engines could read the stream); the next one recovers the group.
+            log.error("%s", exc)
+            tenure.cancel()
 
     async def _recover_lost_group(self) -> None:
         """The group's progress is gone although this engine processed candles of it: Redis lost
@@ -475,7 +487,9 @@ class _KlineStream:
         progress = await until_available(
             lambda: redis.get(self.progress_key), f"GET {self.progress_key}", on_retry=self.source.count_retry
         )
-        if progress is None and self.processed_up_to is not None:
+        if progress is not None and (self.processed_up_to is None or int(progress) > self.processed_up_to):
+            self.processed_up_to = int(progress)  # where the group stands, should Redis lose it
+        elif progress is None and self.processed_up_to is not None:
             # The progress this engine wrote is gone: Redis lost its data. (Not keyed on creating
             # the group: a tenure cancelled between XGROUP CREATE and its reply leaves a group
             # this engine did not see created.)

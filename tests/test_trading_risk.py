@@ -110,6 +110,20 @@ async def test_a_signal_from_a_candle_newer_ones_replaced_opens_nothing() -> Non
     assert isinstance(await lenient.submit(signal(Signal.buy(candle(100), D(1), "no limit"))), Fill)
 
 
+async def test_a_late_signal_still_gets_a_strategy_out() -> None:
+    # Found by a second review: a late flip was refused whole (the long stayed open), and a late
+    # exit was refused when another strategy held the other side (judged on the net position).
+    portfolio, risk = make(RiskLimits(max_tick_age=None, max_orders_per_minute=None, max_candle_lag=3))
+    mark(portfolio, risk, "100")
+    late = Kline("bingx", BTC, "1m", 1_700_006_400_000 - 10 * 60_000, D(1), D(1), D(1), D(1), D(1), closed=True)
+    assert isinstance(await risk.submit(hold("1", strategy="a")), Fill)
+    assert isinstance(await risk.submit(hold("-1", strategy="b")), Fill)
+    flip = await risk.submit(replace(Signal.hold(late, D(-1), "short, late"), strategy="a"))
+    assert isinstance(flip, Fill) and flip.quantity == 1  # closed, not reversed
+    assert isinstance(await risk.submit(replace(Signal.hold(late, D(0), "out, late"), strategy="b")), Fill)
+    assert portfolio.strategy_positions() == {}
+
+
 async def test_max_order_notional() -> None:
     portfolio, risk = make(RiskLimits(max_order_notional=D("500"), max_tick_age=None))
     mark(portfolio, risk, "100")

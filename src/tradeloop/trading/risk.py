@@ -13,9 +13,10 @@ Amounts are in quote currency (USDT), all > 0; ``max_drawdown`` is a fraction (0
 - ``max_tick_age``: seconds since the instrument's latest tick; older data gets no order;
 - ``max_orders_per_minute``: orders approved in any 60 s of Trio's clock.
 
-- ``max_candle_lag`` (default 3): a signal prompted by a closed candle (``Signal.candle``) that
-  opens or grows a position is refused (``stale_signal``) once that many newer candles have
-  closed by the instrument's latest tick. Candles reach strategies that late from a backlog (an
+- ``max_candle_lag`` (default 3): a signal prompted by a closed candle (``Signal.candle``) is
+  refused (``stale_signal``) once that many newer candles have closed by the instrument's latest
+  tick, except its part that brings the strategy's own position towards flat (a late exit is
+  made, a late flip only closes). Candles reach strategies that late from a backlog (an
   engine taking over a stream a dead engine left unprocessed) or a backfill after a gap: their
   signals would trade the current price on old information, several round trips in the same
   millisecond (an outside look saw exactly that). Not 1: the simulator at ``--speed 120``
@@ -98,7 +99,8 @@ class RiskLimits:
     max_orders_per_minute: int | None = 60
     max_candle_lag: int | None = 3
     """Candles a signal's candle may lag the market: once that many newer candles have closed
-    (by the instrument's latest tick), a signal from it that opens or grows a position is refused."""
+    (by the instrument's latest tick), a signal from it only brings the strategy's own position
+    towards flat (the rest is refused)."""
 
     def __post_init__(self) -> None:
         for field in fields(self):
@@ -411,12 +413,18 @@ class RiskManager:
         if limits.max_tick_age is not None and age > limits.max_tick_age:
             detail = f"last tick of {symbol} is {age:.1f} s old (max_tick_age {limits.max_tick_age} s)"
             return reject(RejectReason.STALE_MARKET_DATA, detail)
+        stale = self._stale_since(signal)
+        if stale is not None:
+            # Too late to open anything; still in time to get out: only the part of the order
+            # that brings the strategy's own position towards flat is kept (a late flip closes).
+            own = portfolio.strategy_position(signal.strategy, exchange, symbol)
+            if own * change >= 0:
+                return reject(RejectReason.STALE_SIGNAL, stale)
+            change = max(change, -own) if change < 0 else min(change, -own)
+            quantity = abs(change)
         held = portfolio.position(exchange, symbol).quantity
         after = held + change
         grows = not (abs(after) <= abs(held) and after * held >= 0)  # it opens or grows a position
-        stale = self._stale_since(signal)
-        if stale is not None and grows:
-            return reject(RejectReason.STALE_SIGNAL, stale)
         notional = quantity * price
         if limits.max_order_notional is not None and notional > limits.max_order_notional:
             detail = f"order notional {notional} exceeds max_order_notional {limits.max_order_notional}"

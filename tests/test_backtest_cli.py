@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import signal
 import subprocess
 import sys
 import time
 import tracemalloc
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -281,3 +283,24 @@ def test_a_row_refused_for_its_digits_leaves_the_builder_as_it_was() -> None:
     builder.add(180_000, "2", "3", "1", "2", "1")
     series = builder.build()
     assert [(k.open, k.high) for k in map(series.kline, range(len(series)))] == [(1, 5 * 10**18), (2, 3)]
+
+
+@pytest.mark.parametrize(("cell", "volume"), [("0" * 5000 + "1", "1"), ("0.5000", "0.5")])
+def test_leading_zeros_do_not_count_as_digits(tmp_path: Path, cell: str, volume: str) -> None:
+    from tradeloop.backtest import read_csv
+
+    data = tmp_path / "c.csv"
+    data.write_text(f"open_time,open,high,low,close,volume\n1767225600000,1,2,1,1,{cell}\n1767225660000,1,2,1,1,1\n")
+    series = read_csv(data, exchange="bingx", symbol="BTC/USDT:USDT")
+    assert series.kline(0).volume == Decimal(volume)  # a second review: 5000 zeros were Python's int-limit error
+
+
+def test_a_huge_exponent_is_refused_at_once(tmp_path: Path) -> None:
+    from tradeloop.backtest import read_csv
+
+    data = tmp_path / "c.csv"
+    data.write_text("open_time,open,high,low,close,volume\n1767225600000,1,2,1,1,1E9999999\n1767225660000,1,2,1,1,1\n")
+    # Refused from its digits and exponent, before any arithmetic: it took 6 s to multiply out and
+    # refuse for its size (a second review).
+    with pytest.raises(ValueError, match=re.escape("c.csv:2: volume: '1E9999999' has over 38 digits")):
+        read_csv(data, exchange="bingx", symbol="BTC/USDT:USDT")

@@ -304,3 +304,14 @@ def test_a_huge_exponent_is_refused_at_once(tmp_path: Path) -> None:
     # refuse for its size (a second review).
     with pytest.raises(ValueError, match=re.escape("c.csv:2: volume: '1E9999999' has over 38 digits")):
         read_csv(data, exchange="bingx", symbol="BTC/USDT:USDT")
+
+
+def test_a_csv_of_monthly_candles_is_read_as_1m_months(tmp_path: Path) -> None:
+    from tradeloop.backtest import read_csv
+
+    # 2026-01-01, 2026-02-01, 2026-03-01: 31 and 28 days apart (a second review: months were refused).
+    data = tmp_path / "months.csv"
+    rows = "".join(f"{t},1,2,1,1,1\n" for t in (1767225600000, 1769904000000, 1772323200000))
+    data.write_text("open_time,open,high,low,close,volume\n" + rows)
+    series = read_csv(data, exchange="bingx", symbol="BTC/USDT:USDT")
+    assert series.timeframe == "1M" and len(series) == 3

@@ -23,6 +23,7 @@ from ..symbols import TIMEFRAMES, candle_open_time, next_open_time, timeframe_ms
 __all__ = ["CandleSeries", "Gap", "MarketHistory", "SeriesBuilder", "series_from_klines"]
 
 _INT64 = 2**63 - 1
+_DAY_MS = 86_400_000
 _MAX_DIGITS = 38
 """Digits a price or volume may have: more cannot fit the 64-bit columns scaled to the data's decimals anyway."""
 
@@ -318,6 +319,8 @@ class SeriesBuilder:
         for name, length in TIMEFRAMES.items():
             if length == step and name != "1M":
                 return name
+        if 28 * _DAY_MS <= step <= 31 * _DAY_MS and all(candle_open_time("1M", t) == t for t in open_times):
+            return "1M"  # months differ in length: every candle opens on the first of one
         raise InvalidValueError(
             f"{self.source}: candles {step} ms apart are not a known timeframe "
             f"({', '.join(name for name in TIMEFRAMES if name != '1M')})"

@@ -329,6 +329,23 @@ async def test_redis_restarts_lose_and_repeat_nothing(mock_clock: MockClock, per
         assert len(processor.processed[symbol]) >= 8
 
 
+async def consume_while_redis_loses_its_data(
+    server: RedisServer, processor: Processor, symbols: tuple[str, ...], minutes: float, *, batch: int = 100,
+    outage: float = 0.0,
+) -> Simulator:
+    """An engine reading ``symbols`` for ``minutes`` (gaps filled over REST) while the Redis
+    ``server``, which keeps no AOF, goes away 3 min 13 s in for ``outage`` seconds and comes back
+    empty: streams, groups, leases and progress gone. Returns the simulator the candles came from."""
+    async with collector(server) as sim, trio.open_nursery() as nursery:
+        with_rest = {"bingx": sim.exchange()}
+        nursery.start_soon(consume_for, minutes * 60, processor, settings(server, batch=batch), symbols, with_rest)
+        await trio.sleep(3 * 60 + 13)
+        server.stop()
+        await trio.sleep(outage)
+        server.start()
+    return sim
+
+
 async def test_a_redis_restarted_without_its_data_loses_and_repeats_nothing(
     mock_clock: MockClock,
     redis_server: RedisServer,  # noqa: F811
@@ -337,11 +354,7 @@ async def test_a_redis_restarted_without_its_data_loses_and_repeats_nothing(
     # with NOGROUP. It now recreates the group and goes on after its last candle, filling the
     # candles Redis lost over REST.
     processor = Processor()
-    async with collector(redis_server) as sim, trio.open_nursery() as nursery:
-        with_rest = {"bingx": sim.exchange()}
-        nursery.start_soon(consume_for, 8 * 60, processor, settings(redis_server), (SWAP, ETH), with_rest)
-        await trio.sleep(3 * 60 + 13)
-        redis_server.restart()  # no AOF: streams, groups, leases and progress are gone
+    sim = await consume_while_redis_loses_its_data(redis_server, processor, (SWAP, ETH), 8)
     for symbol, symbol_id in ((SWAP, "BTC-USDT"), (ETH, "ETH-USDT")):
         assert_matches_history(sim, processor.processed[symbol], symbol_id)
         assert len(processor.processed[symbol]) >= 7
@@ -354,13 +367,24 @@ async def test_candles_in_a_buffer_when_redis_loses_its_data_are_processed(
     # Found by a review: the group recovered from the last candle handed on, not the last one
     # processed, and the hand-over that follows a lost lease refused the buffered copies.
     processor = Processor(seconds_each=50.0)  # slower than a candle a minute: a backlog builds
-    async with collector(redis_server) as sim, trio.open_nursery() as nursery:
-        with_rest = {"bingx": sim.exchange()}
-        nursery.start_soon(consume_for, 14 * 60, processor, settings(redis_server, batch=1), (SWAP,), with_rest)
-        await trio.sleep(3 * 60 + 13)
-        redis_server.restart()  # no AOF
+    sim = await consume_while_redis_loses_its_data(redis_server, processor, (SWAP,), 14, batch=1)
     assert_matches_history(sim, processor.processed[SWAP])
     assert len(processor.processed[SWAP]) >= 8
+
+
+def slow_to_notice_a_lost_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read loop learns 5 s late that Redis lost the group (busy elsewhere: a full buffer, a
+    REST fill), so the lease heartbeat notices first."""
+    read_group = _KlineStream._read_group
+
+    async def slow_to_notice(stream: _KlineStream, position: bytes, *, wait: bool) -> list[Any]:
+        try:
+            return await read_group(stream, position, wait=wait)
+        except RedisGroupLost:
+            await trio.sleep(5)
+            raise
+
+    monkeypatch.setattr(_KlineStream, "_read_group", slow_to_notice)
 
 
 async def test_a_lost_group_noticed_first_by_the_heartbeat_loses_nothing(
@@ -370,24 +394,9 @@ async def test_a_lost_group_noticed_first_by_the_heartbeat_loses_nothing(
 ) -> None:
     # Found by a review: when the lease heartbeat noticed the data loss before the read loop did,
     # the next tenure created the group at the stream's end and skipped the outage's candles.
-    read_group = _KlineStream._read_group
-
-    async def slow_to_notice(stream: _KlineStream, position: bytes, *, wait: bool) -> list[Any]:
-        try:
-            return await read_group(stream, position, wait=wait)
-        except RedisGroupLost:
-            await trio.sleep(5)  # the read loop busy elsewhere (a full buffer, a REST fill)
-            raise
-
-    monkeypatch.setattr(_KlineStream, "_read_group", slow_to_notice)
+    slow_to_notice_a_lost_group(monkeypatch)
     processor = Processor()
-    async with collector(redis_server) as sim, trio.open_nursery() as nursery:
-        with_rest = {"bingx": sim.exchange()}
-        nursery.start_soon(consume_for, 10 * 60, processor, settings(redis_server), (SWAP,), with_rest)
-        await trio.sleep(3 * 60 + 13)
-        redis_server.stop()
-        await trio.sleep(150)
-        redis_server.start()  # empty
+    sim = await consume_while_redis_loses_its_data(redis_server, processor, (SWAP,), 10, outage=150)
     assert_matches_history(sim, processor.processed[SWAP])
     assert len(processor.processed[SWAP]) >= 8
 
@@ -418,16 +427,7 @@ async def test_an_engine_that_handed_a_stream_on_does_not_rewind_it_after_redis_
     # Found by a second review: engine a remembered the candle it processed before handing the
     # stream to b; after Redis lost its data, a took the stream and wrote that as the group's
     # progress, and b processed six candles a second time.
-    read_group = _KlineStream._read_group
-
-    async def slow_to_notice(stream: _KlineStream, position: bytes, *, wait: bool) -> list[Any]:
-        try:
-            return await read_group(stream, position, wait=wait)
-        except RedisGroupLost:
-            await trio.sleep(5)
-            raise
-
-    monkeypatch.setattr(_KlineStream, "_read_group", slow_to_notice)
+    slow_to_notice_a_lost_group(monkeypatch)
     first, second = Processor(), Processor()
     async with collector(redis_server) as sim, trio.open_nursery() as nursery:
         with_rest = {"bingx": sim.exchange()}

@@ -67,3 +67,26 @@ def test_bad_metrics_port_is_a_one_line_error(capsys: pytest.CaptureFixture[str]
     err = capsys.readouterr().err
     assert "invalid port '70000'" in err
     assert "Traceback" not in err
+
+
+async def test_a_snapshot_that_fails_fails_one_scrape_not_the_program(caplog: pytest.LogCaptureFixture) -> None:
+    from tradeloop.metrics.collector import Snapshot
+    from tradeloop.metrics.server import serve_metrics
+
+    calls = 0
+
+    def snapshot() -> Snapshot:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("a health field the collector did not expect")
+        return Snapshot()
+
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(serve_metrics, snapshot, 0)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            failed = await http.get("/metrics")
+            served = await http.get("/metrics")
+        nursery.cancel_scope.cancel()
+    assert failed.status_code == 500 and served.status_code == 200
+    assert "the snapshot could not be turned into metrics" in caplog.text

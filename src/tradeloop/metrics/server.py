@@ -54,7 +54,12 @@ async def _answer(stream: anyio.abc.SocketStream, registry: CollectorRegistry) -
                 head = await _read_head(stream)
                 if head is None:
                     return
-                await stream.send(_response(head, registry))
+                try:
+                    reply = _response(head, registry)
+                except Exception:  # a snapshot that cannot be read: this scrape fails, not the program
+                    log.exception("metrics: the snapshot could not be turned into metrics")
+                    reply = _reply(500, "Internal Server Error", b"the snapshot could not be read\n", "text/plain")
+                await stream.send(reply)
             except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
                 log.debug("metrics client went away: %r", exc)
 

@@ -442,6 +442,32 @@ async def test_an_engine_that_handed_a_stream_on_does_not_rewind_it_after_redis_
     assert_matches_history(sim, both, "ETH-USDT")
 
 
+@pytest.mark.parametrize("offset", [0.3, 1.3])
+async def test_a_stream_its_owner_keeps_loses_nothing_when_redis_loses_its_data(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    offset: float,
+) -> None:
+    # Found by a third review: Redis came back with an empty member set, so the standby engine
+    # that heartbeat first took the stream for a moment, starting at the stream's end, and the
+    # candle that closed during the outage was lost although the owner never changed. Engines
+    # now leave the position they processed as the group's progress when they let a stream go.
+    slow_to_notice_a_lost_group(monkeypatch)
+    first, second = Processor(), Processor()
+    async with collector(redis_server) as sim, trio.open_nursery() as nursery:
+        with_rest = {"bingx": sim.exchange()}
+        nursery.start_soon(consume_for, 14 * 60, first, settings(redis_server, "a"), (SWAP,), with_rest)
+        await trio.sleep(offset)  # b's heartbeats out of phase with a's
+        nursery.start_soon(consume_for, 14 * 60, second, settings(redis_server, "b"), (SWAP,), with_rest)
+        await trio.sleep(4 * 60 + 13)
+        redis_server.stop()
+        await trio.sleep(50)  # a candle closes while Redis is away
+        redis_server.start()  # no AOF: empty
+    both = sorted(first.processed[SWAP] + second.processed[SWAP], key=lambda k: k.open_time)
+    assert_matches_history(sim, both)
+
+
 async def test_an_engine_by_a_name_another_running_engine_has_is_refused(
     mock_clock: MockClock,
     redis_server: RedisServer,  # noqa: F811

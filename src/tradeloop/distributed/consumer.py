@@ -261,7 +261,9 @@ class _KlineStream:
             holder, members = await self._heartbeat()
             if holder == me:
                 return  # ours from before a restart, still unexpired
-            if not holder and self._chosen(members):
+            if holder:
+                self.processed_up_to = None  # another engine processes it now (see _hand_over)
+            elif self._chosen(members):
                 acquired = await until_available(
                     functools.partial(
                         self.source.redis.set,
@@ -311,6 +313,7 @@ class _KlineStream:
         try:
             with anyio.move_on_after(_CLOSE_TIMEOUT, shield=True) as scope:
                 await self._acknowledge()
+                await self._leave_progress()
                 me = self.source.settings.consumer
                 with _logged(f"releasing {self.lease_key}"):
                     await self.source.redis.eval(_RELEASE, [self.lease_key], [me])
@@ -381,6 +384,18 @@ class _KlineStream:
             log.error("%s", exc)
             tenure.cancel()
 
+    async def _leave_progress(self) -> None:
+        """Make sure the group's progress is at least what this engine processed (a no-op unless
+        Redis lost it): the engine that takes the stream next then fills what Redis lost from
+        there. Found by a third review: after a data loss a standby could take the stream for a
+        moment, starting at the stream's end, and the candles of the outage were skipped."""
+        processed = self.processed_up_to
+        if processed is None:
+            return
+        group = self.source.settings.group
+        with _logged(f"SET {self.progress_key}"):
+            await self.source.redis.eval(_ACKNOWLEDGE, [self.name, self.progress_key], [group, processed])
+
     async def _recover_lost_group(self) -> None:
         """The group's progress is gone although this engine processed candles of it: Redis lost
         its data (restarted without persistence, or the stream was deleted). The group, created
@@ -398,8 +413,8 @@ class _KlineStream:
         processed = self.processed_up_to
         assert processed is not None
         log.error(
-            "%s: the consumer group was gone (did Redis lose its data?); recreated, going on after the "
-            "candle at %s", self.name, processed
+            "%s: the consumer group's progress was gone or behind this engine's (did Redis lose its data?); "
+            "going on after the candle at %s", self.name, processed
         )
         group = self.source.settings.group
         await until_available(
@@ -487,12 +502,12 @@ class _KlineStream:
         progress = await until_available(
             lambda: redis.get(self.progress_key), f"GET {self.progress_key}", on_retry=self.source.count_retry
         )
-        if progress is not None and (self.processed_up_to is None or int(progress) > self.processed_up_to):
+        if progress is not None and (self.processed_up_to is None or int(progress) >= self.processed_up_to):
             self.processed_up_to = int(progress)  # where the group stands, should Redis lose it
-        elif progress is None and self.processed_up_to is not None:
-            # The progress this engine wrote is gone: Redis lost its data. (Not keyed on creating
-            # the group: a tenure cancelled between XGROUP CREATE and its reply leaves a group
-            # this engine did not see created.)
+        elif self.processed_up_to is not None:
+            # The progress is gone or behind what this engine processed: Redis lost its data, or
+            # restored an older copy. (Not keyed on creating the group: a tenure cancelled between
+            # XGROUP CREATE and its reply leaves a group this engine did not see created.)
             await self._recover_lost_group()
             progress = str(self.processed_up_to).encode()
         # Skipping history writes no progress, so an engine stopped part-way through a start
@@ -546,8 +561,8 @@ class _KlineStream:
             skipped.append(entry_id)
             return
         if kline.open_time in self.delivered:
-            # Handed on already in this tenure (a pending list read again after a failure, or a
-            # group recreated after Redis lost its data): not again, but the stream is past it.
+            # Handed on already in this tenure (a pending list read again after a failure): not
+            # again, but the stream is past it.
             if self.previous is None or kline.open_time > self.previous:
                 self.previous = kline.open_time
             return

@@ -52,6 +52,9 @@ __all__ = ["PublishSettings", "PublishTopics", "Publisher", "PublisherStats"]
 
 log = logging.getLogger(__name__)
 
+_FINAL_HEALTH_TIMEOUT = 2.0
+"""Seconds the last health report may take as the collector stops (Redis may be away)."""
+
 T = TypeVar("T")
 
 _DUPLICATE_ID = "equal or smaller than the target stream top item"
@@ -177,19 +180,27 @@ class Publisher:
         self.stats.redis_retries += 1
 
     async def _report_health(self) -> None:
+        try:
+            while True:
+                await self._write_health()
+                await anyio.sleep(self.settings.health_interval)
+        finally:
+            # Once more as the collector stops, so the hash ends with its final counts (an
+            # operator, or a test, reading it then saw the counts of up to an interval before).
+            with anyio.move_on_after(_FINAL_HEALTH_TIMEOUT, shield=True):
+                await self._write_health()
+
+    async def _write_health(self) -> None:
         key = collector_key(self.settings.collector, self.settings.prefix)
-        interval = self.settings.health_interval
-        while True:
-            fields = health_fields(self.stats, self._source.health())
-            try:
-                with redis_errors(f"HSET {key}"):
-                    await self._redis.hset(key, fields)
-                    await self._redis.pexpire(key, round(interval * 3000))
-            except RedisUnavailable as exc:
-                # Health is best effort: the next report carries the same counters.
-                self.stats.redis_retries += 1
-                log.warning("collector health not written: %s", exc)
-            await anyio.sleep(interval)
+        fields = health_fields(self.stats, self._source.health())
+        try:
+            with redis_errors(f"HSET {key}"):
+                await self._redis.hset(key, fields)
+                await self._redis.pexpire(key, round(self.settings.health_interval * 3000))
+        except RedisUnavailable as exc:
+            # Health is best effort: the next report carries the same counters.
+            self.stats.redis_retries += 1
+            log.warning("collector health not written: %s", exc)
 
 
 async def _appended(request: Awaitable[object]) -> bool:

@@ -30,7 +30,7 @@ from tradeloop.exchanges.ccxt import CcxtExchange
 from tradeloop.models import Fill, Kline, Signal, Tick
 from tradeloop.sim import SimConfig, Simulator, open_simulator
 from tradeloop.streams import StreamConfig, StreamManager
-from tradeloop.trading import EngineConfig, Journal, TradingEngine
+from tradeloop.trading import EngineConfig, Journal, Strategy, TradingEngine
 from tradeloop.trading.cli import run_command
 
 ETH = "ETH/USDT:USDT"
@@ -90,12 +90,12 @@ class Desk:
         self.scopes: dict[str, anyio.CancelScope] = {}
         self.publishers: list[Publisher] = []
 
-    def start_engine(self, consumer: str) -> None:
+    def start_engine(self, consumer: str, *more: Strategy) -> None:
         timeout = self.source["command_timeout"]
         settings = RedisSourceSettings(self.server.url, consumer=consumer, connect_timeout=timeout, **self.source)
         config = EngineConfig(
             exchanges={"bingx": self.sim.exchange()},
-            strategies=[Recorder(symbol, self.seen[symbol]) for symbol in SYMBOLS],
+            strategies=[*(Recorder(symbol, self.seen[symbol]) for symbol in SYMBOLS), *more],
             journal=self.journals / f"{consumer}.sqlite",
             snapshot_interval=30.0,
         )
@@ -198,6 +198,50 @@ FAST_MARKET = SimConfig(symbols=tuple(SYMBOLS.values()), start_ms=START_MS, seed
 @pytest.fixture(params=["trio", "asyncio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
+
+
+class FailsOnItsSecondCandle:
+    name = "fails"
+    symbols = (SWAP,)
+    timeframe = "1m"
+    warmup = 0
+
+    def __init__(self) -> None:
+        self.candles = 0
+
+    def on_kline(self, kline: Kline) -> list[Signal]:
+        self.candles += 1
+        if self.candles == 2:
+            raise RuntimeError("a bug in the strategy")
+        return []
+
+    def on_tick(self, tick: Tick) -> list[Signal]:
+        return []
+
+
+async def test_a_strategy_that_fails_does_not_stop_its_stream_being_acknowledged(
+    mock_clock: MockClock,
+    redis_server: RedisServer,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    # Found by a review: each strategy reported the candles it processed, a stream's entry was
+    # acknowledged once all of its readers had; a strategy disabled after an error reported no
+    # more, so nothing of its stream was acknowledged again, and a restart gave every candle
+    # since to the other strategies a second time.
+    sim_config = SimConfig(symbols=tuple(SYMBOLS.values()), start_ms=START_MS, seed=11)
+    async with open_simulator(sim_config) as sim, trio.open_nursery() as nursery:
+        desk = Desk(sim, redis_server, tmp_path, nursery)
+        desk.start_collector()
+        await trio.sleep(30)
+        desk.start_engine("a", FailsOnItsSecondCandle())
+        await trio.sleep(6 * 60)
+        desk.kill("a")
+        await trio.sleep(5)
+        desk.start_engine("a")
+        await trio.sleep(3 * 60)
+        nursery.cancel_scope.cancel()
+    assert_matches_history(sim, desk.seen[SWAP], "BTC-USDT")  # as received: no candle twice
+    assert len(desk.seen[SWAP]) >= 7
 
 
 @pytest.mark.anyio

@@ -22,7 +22,8 @@ would trade on stale prices). An engine keeps its consumer name across restarts.
 stream the engine first claims every pending entry of the group (``XAUTOCLAIM``: entries a dead
 or departed engine read but did not acknowledge), delivers its pending entries in order, then new
 ones. An entry is acknowledged (``XACK``) only after the engine's strategies processed the candle
-(see :class:`~.engine.RedisFeed`, which wraps the strategies to report it), and the same Lua step
+(the trading engine calls :meth:`RedisMarketData.mark_processed` once every strategy reading it
+has handled it), and the same Lua step
 records the newest processed open time in ``<prefix>:progress:<group>:<stream>``. So after a
 crash of either side every closed candle reaches a strategy exactly once: the collector's entry
 IDs make publishing idempotent, the group keeps the position, pending entries are redelivered,

@@ -17,7 +17,7 @@ from ..models import Kline, Tick
 from .fanout import SlowConsumerPolicy, Subscription
 from .health import StreamHealth
 
-__all__ = ["SHOULD_PROCESS", "MarketData", "MarketDataFactory", "TickKind"]
+__all__ = ["MARK_PROCESSED", "SHOULD_PROCESS", "MarketData", "MarketDataFactory", "TickKind"]
 
 TickKind = Literal["ticker", "last_price", "mark_price", "book_ticker"]
 
@@ -66,6 +66,12 @@ SHOULD_PROCESS = "should_process"
 ``should_process(kline) -> bool``, asked before the engine's strategies take a closed candle; a
 refused copy is skipped before it counts as seen, so a fresh copy of it still gets through. A
 source without it (one's own) hands every candle to the strategies."""
+
+
+MARK_PROCESSED = "mark_processed"
+"""Its companion: ``mark_processed(kline)``, called once every strategy reading a closed candle it
+admitted has handled it (a strategy that failed on it included: it is disabled and reads no
+more), so the source can acknowledge it."""
 
 
 MarketDataFactory = Callable[[], AbstractAsyncContextManager[MarketData]]

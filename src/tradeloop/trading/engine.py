@@ -43,7 +43,7 @@ from .._groups import first_error_of, single_error
 from ..errors import InvalidValueError, SubscriptionError
 from ..models import Kline, Signal, Tick
 from ..streams import MarketData, MarketDataFactory, StreamHealth, StreamManager, Subscription, candles_between
-from ..streams.source import SHOULD_PROCESS
+from ..streams.source import MARK_PROCESSED, SHOULD_PROCESS
 from .config import EngineConfig
 from .journal import Journal, RiskRecord
 from .portfolio import PortfolioManager, PortfolioSnapshot
@@ -255,6 +255,9 @@ class TradingEngine:
             admit = getattr(streams, SHOULD_PROCESS, None)  # optional: a source shared with other engines
             if admit is not None:
                 run.coordinator.admit = admit
+            processed = getattr(streams, MARK_PROCESSED, None)  # its companion: acknowledgements
+            if processed is not None:
+                run.coordinator.processed = processed
             # The subscriptions belong to this function, not to the pumps reading them: they stay
             # open until the health snapshot below has seen every topic with its final counters.
             ticks = {(exchange, symbol): streams.ticks(exchange, symbol) for exchange, symbol in self._instruments()}

@@ -160,6 +160,9 @@ class StrategyCoordinator:
         self.admit: Callable[[Kline], bool] = _admit_all
         """Asked first for every closed candle (the source's ``should_process``): a refused
         copy reaches no strategy and is not counted as seen, so a fresh copy still gets through."""
+        self.processed: Callable[[Kline], None] = _processed_nowhere
+        """Told of every admitted closed candle once each strategy reading it has handled it
+        (the source's ``mark_processed``), before any of its signals is sent on."""
 
     def status(self) -> tuple[StrategyStatus, ...]:
         return tuple(slot.status() for slot in self._slots)
@@ -170,8 +173,9 @@ class StrategyCoordinator:
         History only builds state: a signal computed from it would trade at a price minutes old.
         """
         for kline in history:
-            for slot in self._kline_slots(kline):
-                self._call(slot, kline)
+            if kline.closed and self.admit(kline):
+                for slot in self._kline_slots(kline):
+                    self._call(slot, kline)
 
     async def run(self, market: ReceiveChannel[Kline | Tick]) -> None:
         """Dispatch until ``market`` is closed (or the task is cancelled)."""
@@ -179,11 +183,17 @@ class StrategyCoordinator:
             async for item in market:
                 if isinstance(item, Tick):
                     slots = [slot for slot in self._slots if slot.wants(item.exchange, item.symbol)]
+                elif not item.closed or not self.admit(item):
+                    continue
                 else:
                     slots = self._kline_slots(item)
-                for slot in slots:
-                    for signal in self._call(slot, item):
-                        await self._signals.send(signal)
+                # Every strategy handles the item before any signal is sent (an await): a shared
+                # source's hand-over could otherwise begin between two strategies of one candle.
+                signals = [signal for slot in slots for signal in self._call(slot, item)]
+                if isinstance(item, Kline):
+                    self.processed(item)
+                for signal in signals:
+                    await self._signals.send(signal)
 
     def rejected(self, rejection: Rejection) -> None:
         """Tell the strategy behind a refused signal what it actually holds (its ``on_rejected``).
@@ -200,9 +210,8 @@ class StrategyCoordinator:
             self._disable(slot, exc, rejection)
 
     def _kline_slots(self, kline: Kline) -> list[_Slot]:
-        """Strategies that should see ``kline``; records it so a repeat of the candle is skipped."""
-        if not kline.closed or not self.admit(kline):
-            return []
+        """Strategies that should see a closed ``kline`` the source admitted; records it so a
+        repeat of the candle is skipped."""
         key = (kline.exchange, kline.symbol, kline.timeframe)
         last = self._last_closed.get(key)
         if last is not None and kline.open_time <= last:
@@ -243,3 +252,7 @@ class StrategyCoordinator:
 
 def _admit_all(kline: Kline) -> bool:
     return True
+
+
+def _processed_nowhere(kline: Kline) -> None:
+    """A source of one's own keeps no acknowledgements."""

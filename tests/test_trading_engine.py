@@ -4,12 +4,14 @@ a representative set on both Trio and asyncio (real time, a fast market)."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -235,14 +237,20 @@ async def test_candles_closing_between_warm_up_and_the_first_push_reach_the_stra
             journal=tmp_path / "journal.sqlite",
             streams=dataclasses.replace(StreamConfig(), stall_timeout=600.0),
         )
-        await TradingEngine(config).run(duration=duration)
-    # Every candle once, in order, from the warm-up's first to the last handed over. (Not a count:
-    # under load, virtual time may jump while the journal opens in a worker thread, and the
-    # warm-up then ends a candle later, which is as correct.)
+        engine = TradingEngine(config)
+        # Virtual time stands still while the journal opens in a worker thread: an autojumping
+        # clock would jump to the simulator's next timers meanwhile, and under load the engine
+        # then started minutes late, after the pushes this test is about (two failed CI runs).
+        mock_clock.autojump_threshold = math.inf
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(engine.run, duration=duration))
+            while engine.portfolio is None:  # busy, so the clock cannot jump either
+                await trio.lowlevel.checkpoint()
+            mock_clock.autojump_threshold = 0.005
     assert start in recorder.open_times
     assert recorder.open_times == list(range(recorder.open_times[0], recorder.open_times[-1] + 1, 60_000))
     assert recorder.open_times[-1] == start + last * 60_000
-    assert len(recorder.open_times) >= 3 + last
+    assert len(recorder.open_times) == 3 + last + 1  # the warm-up's three, then candles 0 to last
 
 
 async def test_stop_returns_a_summary(mock_clock: MockClock, tmp_path: Path) -> None:

@@ -48,8 +48,8 @@ def settings(server: RedisServer, consumer: str = "engine-a", **options: object)
         "read_wait": 0,
         "poll_interval": 2.0,
         "lease_ttl": 6.0,
-        "command_timeout": 120.0,
-        "connect_timeout": 120.0,
+        "command_timeout": 3600.0,  # simulated: see SIMULATED_TIMEOUTS
+        "connect_timeout": 3600.0,
     }
     values.update(options)
     return RedisSourceSettings(server.url, consumer=consumer, **values)  # type: ignore[arg-type]

@@ -62,7 +62,7 @@ class Recorder:
         return []
 
 
-SIMULATED_SOURCE = {"read_wait": 0, "poll_interval": 2.0, "lease_ttl": 6.0, "command_timeout": 120.0}
+SIMULATED_SOURCE = {"read_wait": 0, "poll_interval": 2.0, "lease_ttl": 6.0, "command_timeout": 3600.0}
 """Source settings for an autojumping MockClock (the Redis server cannot follow its time)."""
 REAL_TIME_SOURCE = {"read_wait": 0.05, "lease_ttl": 0.6, "command_timeout": 5.0}
 

@@ -55,7 +55,7 @@ import hashlib
 import logging
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any, cast
 
@@ -358,13 +358,8 @@ class _KlineStream:
         done = [t for t in self.processed[:taken] if t in self.delivered]
         if done:
             ids = [entry for entry in (self.delivered[t] for t in done) if entry is not None]
-            group = self.source.settings.group
             await until_available(
-                lambda: self.source.redis.eval(
-                    _ACKNOWLEDGE, [self.name, self.progress_key], [group, max(done), *ids]
-                ),
-                f"XACK {self.name}",
-                on_retry=self.source.count_retry,
+                lambda: self._record_progress(max(done), ids), f"XACK {self.name}", on_retry=self.source.count_retry
             )
             for t in done:
                 del self.delivered[t]
@@ -393,9 +388,15 @@ class _KlineStream:
         processed = self.processed_up_to
         if processed is None:
             return
-        group = self.source.settings.group
         with _logged(f"SET {self.progress_key}"):
-            await self.source.redis.eval(_ACKNOWLEDGE, [self.name, self.progress_key], [group, processed])
+            await self._record_progress(processed)
+
+    def _record_progress(self, newest: int, ids: Sequence[bytes] = ()) -> Awaitable[Any]:
+        """Acknowledge ``ids`` and raise the group's progress to ``newest`` if it is behind, in
+        one step (:data:`_ACKNOWLEDGE`)."""
+        return self.source.redis.eval(
+            _ACKNOWLEDGE, [self.name, self.progress_key], [self.source.settings.group, newest, *ids]
+        )
 
     async def _recover_lost_group(self) -> None:
         """The group's progress is gone although this engine processed candles of it: Redis lost
@@ -417,11 +418,8 @@ class _KlineStream:
             "%s: the consumer group's progress was gone or behind this engine's (did Redis lose its data?); "
             "going on after the candle at %s", self.name, processed
         )
-        group = self.source.settings.group
         await until_available(
-            lambda: self.source.redis.eval(_ACKNOWLEDGE, [self.name, self.progress_key], [group, processed]),
-            f"SET {self.progress_key}",
-            on_retry=self.source.count_retry,
+            lambda: self._record_progress(processed), f"SET {self.progress_key}", on_retry=self.source.count_retry
         )
 
     async def _read_group_entries(self) -> None:

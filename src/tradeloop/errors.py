@@ -52,3 +52,9 @@ class ListenError(TradeloopError):
     """A server cannot listen where it was asked to (a port in use, an address not of this host,
     an unknown host); the message names the address.
     """
+
+
+def preview(text: bytes | str, limit: int = 120) -> str:
+    """A bounded, printable excerpt of a frame, body or value for an error message (one may be
+    megabytes)."""
+    return repr(text[:limit]) + ("…" if len(text) > limit else "")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from itertools import pairwise
 
-from ..errors import InvalidValueError
+from ..errors import InvalidValueError, preview
 from ..models import Kline
 from ..symbols import TIMEFRAMES, candle_open_time, next_open_time, timeframe_ms, validate_timeframe
 
@@ -25,6 +25,8 @@ __all__ = ["CandleSeries", "Gap", "MarketHistory", "SeriesBuilder", "series_from
 _INT64 = 2**63 - 1
 _DAY_MS = 86_400_000
 _MAX_DIGITS = 38
+_PREVIEW = 40
+"""Characters of a refused value shown in its error."""
 """Digits a price or volume may have: more cannot fit the 64-bit columns scaled to the data's decimals anyway."""
 
 
@@ -187,29 +189,24 @@ def _scaled(text: str | Decimal) -> tuple[int, int]:
             significant = (whole + fraction).lstrip("0")
             if len(significant) <= _MAX_DIGITS and len(fraction) <= _MAX_DIGITS:
                 return int(significant or "0"), len(fraction)  # the common case, five times faster than Decimal
-            raise InvalidValueError(f"{preview(text)} has over {_MAX_DIGITS} digits")
+            raise InvalidValueError(f"{preview(text, _PREVIEW)} has over {_MAX_DIGITS} digits")
     try:
         value = text if isinstance(text, Decimal) else Decimal(text.strip())
     except InvalidOperation:
         raise InvalidValueError(f"{text!r} is not a number") from None
     except ValueError as exc:  # past Python's 4300-digit limit on int and Decimal conversions
-        raise InvalidValueError(f"{preview(str(text))} is not a number: {exc}") from None
+        raise InvalidValueError(f"{preview(str(text), _PREVIEW)} is not a number: {exc}") from None
     if not value.is_finite():
         raise InvalidValueError(f"{text!r} is not a finite number")
     sign, digits, exponent = value.as_tuple()
     assert isinstance(exponent, int)
     if len(digits) + max(exponent, 0) > _MAX_DIGITS or -exponent > _MAX_DIGITS:
         # Before any arithmetic: 1E9999999 took seconds to multiply out before it was refused.
-        raise InvalidValueError(f"{preview(str(text))} has over {_MAX_DIGITS} digits")
+        raise InvalidValueError(f"{preview(str(text), _PREVIEW)} has over {_MAX_DIGITS} digits")
     integer = int("".join(map(str, digits)) or "0") * (-1 if sign else 1)
     if exponent > 0:
         return integer * 10**exponent, 0
     return integer, -exponent
-
-
-def preview(text: str, limit: int = 40) -> str:
-    """A bounded excerpt of a value for an error message (a cell may be megabytes)."""
-    return repr(text[:limit]) + ("…" if len(text) > limit else "")
 
 
 def _candle_at(open_time: int) -> str:

@@ -20,7 +20,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ...errors import InvalidValueError
+from ...errors import InvalidValueError, preview
 from ...models import Tick
 from ...symbols import Market, validate_timeframe
 from ..base import (
@@ -36,7 +36,7 @@ from ..base import (
     TopicKind,
 )
 from ..bingx.codec import _undecodable  # one rule for both exchanges' JSON text
-from ..bingx.wire import lettered_kline, preview, to_decimal, to_time
+from ..bingx.wire import lettered_kline, to_decimal, to_time
 from ..limits import DEFAULT_LIMITS, PeerLimits, check_json_depth
 from .wire import EXCHANGE, JSON, Socket, binance_id, optional_decimal, unified_symbol, update_id
 

@@ -16,12 +16,12 @@ from typing import Any, Final
 
 import msgspec
 
-from ...errors import InvalidValueError
+from ...errors import InvalidValueError, preview
 from ...models import Kline, Tick
 from ...symbols import Market
 from ..base import ErrorKind, ExchangeError, ProtocolError, RateLimitedError
 from ..bingx.rest import _fields  # one rule for both exchanges' reply fields
-from ..bingx.wire import preview, to_decimal, to_time
+from ..bingx.wire import to_decimal, to_time
 from ..limits import DEFAULT_LIMITS, check_json_depth
 from .wire import EXCHANGE, JSON, optional_decimal
 

@@ -24,7 +24,7 @@ from typing import Any, Final
 
 import msgspec
 
-from ...errors import InvalidValueError
+from ...errors import InvalidValueError, preview
 from ...models import Kline, Tick
 from ...symbols import Market, candle_open_time
 from ..base import (
@@ -45,7 +45,6 @@ from .wire import (
     JSON,
     bingx_id,
     lettered_kline,
-    preview,
     timeframe_from_ws,
     to_decimal,
     to_time,

@@ -19,12 +19,12 @@ from typing import Any, Final
 
 import msgspec
 
-from ...errors import InvalidValueError
+from ...errors import InvalidValueError, preview
 from ...models import Kline, Tick
 from ...symbols import Market, next_open_time
 from ..base import ErrorKind, ExchangeError, ProtocolError, RateLimitedError
 from ..limits import DEFAULT_LIMITS, check_json_depth
-from .wire import EXCHANGE, JSON, bingx_id, preview, to_decimal, to_time
+from .wire import EXCHANGE, JSON, bingx_id, to_decimal, to_time
 
 __all__ = [
     "MAX_KLINES",

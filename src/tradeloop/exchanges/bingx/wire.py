@@ -28,7 +28,6 @@ __all__ = [
     "JSON",
     "bingx_id",
     "lettered_kline",
-    "preview",
     "timeframe_from_ws",
     "to_decimal",
     "to_time",
@@ -154,8 +153,3 @@ def lettered_kline(
         to_decimal(candle["v"], "v"),
         closed,
     )
-
-
-def preview(text: bytes | str, limit: int = 120) -> str:
-    """A bounded, printable excerpt of a frame or body for error messages."""
-    return repr(text[:limit]) + ("…" if len(text) > limit else "")

@@ -93,8 +93,7 @@ class RedisSourceSettings:
         for name in ("lease_ttl", "poll_interval", "connect_timeout", "command_timeout"):
             _check_seconds(name, getattr(self, name), minimum=0.001)
         _check_seconds("read_wait", self.read_wait, minimum=0.0)
-        if isinstance(self.batch, bool) or not isinstance(self.batch, int) or self.batch < 1:
-            raise InvalidValueError(f"data setting 'batch': expected a positive integer, got {self.batch!r}")
+        _check_count("data setting", "batch", self.batch)
 
     @property
     def timeouts(self) -> RedisTimeouts:
@@ -140,9 +139,7 @@ class PublishSettings:
         for name in ("prefix", "collector"):
             _check_name("publish setting", name, getattr(self, name))
         for name in ("kline_maxlen", "tick_maxlen", "backfill", "batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidValueError(f"publish setting {name!r}: expected a positive integer, got {value!r}")
+            _check_count("publish setting", name, getattr(self, name))
         interval = self.health_interval
         if isinstance(interval, bool) or not isinstance(interval, int | float) or not interval > 0:
             raise InvalidValueError(f"publish setting 'health_interval': expected seconds > 0, got {interval!r}")
@@ -163,3 +160,8 @@ def _check_name(kind: str, name: str, value: object) -> None:
     """A part of Redis keys: a non-empty string (an empty prefix made keys like ``:kline:...``)."""
     if not isinstance(value, str) or not value:
         raise InvalidValueError(f"{kind} {name!r}: expected a non-empty string, got {value!r}")
+
+
+def _check_count(kind: str, name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidValueError(f"{kind} {name!r}: expected a positive integer, got {value!r}")

@@ -208,14 +208,19 @@ async def test_an_engine_stopped_while_skipping_history_skips_the_rest_when_it_r
     assert candles and candles[0].open_time >= joined_ms - 60_000, [k.open_time for k in candles]
 
 
+def loser_and_winner(symbol: str) -> tuple[str, str]:
+    """Engines "a" and "b", the one that loses ``symbol``'s 1m stream to the other first."""
+    key = str(StreamKey.kline("bingx", symbol, "1m"))
+    return ("b", "a") if rendezvous_owner(["a", "b"], key) == "a" else ("a", "b")
+
+
 async def test_a_candle_is_not_processed_while_its_engine_hands_the_stream_over(
     mock_clock: MockClock,
     redis_server: RedisServer,  # noqa: F811
 ) -> None:
     # Found by an outside audit: while the hand-over awaited its last acknowledgement (a slow
     # Redis), the strategy went on processing candles the next owner then processed again.
-    key = str(StreamKey.kline("bingx", SWAP, "1m"))
-    loser, winner = ("b", "a") if rendezvous_owner(["a", "b"], key) == "a" else ("a", "b")
+    loser, winner = loser_and_winner(SWAP)
     first, second = Processor(seconds_each=0.5), Processor()
 
     async def consume_over_slow_redis(seconds: float) -> None:
@@ -264,8 +269,7 @@ async def test_a_stream_handed_over_mid_gap_gives_each_rest_candle_to_one_engine
     mock_clock: MockClock,
     redis_server: RedisServer,  # noqa: F811
 ) -> None:
-    key = str(StreamKey.kline("bingx", SWAP, "1m"))
-    first_name, second_name = ("b", "a") if rendezvous_owner(["a", "b"], key) == "a" else ("a", "b")
+    first_name, second_name = loser_and_winner(SWAP)
     first, second = Processor(seconds_each=20.0), Processor()  # the second engine wins the stream
     async with (
         collector(redis_server) as sim,
@@ -274,7 +278,7 @@ async def test_a_stream_handed_over_mid_gap_gives_each_rest_candle_to_one_engine
     ):
         await consume_for(3 * 60, Processor(), settings(redis_server, first_name), (SWAP,))
         await trio.sleep(10 * 60)
-        await redis.xtrim(key, PureToken.MAXLEN, 2)
+        await redis.xtrim(str(StreamKey.kline("bingx", SWAP, "1m")), PureToken.MAXLEN, 2)
         with_rest = {"bingx": sim.exchange()}
         nursery.start_soon(consume_for, 8 * 60, first, settings(redis_server, first_name), (SWAP,), with_rest)
         await trio.sleep(60)  # the first engine is part-way through the candles filled over REST
@@ -344,6 +348,32 @@ async def consume_while_redis_loses_its_data(
         await trio.sleep(outage)
         server.start()
     return sim
+
+
+async def two_engines_while_redis_loses_its_data(
+    server: RedisServer,
+    symbol: str,
+    *,
+    minutes: tuple[float, float],
+    b_joins_after: float,
+    lost_after: float,
+    outage: float,
+) -> tuple[Simulator, list[Kline]]:
+    """Engines a and b reading ``symbol`` for ``minutes`` each (gaps filled over REST), b joining
+    ``b_joins_after`` seconds after a; ``lost_after`` seconds later the Redis ``server`` (no AOF)
+    goes away for ``outage`` seconds and comes back empty. Returns the simulator and the candles
+    both processed, by open time."""
+    first, second = Processor(), Processor()
+    async with collector(server) as sim, trio.open_nursery() as nursery:
+        with_rest = {"bingx": sim.exchange()}
+        nursery.start_soon(consume_for, minutes[0] * 60, first, settings(server, "a"), (symbol,), with_rest)
+        await trio.sleep(b_joins_after)
+        nursery.start_soon(consume_for, minutes[1] * 60, second, settings(server, "b"), (symbol,), with_rest)
+        await trio.sleep(lost_after)
+        server.stop()
+        await trio.sleep(outage)
+        server.start()
+    return sim, sorted(first.processed[symbol] + second.processed[symbol], key=lambda k: k.open_time)
 
 
 async def test_a_redis_restarted_without_its_data_loses_and_repeats_nothing(
@@ -428,17 +458,9 @@ async def test_an_engine_that_handed_a_stream_on_does_not_rewind_it_after_redis_
     # stream to b; after Redis lost its data, a took the stream and wrote that as the group's
     # progress, and b processed six candles a second time.
     slow_to_notice_a_lost_group(monkeypatch)
-    first, second = Processor(), Processor()
-    async with collector(redis_server) as sim, trio.open_nursery() as nursery:
-        with_rest = {"bingx": sim.exchange()}
-        nursery.start_soon(consume_for, 20 * 60, first, settings(redis_server, "a"), (ETH,), with_rest)
-        await trio.sleep(3 * 60)
-        nursery.start_soon(consume_for, 17 * 60, second, settings(redis_server, "b"), (ETH,), with_rest)
-        await trio.sleep(6 * 60 + 13)
-        redis_server.stop()
-        await trio.sleep(30)
-        redis_server.start()  # empty
-    both = sorted(first.processed[ETH] + second.processed[ETH], key=lambda k: k.open_time)
+    sim, both = await two_engines_while_redis_loses_its_data(
+        redis_server, ETH, minutes=(20, 17), b_joins_after=3 * 60, lost_after=6 * 60 + 13, outage=30
+    )
     assert_matches_history(sim, both, "ETH-USDT")
 
 
@@ -454,17 +476,10 @@ async def test_a_stream_its_owner_keeps_loses_nothing_when_redis_loses_its_data(
     # candle that closed during the outage was lost although the owner never changed. Engines
     # now leave the position they processed as the group's progress when they let a stream go.
     slow_to_notice_a_lost_group(monkeypatch)
-    first, second = Processor(), Processor()
-    async with collector(redis_server) as sim, trio.open_nursery() as nursery:
-        with_rest = {"bingx": sim.exchange()}
-        nursery.start_soon(consume_for, 14 * 60, first, settings(redis_server, "a"), (SWAP,), with_rest)
-        await trio.sleep(offset)  # b's heartbeats out of phase with a's
-        nursery.start_soon(consume_for, 14 * 60, second, settings(redis_server, "b"), (SWAP,), with_rest)
-        await trio.sleep(4 * 60 + 13)
-        redis_server.stop()
-        await trio.sleep(50)  # a candle closes while Redis is away
-        redis_server.start()  # no AOF: empty
-    both = sorted(first.processed[SWAP] + second.processed[SWAP], key=lambda k: k.open_time)
+    sim, both = await two_engines_while_redis_loses_its_data(
+        # b's heartbeats out of phase with a's; a candle closes while Redis is away
+        redis_server, SWAP, minutes=(14, 14), b_joins_after=offset, lost_after=4 * 60 + 13, outage=50
+    )
     assert_matches_history(sim, both)
 
 
